@@ -1,0 +1,112 @@
+# The HTTP/1.1 codec's contract for other compiled modules (proxy, bench). See http1.pyx for the
+# theory of operation. Sans-I/O: bytes in, events out; no sockets, clocks or config here.
+
+from libc.stdint cimport int64_t, uint8_t, int32_t
+
+cdef enum:
+    H1_MAX_HEADERS_HARD = 256      # hard ceiling of the header arrays; max_headers is <= this
+
+# Events returned by H1Parser.next_event()
+cdef enum:
+    EV_NEED_DATA = 0   # feed() more bytes
+    EV_HEAD = 1        # a head was parsed: the head fields below are valid until the next EV_HEAD
+    EV_BODY = 2        # body bytes are self.data[self.ev_start:self.ev_end] (decoded: no chunk framing)
+    EV_END = 3         # the message is complete (trailers parsed into trailers_raw)
+    EV_ERROR = 4       # framing error: error_status + error_reason; the parser is dead afterwards
+    EV_PAUSED = 5      # after EV_END of a message that switches protocols (Upgrade/CONNECT): the
+                       # parser stops; the rest of the input is self.data[self.pos:] (see leftover())
+
+# Body framing decided once per message at EV_HEAD (RFC 9112 section 6.3)
+cdef enum:
+    BODY_NONE = 0
+    BODY_LENGTH = 1
+    BODY_CHUNKED = 2
+    BODY_UNTIL_CLOSE = 3   # responses only
+
+# Well-known header ids, set per header at parse time (hdr_id[i])
+cdef enum:
+    H_OTHER = 0
+    H_HOST = 1
+    H_CONTENT_LENGTH = 2
+    H_TRANSFER_ENCODING = 3
+    H_CONNECTION = 4
+    H_KEEP_ALIVE = 5
+    H_UPGRADE = 6
+    H_TE = 7
+    H_TRAILER = 8
+    H_PROXY_CONNECTION = 9
+    H_EXPECT = 10
+    H_X_FORWARDED_FOR = 11
+    H_X_FORWARDED_PROTO = 12
+    H_X_FORWARDED_HOST = 13
+    H_X_REQUEST_ID = 14
+    H_COOKIE = 15
+
+# Per-header flags (hdr_flags[i])
+cdef enum:
+    HF_HOP = 1     # hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+                   # Transfer-Encoding, Upgrade, and every header named in Connection
+    HF_DROP = 2    # the caller asked build_head() to leave it out
+
+
+cdef class H1Parser:
+    cdef readonly bint is_request
+    cdef public Py_ssize_t max_head_bytes     # 413 (request) when the head grows past this... see pyx
+    cdef public Py_ssize_t max_headers        # 431 when exceeded
+    cdef public Py_ssize_t max_uri_bytes      # 414 when exceeded
+
+    # input: the parser owns `data`; pos is how far it has consumed
+    cdef bytes data
+    cdef Py_ssize_t pos
+    cdef int state
+    cdef Py_ssize_t scan_pos                  # head search resumes here (no rescans on 1-byte feeds)
+
+    # the current head; every *_s/*_e offset points into `head`
+    cdef bytes head
+    cdef Py_ssize_t method_s, method_e, target_s, target_e
+    cdef Py_ssize_t reason_s, reason_e
+    cdef int version_minor                    # 0 or 1 (HTTP/1.0 or HTTP/1.1)
+    cdef int status                           # responses: the status code
+    cdef int nheaders
+    cdef int32_t name_s[H1_MAX_HEADERS_HARD]
+    cdef int32_t name_e[H1_MAX_HEADERS_HARD]
+    cdef int32_t value_s[H1_MAX_HEADERS_HARD]  # value with leading/trailing OWS removed
+    cdef int32_t value_e[H1_MAX_HEADERS_HARD]
+    cdef uint8_t hdr_id[H1_MAX_HEADERS_HARD]
+    cdef uint8_t hdr_flags[H1_MAX_HEADERS_HARD]
+    cdef int host_index                       # index of the Host header, -1 if absent
+
+    # framing and connection semantics of the current message, valid from EV_HEAD
+    cdef int body_kind
+    cdef int64_t content_length               # BODY_LENGTH: declared length
+    cdef int64_t remaining                    # bytes of body (or of the current chunk) still due
+    cdef bint keep_alive                      # this message allows another on the connection
+    cdef bint expect_continue                 # request had "Expect: 100-continue"
+    cdef bint upgrade                         # request: Upgrade + "Connection: upgrade", or CONNECT
+                                              # response: status 101
+    cdef bint method_is_head                  # request: method is HEAD
+    cdef bint response_to_head                # response parser: set by expect_response()
+    cdef bytes trailers_raw                   # trailer field lines, each ending CRLF ("" if none)
+
+    # outputs of next_event()
+    cdef Py_ssize_t ev_start, ev_end
+    cdef public int error_status
+    cdef public str error_reason
+
+    cpdef feed(self, bytes data)
+    cpdef int next_event(self) except -1
+    cpdef expect_response(self, bint to_head)  # response parser: the next response answers a HEAD
+    cpdef bytes leftover(self)                 # unconsumed input, for switching to a tunnel
+    cpdef object get(self, bytes lower_name)   # first value of a header, or None (router, filters)
+    cdef int find(self, int hid)               # index of the first header with this id, or -1
+    cdef bytes header_value(self, int i)       # value of header i as bytes
+
+
+# Serialise a (possibly rewritten) head: first_line (e.g. b"GET /x HTTP/1.1\r\n"), then every header
+# of `p` whose flags have neither HF_HOP nor HF_DROP, raw as received ("Name: value\r\n"), then each
+# bytes object of `extra` (each already a complete "Name: value\r\n" line), then the final CRLF.
+# One allocation, one pass.
+cdef bytes build_head(H1Parser p, bytes first_line, list extra)
+
+# b"%x\r\n" % n: the chunk-size line of a chunked body
+cdef bytes chunk_size_line(Py_ssize_t n)
