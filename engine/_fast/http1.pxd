@@ -1,6 +1,7 @@
 # The HTTP/1.1 codec's contract for other compiled modules (proxy, bench). See http1.pyx for the
 # theory of operation. Sans-I/O: bytes in, events out; no sockets, clocks or config here.
 
+cimport cython
 from libc.stdint cimport int64_t, uint8_t, int32_t
 
 cdef enum:
@@ -48,7 +49,11 @@ cdef enum:
                    # Transfer-Encoding, Upgrade, and every header named in Connection
     HF_DROP = 2    # the caller asked build_head() to leave it out
 
+cdef enum:
+    H1_MAX_CHUNK_LINE = 4096       # chunk-size line incl. extensions; longer -> 400 (see pyx)
 
+
+@cython.final
 cdef class H1Parser:
     cdef readonly bint is_request
     cdef public Py_ssize_t max_head_bytes     # 413 (request) when the head grows past this... see pyx
@@ -93,6 +98,13 @@ cdef class H1Parser:
     cdef public int error_status
     cdef public str error_reason
 
+    # internal state (added by the codec; not part of the proxy contract)
+    cdef bytearray acc                        # unconsumed input that spans feeds (see feed())
+    cdef Py_ssize_t line_s                    # start of the line being scanned (head, trailers)
+    cdef int nlines                           # lines of the current head / trailer section so far
+    cdef bint method_is_connect               # request: method is CONNECT
+    cdef bint response_to_connect             # response parser: set by expect_connect_response()
+
     cpdef feed(self, bytes data)
     cpdef int next_event(self) except -1
     cpdef expect_response(self, bint to_head)  # response parser: the next response answers a HEAD
@@ -100,6 +112,22 @@ cdef class H1Parser:
     cpdef object get(self, bytes lower_name)   # first value of a header, or None (router, filters)
     cdef int find(self, int hid)               # index of the first header with this id, or -1
     cdef bytes header_value(self, int i)       # value of header i as bytes
+    # additions
+    cpdef int feed_eof(self)                   # EOF: EV_END (until-close body done), EV_ERROR
+                                               # (truncated message) or EV_NEED_DATA (clean close)
+    cpdef expect_connect_response(self)        # response parser: the next response answers a CONNECT
+    cpdef resume(self)                         # after EV_PAUSED: the upgrade was refused, parse on
+    # internal
+    cdef int _fail(self, int code) except -1
+    cdef int _rebase(self, Py_ssize_t shift) noexcept
+    cdef int _materialize(self) except -1
+    cdef int _head(self) except -1
+    cdef int _head_done(self, Py_ssize_t he) except -1
+    cdef int _parse_head(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t he) noexcept
+    cdef int _chunk_size(self) except -1
+    cdef int _chunk_crlf(self) except -1
+    cdef int _trailers(self) except -1
+    cdef bytes _slice(self, Py_ssize_t s, Py_ssize_t e)
 
 
 # Serialise a (possibly rewritten) head: first_line (e.g. b"GET /x HTTP/1.1\r\n"), then every header

@@ -1,0 +1,35 @@
+# The upstream connection pool's contract (see pool.pyx).
+
+cdef class PooledConn:
+    cdef object transport
+    cdef Pool pool
+    cdef int served              # requests completed on this connection
+    cdef double idle_since       # loop time when it went idle
+    cdef bint in_pool            # currently on the idle stack
+    cdef bint dead               # closed or closing: never hand out again
+    cdef void close_now(self)
+
+
+cdef class Pool:
+    cdef readonly str host
+    cdef readonly int port
+    cdef readonly bytes address          # b"host:port", for logs and the X-Forwarded headers
+    cdef readonly int max_connections
+    cdef readonly int max_requests       # per connection; 0 = unlimited
+    cdef readonly double idle_timeout
+    cdef readonly double connect_timeout
+    cdef list idle                       # LIFO stack of PooledConn
+    cdef readonly int total              # open + connecting connections
+    cdef readonly int connects           # connections ever opened (tests count reuse with it)
+    cdef list waiters                    # FIFO of callables waiting for a free slot
+    cdef readonly int max_waiters
+
+    cdef PooledConn take_idle(self)
+    cdef bint may_open(self)
+    cdef void opened(self)
+    cdef void connect_failed(self)
+    cdef void release(self, PooledConn c, double now)
+    cdef void forget(self, PooledConn c)
+    cdef void notify_waiter(self)
+    cpdef int sweep(self, double now)
+    cpdef close_idle(self)

@@ -1,0 +1,145 @@
+# cython: language_level=3
+"""Upstream connection pool: one `Pool` per (worker, endpoint).
+
+Theory of operation
+-------------------
+* The pool is bookkeeping only: it never opens sockets itself. `proxy` asks `take_idle()` for a
+  warm connection; when none is idle and `may_open()` allows, proxy opens one and calls
+  `opened()` (and `connect_failed()` if that fails). So `total` counts open + connecting
+  connections and never exceeds `max_connections`.
+* Idle connections form a LIFO stack: the most recently used socket is the warmest (its peer
+  has not timed it out, its TCP window is open) and the ones at the bottom age out together,
+  which lets `sweep()` close them in one pass.
+* A connection the upstream closed while idle removes itself (`forget`) from `connection_lost`;
+  `take_idle()` also skips any connection marked `dead`, so a closed socket is never handed out.
+* `release()` retires a connection that reached `max_requests`, otherwise pushes it, then wakes
+  one waiter (a request parked because the pool was at `max_connections`).
+* `idle_timeout` is enforced by `sweep(now)`, called by the worker once a second for every
+  pool; there is no timer per connection (a timer per request would cost an allocation and a
+  heap operation on the hot path).
+* The clock is passed in (`now`), never read here.
+"""
+
+cimport cython
+
+
+cdef class PooledConn:
+    """Base of the upstream protocol object (`proxy.Upstream`): the fields the pool needs."""
+
+    cdef void close_now(self):
+        self.dead = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+@cython.final
+cdef class Pool:
+    def __cinit__(self, str host, int port, int max_connections=1024, int max_requests=0,
+                  double idle_timeout=60.0, double connect_timeout=1.0, int max_waiters=1024):
+        self.host = host
+        self.port = port
+        self.address = (("[%s]:%d" if ":" in host else "%s:%d") % (host, port)).encode()
+        self.max_connections = max_connections if max_connections > 0 else 1
+        self.max_requests = max_requests
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.idle = []
+        self.waiters = []
+        self.total = 0
+        self.connects = 0
+        self.max_waiters = max_waiters
+
+    cdef PooledConn take_idle(self):
+        cdef PooledConn c
+        while self.idle:
+            c = <PooledConn>self.idle.pop()
+            c.in_pool = False
+            if not c.dead:
+                return c
+        return None
+
+    cdef bint may_open(self):
+        return self.total < self.max_connections
+
+    cdef void opened(self):
+        self.total += 1
+        self.connects += 1
+
+    cdef void connect_failed(self):
+        self.total -= 1
+        self.notify_waiter()
+
+    cdef void release(self, PooledConn c, double now):
+        if c.dead:
+            return
+        if self.max_requests > 0 and c.served >= self.max_requests:
+            c.close_now()   # connection_lost will call forget()
+            return
+        c.idle_since = now
+        c.in_pool = True
+        self.idle.append(c)
+        if self.waiters:
+            self.notify_waiter()
+
+    cdef void forget(self, PooledConn c):
+        """The connection is gone (closed by either side): free its slot."""
+        if c.in_pool:
+            c.in_pool = False
+            try:
+                self.idle.remove(c)
+            except ValueError:
+                pass
+        c.dead = True
+        self.total -= 1
+        self.notify_waiter()
+
+    cdef void notify_waiter(self):
+        if self.waiters:
+            w = self.waiters.pop(0)
+            w()
+
+    def add_waiter(self, callback):
+        """Park a request until a connection is idle or a slot is free; False when full."""
+        if len(self.waiters) >= self.max_waiters:
+            return False
+        self.waiters.append(callback)
+        return True
+
+    def remove_waiter(self, callback):
+        try:
+            self.waiters.remove(callback)
+        except ValueError:
+            pass
+
+    cpdef int sweep(self, double now):
+        """Close idle connections older than idle_timeout; returns how many."""
+        cdef int closed = 0
+        cdef PooledConn c
+        if not self.idle:
+            return 0
+        # The stack is ordered by idle_since (oldest at the bottom): stop at the first young one.
+        while self.idle:
+            c = <PooledConn>self.idle[0]
+            if now - c.idle_since < self.idle_timeout:
+                break
+            self.idle.pop(0)
+            c.in_pool = False
+            c.close_now()
+            closed += 1
+        return closed
+
+    cpdef close_idle(self):
+        """Close every idle connection (drain, or the pool's config went away)."""
+        cdef PooledConn c
+        while self.idle:
+            c = <PooledConn>self.idle.pop()
+            c.in_pool = False
+            c.close_now()
+
+    @property
+    def idle_count(self):
+        return len(self.idle)
+
+    @property
+    def waiting(self):
+        return len(self.waiters)

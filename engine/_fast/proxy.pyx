@@ -1,0 +1,1112 @@
+# cython: language_level=3
+"""The protocol objects that move bytes: `Downstream` (a client connection) and `Upstream` (a
+pooled connection to an endpoint), plus `Worker`, the per-process context they share.
+
+Theory of operation
+-------------------
+* uvloop calls the protocol methods; everything a request touches runs here, compiled. A client
+  connection carries one exchange at a time: its request parser is not advanced past the end of a
+  request until the response to it is complete, so pipelined requests wait, parsed in order, in
+  the parser's buffer (and the socket is paused if that buffer grows past PIPELINE_BUFFER).
+* One exchange: EV_HEAD -> route (router) -> rate limit -> local reply, or: split -> balancer ->
+  pool -> write the rewritten head (http1.build_head) -> stream the body. The response is parsed
+  by the Upstream's parser and streamed back through the same Downstream, which decides the
+  client-side framing (Content-Length kept, or re-chunked, or close-delimited for HTTP/1.0).
+* Backpressure both ways: when one side's transport is above its high-water mark
+  (pause_writing), the other side stops reading until resume_writing. Nothing buffers a body,
+  except the request body that arrives before the upstream connection is ready, and that pauses
+  the client at PENDING_BODY_LIMIT.
+* Output to the client is collected per event batch and written once (writelines -> one writev).
+* Errors map like Envoy's: 502 connection failure or a broken/malformed response before its
+  head, 503 no endpoint or pool overflow, 504 route timeout, 404 no route. After a response has
+  started, a failure can only abort the client connection.
+* Retry: an idempotent request without a body that fails on a *reused* connection before any
+  response byte arrived is sent once more on a fresh connection (the upstream closed a keep-alive
+  connection while our request was in flight: the race every pool has).
+* The clock: `loop.time()` (libuv's cached `uv_now`, read once per loop turn).
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t, uint8_t
+from libc.string cimport memcpy
+
+from engine._fast.http1 cimport (
+    H1Parser, build_head, chunk_size_line,
+    EV_NEED_DATA, EV_HEAD, EV_BODY, EV_END, EV_ERROR, EV_PAUSED,
+    BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_UNTIL_CLOSE,
+    H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_UPGRADE,
+    H_HOST, HF_DROP,
+)
+from engine._fast.pool cimport Pool, PooledConn
+from engine._fast.tables cimport (
+    Tables, Listener, Route, Cluster, Endpoint,
+    LIMIT_PER_ROUTE, LIMIT_PER_CLIENT_IP, LIMIT_PER_HEADER,
+    HASH_HEADER, HASH_CLIENT_IP, HASH_COOKIE,
+)
+from engine._fast.balancer cimport Balancer
+from engine._fast.limiter cimport Limiter, TakeResult, format_headers
+
+import os
+import time
+import asyncio
+
+DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
+DEF PIPELINE_BUFFER = 1048576        # pipelined bytes held while an exchange is in flight
+DEF MAX_HOST = 255
+
+cdef bytes CRLF = b"\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n"
+cdef bytes CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes HDR_CLOSE = b"connection: close\r\n"
+cdef bytes HDR_KEEP_ALIVE = b"connection: keep-alive\r\n"
+cdef bytes HDR_CHUNKED = b"transfer-encoding: chunked\r\n"
+cdef bytes HDR_XFP_HTTP = b"x-forwarded-proto: http\r\n"
+cdef bytes HDR_CONN_UPGRADE = b"connection: upgrade\r\n"
+cdef bytes HTTP11 = b" HTTP/1.1\r\n"
+
+cdef dict REASONS = {
+    400: "Bad Request", 404: "Not Found", 413: "Content Too Large", 414: "URI Too Long",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+cdef frozenset IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"])
+
+# exchange states
+cdef enum:
+    X_IDLE = 0          # between requests
+    X_LOCAL = 1         # answered locally; discarding the rest of the request body
+    X_CONNECTING = 2    # waiting for an upstream connection (pool slot or connect)
+    X_PROXYING = 3      # attached to an Upstream
+    X_TUNNEL = 4        # switched protocols: bytes pass both ways untouched
+    X_DONE_WAIT = 5     # response sent, still reading the request body to its end
+
+
+# --- request ids: UUIDv4 text from a per-process PRNG (no syscall, no Python objects) ---------
+cdef uint64_t _rng_state = 0
+
+cdef inline uint64_t _splitmix() noexcept:
+    global _rng_state
+    _rng_state += <uint64_t>0x9E3779B97F4A7C15
+    cdef uint64_t z = _rng_state
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+def reseed_request_ids():
+    """Called in each worker after fork so that workers never share a sequence."""
+    global _rng_state
+    _rng_state = int.from_bytes(os.urandom(8), "little")
+
+reseed_request_ids()
+
+cdef const char* HEXD = b"0123456789abcdef"
+
+cdef bytes new_request_id():
+    cdef uint64_t a = _splitmix(), b = _splitmix()
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 36)
+    cdef char* p = PyBytes_AS_STRING(out)
+    cdef int i, j = 0
+    cdef uint8_t byte
+    a = (a & <uint64_t>0xFFFFFFFFFFFF0FFF) | <uint64_t>0x4000         # version 4
+    b = (b & <uint64_t>0x3FFFFFFFFFFFFFFF) | <uint64_t>0x8000000000000000  # variant 10
+    for i in range(16):
+        byte = <uint8_t>((a >> (56 - 8 * i)) if i < 8 else (b >> (56 - 8 * (i - 8))))
+        if i == 4 or i == 6 or i == 8 or i == 10:
+            p[j] = b'-'
+            j += 1
+        p[j] = HEXD[byte >> 4]
+        p[j + 1] = HEXD[byte & 15]
+        j += 2
+    return out
+
+
+cdef inline bint valid_request_id(const char* s, Py_ssize_t n) noexcept:
+    """A client's X-Request-Id is kept when it is 1..128 of [A-Za-z0-9._:-]."""
+    cdef Py_ssize_t i
+    cdef char c
+    if n < 1 or n > 128:
+        return False
+    for i in range(n):
+        c = s[i]
+        if not ((c >= b'a' and c <= b'z') or (c >= b'A' and c <= b'Z') or
+                (c >= b'0' and c <= b'9') or c == b'-' or c == b'_' or c == b'.' or c == b':'):
+            return False
+    return True
+
+
+cdef inline bint name_is(const char* s, Py_ssize_t n, bytes lower) noexcept:
+    """Case-insensitive compare of a header name in the head against a lowercase name."""
+    cdef Py_ssize_t i
+    cdef char c
+    if n != PyBytes_GET_SIZE(lower):
+        return False
+    cdef const char* l = PyBytes_AS_STRING(lower)
+    for i in range(n):
+        c = s[i]
+        if c >= b'A' and c <= b'Z':
+            c = c + 32
+        if c != l[i]:
+            return False
+    return True
+
+
+cpdef bytes local_reply(int status, bytes body=None, list extra=None, bint close=False):
+    """A complete response generated by the proxy itself (errors, 429, 404)."""
+    cdef str reason = REASONS.get(status, "")
+    if body is None:
+        body = (b"%d %s\n" % (status, reason.encode()))
+    parts = [b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+             % (status, reason.encode(), len(body))]
+    if extra:
+        parts.extend(extra)
+    if close:
+        parts.append(HDR_CLOSE)
+    parts.append(CRLF)
+    parts.append(body)
+    return b"".join(parts)
+
+
+cdef class Downstream
+
+
+@cython.final
+cdef class Worker:
+    """What one process (or one embedded proxy) serves with: the current Tables, the live client
+    connections (for drain) and the access log sink."""
+    cdef public Tables tables
+    cdef public object loop
+    cdef public object access_log        # callable(dict) or None
+    cdef public set conns
+    cdef public bint draining
+    cdef public long requests            # exchanges completed by this worker
+    cdef public object on_idle           # called when draining and the last connection closed
+
+    def __init__(self, loop, Tables tables, access_log=None):
+        self.loop = loop
+        self.tables = tables
+        self.access_log = access_log
+        self.conns = set()
+        self.draining = False
+        self.requests = 0
+        self.on_idle = None
+
+    def protocol_factory(self, str listener_name):
+        """The factory for loop.create_server(): one Downstream per accepted connection."""
+        worker = self
+        def factory():
+            return Downstream(worker, listener_name)
+        return factory
+
+    def swap(self, Tables tables):
+        """Serve `tables` from the next request on; exchanges in flight keep theirs."""
+        self.tables = tables
+
+    def drain(self):
+        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        self.draining = True
+        for c in list(self.conns):
+            (<Downstream>c).drain_close()
+        self._check_idle()
+
+    def _check_idle(self):
+        if self.draining and not self.conns and self.on_idle is not None:
+            cb, self.on_idle = self.on_idle, None
+            cb()
+
+    def sweep_pools(self):
+        """Close pooled connections idle longer than their pool's idle_timeout."""
+        cdef double now = self.loop.time()
+        cdef Pool p
+        for p in self.tables.pools.values():
+            p.sweep(now)
+
+    @property
+    def active(self):
+        return len(self.conns)
+
+
+@cython.final
+cdef class Upstream(PooledConn):
+    cdef H1Parser parser
+    cdef Downstream ds
+    cdef bint got_bytes
+    cdef bint paused_reading     # we paused its reading because the client is slow
+
+    def __init__(self, Pool pool):
+        self.pool = pool
+        self.parser = H1Parser(is_request=False)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data):
+        cdef Downstream ds = self.ds
+        if ds is None:
+            # Bytes on an idle pooled connection: the upstream broke framing. Never reuse it.
+            self.close_now()
+            return
+        self.got_bytes = True
+        if ds.xstate == X_TUNNEL:
+            ds.bytes_out += len(data)
+            ds.transport.write(data)
+            return
+        self.parser.feed(data)
+        ds.on_response_data(self)
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        cdef Downstream ds = self.ds
+        self.pool.forget(self)
+        self.transport = None
+        if ds is not None:
+            self.ds = None
+            ds.on_upstream_lost(self)
+
+    def pause_writing(self):
+        if self.ds is not None and self.ds.transport is not None:
+            self.ds.read_paused = True
+            self.ds.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.ds is not None and self.ds.transport is not None and self.ds.read_paused:
+            self.ds.read_paused = False
+            self.ds.transport.resume_reading()
+
+
+@cython.final
+cdef class Downstream:
+    cdef Worker worker
+    cdef str lname
+    cdef Tables tables
+    cdef Listener listener
+    cdef object transport
+    cdef object loop
+    cdef H1Parser parser
+    cdef bytes client_ip
+    cdef list out                  # response bytes collected in this event batch
+    cdef bint in_process
+    cdef bint closed
+    cdef bint paused_for_pipeline
+
+    # the exchange in flight
+    cdef int xstate
+    cdef bint req_done
+    cdef bint resp_started
+    cdef bint close_after
+    cdef bint client_keep_alive
+    cdef bint client_11
+    cdef bint method_head
+    cdef bint expect_continue
+    cdef bint req_chunked
+    cdef bint req_has_body
+    cdef bint resp_chunked
+    cdef bint retried
+    cdef bint upgrade
+    cdef Route route
+    cdef Cluster cluster
+    cdef Pool pool
+    cdef int ep_index
+    cdef bint lb_active            # balancer.begin() was called and end() is still due
+    cdef bint read_paused          # the upstream is above its high-water mark (upload)
+    cdef Upstream up
+    cdef bytes up_head
+    cdef list pending              # request body buffered until the upstream is attached
+    cdef Py_ssize_t pending_size
+    cdef object timer
+    cdef object waiter
+    cdef double t0
+    cdef long bytes_in
+    cdef public long bytes_out
+    cdef int status
+    cdef bytes method
+    cdef bytes path
+    cdef bytes request_id
+
+    def __init__(self, Worker worker, str lname):
+        self.worker = worker
+        self.lname = lname
+        self.loop = worker.loop
+        self.out = []
+        self.xstate = X_IDLE
+
+    # --- transport callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = (peer[0] if peer else "").encode()
+        self.refresh_tables()
+        cdef Listener l = self.listener
+        self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
+                               max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
+        self.worker.conns.add(self)
+
+    def data_received(self, bytes data):
+        if self.xstate == X_TUNNEL:
+            self.bytes_in += len(data)
+            if self.up is not None and self.up.transport is not None:
+                self.up.transport.write(data)
+            return
+        self.parser.feed(data)
+        if self.xstate != X_IDLE and self.req_done:
+            # pipelined bytes behind a request still in flight: hold, but not without bound
+            if not self.paused_for_pipeline and PyBytes_GET_SIZE(self.parser.data) > PIPELINE_BUFFER:
+                self.paused_for_pipeline = True
+                self.transport.pause_reading()
+            return
+        self.process()
+
+    def eof_received(self):
+        if self.xstate == X_TUNNEL and self.up is not None and self.up.transport is not None:
+            if self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.transport = None
+        self.worker.conns.discard(self)
+        if self.xstate != X_IDLE:
+            self.status = self.status or 499
+            self.abort_upstream()
+            self.end_exchange(log=True)
+        self.worker._check_idle()
+
+    def pause_writing(self):
+        if self.up is not None and self.up.transport is not None:
+            self.up.paused_reading = True
+            self.up.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.up is not None and self.up.transport is not None and self.up.paused_reading:
+            self.up.paused_reading = False
+            self.up.transport.resume_reading()
+
+    # --- request side ----------------------------------------------------------------------
+
+    cdef void refresh_tables(self):
+        self.tables = self.worker.tables
+        self.listener = self.tables.listeners.get(self.lname)
+        if self.listener is None:   # the listener went away in a reload: serve from the old one
+            raise RuntimeError("listener %r is not in the current tables" % self.lname)
+
+    cdef process(self):
+        """Advance the request parser until it needs data or an exchange waits for its response."""
+        cdef int ev
+        if self.in_process:
+            return
+        self.in_process = True
+        try:
+            while not self.closed:
+                if self.xstate != X_IDLE and self.req_done:
+                    break
+                ev = self.parser.next_event()
+                if ev == EV_NEED_DATA:
+                    break
+                elif ev == EV_HEAD:
+                    self.on_head()
+                elif ev == EV_BODY:
+                    self.on_body()
+                elif ev == EV_END:
+                    self.on_request_end()
+                elif ev == EV_PAUSED:
+                    break
+                else:
+                    self.on_bad_request()
+                    break
+        finally:
+            self.in_process = False
+        self.flush()
+
+    cdef void send(self, bytes b):
+        self.out.append(b)
+        self.bytes_out += PyBytes_GET_SIZE(b)
+
+    cdef void flush(self):
+        cdef list out = self.out
+        if not out:
+            return
+        if self.transport is not None:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
+        self.out = []
+
+    cdef on_bad_request(self):
+        cdef H1Parser p = self.parser
+        if self.xstate == X_CONNECTING or self.xstate == X_PROXYING:
+            self.abort_upstream()
+        self.status = p.error_status
+        if self.xstate == X_IDLE:
+            self.start_exchange_for_error()
+        if self.resp_started:
+            self.close_now()
+            return
+        self.resp_started = True
+        self.send(local_reply(p.error_status, (p.error_reason or "bad request").encode() + b"\n",
+                              None, True))
+        self.close_after = True
+        self.req_done = True
+        self.finish_local()
+
+    cdef void start_exchange_for_error(self):
+        self.xstate = X_LOCAL
+        self.t0 = self.loop.time()
+        self.method = b"-"
+        self.path = b"-"
+        self.request_id = b""
+        self.route = None
+        self.pool = None
+
+    cdef on_head(self):
+        cdef H1Parser p = self.parser
+        cdef Listener l
+        cdef const char* head
+        cdef const char* hp
+        cdef const char* path
+        cdef Py_ssize_t hl, pl, i, q
+        cdef char hostbuf[MAX_HOST + 1]
+        cdef int idx
+        cdef Route route
+        cdef bytes target, authority = None
+        cdef TakeResult tr
+
+        if self.tables is not self.worker.tables:
+            self.refresh_tables()
+        l = self.listener
+        self.xstate = X_LOCAL
+        self.req_done = False
+        self.resp_started = False
+        self.resp_chunked = False
+        self.retried = False
+        self.up = None
+        self.pool = None
+        self.route = None
+        self.cluster = None
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.t0 = self.loop.time()
+        self.client_11 = p.version_minor == 1
+        self.client_keep_alive = p.keep_alive and not self.worker.draining
+        self.close_after = not self.client_keep_alive
+        self.method_head = p.method_is_head
+        self.expect_continue = p.expect_continue
+        self.req_chunked = p.body_kind == BODY_CHUNKED
+        self.req_has_body = p.body_kind != BODY_NONE and not (
+            p.body_kind == BODY_LENGTH and p.content_length == 0)
+        self.upgrade = p.upgrade
+        head = PyBytes_AS_STRING(p.head)
+        self.method = p.head[p.method_s:p.method_e]
+        self.request_id = b""
+
+        if self.upgrade and p.method_e - p.method_s == 7 and self.method == b"CONNECT":
+            self.path = p.head[p.target_s:p.target_e]
+            self.local(501, b"CONNECT is not supported\n", None, True)
+            return
+
+        # request-target: origin-form, or absolute-form whose authority replaces Host
+        # (RFC 9112 section 3.2.2)
+        path = head + p.target_s
+        pl = p.target_e - p.target_s
+        if pl > 0 and path[0] != b'/' and path[0] != b'*':
+            target = p.head[p.target_s:p.target_e]
+            i = target.find(b"://")
+            if i < 0:
+                self.path = target
+                self.local(400, b"bad request-target\n", None, True)
+                return
+            q = target.find(b"/", i + 3)
+            if q < 0:
+                authority = target[i + 3:]
+                target = b"/"
+            else:
+                authority = target[i + 3:q]
+                target = target[q:]
+            path = PyBytes_AS_STRING(target)
+            pl = PyBytes_GET_SIZE(target)
+            self.path = target
+            hp = PyBytes_AS_STRING(authority)
+            hl = PyBytes_GET_SIZE(authority)
+        else:
+            self.path = None
+            if p.host_index >= 0:
+                hp = head + p.value_s[p.host_index]
+                hl = p.value_e[p.host_index] - p.value_s[p.host_index]
+            else:
+                hp = b""
+                hl = 0
+
+        # host for routing: lowercase, port removed
+        if hl > MAX_HOST:
+            self.local(400, b"host too long\n", None, True)
+            return
+        i = hl - 1
+        while i >= 0 and hp[i] >= b'0' and hp[i] <= b'9':
+            i -= 1
+        if i >= 0 and hp[i] == b':':
+            hl = i
+        for i in range(hl):
+            hostbuf[i] = hp[i] + 32 if (hp[i] >= b'A' and hp[i] <= b'Z') else hp[i]
+        hostbuf[hl] = 0
+
+        # path without the query for matching
+        q = 0
+        while q < pl and path[q] != b'?':
+            q += 1
+        idx = l.router.match(hostbuf, hl, path, q, head + p.method_s, p.method_e - p.method_s, p)
+        if self.path is None:
+            self.path = p.head[p.target_s:p.target_e]
+        if idx < 0:
+            self.local(404, b"no route\n", None, False)
+            return
+        route = <Route>l.routes[idx]
+        self.route = route
+
+        if route.limiter is not None:
+            if not self.admit(route, &tr):
+                self.local(429, b"rate limited\n", [format_headers(&tr, route.limiter.burst)], False)
+                return
+
+        if route.direct:
+            self.direct(route)
+            return
+        self.start_proxy(route, authority)
+
+    cdef bint admit(self, Route route, TakeResult* tr):
+        cdef bytes key
+        cdef object v
+        if route.limit_per == LIMIT_PER_CLIENT_IP:
+            key = self.client_ip
+        elif route.limit_per == LIMIT_PER_HEADER:
+            v = self.parser.get(route.limit_header)
+            key = v if v is not None else b""
+        else:
+            key = b""
+        return route.limiter.take(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                  self.loop.time(), tr) == 1
+
+    cdef local(self, int status, bytes body, list extra, bint close):
+        """Answer this exchange ourselves; the rest of the request body is read and dropped."""
+        self.status = status
+        self.xstate = X_LOCAL
+        if close:
+            self.close_after = True
+        self.resp_started = True
+        if self.method_head:
+            r = local_reply(status, body, extra, self.close_after)
+            self.send(r[:len(r) - len(body)])
+        else:
+            self.send(local_reply(status, body, extra, self.close_after))
+        if self.req_done:
+            self.finish_local()
+
+    cdef direct(self, Route route):
+        self.xstate = X_LOCAL
+        self.resp_started = True
+        self.status = route.direct_status
+        parts = [route.direct_head]
+        if self.close_after:
+            parts.append(HDR_CLOSE)
+        elif not self.client_11:
+            parts.append(HDR_KEEP_ALIVE)
+        parts.append(CRLF)
+        if not self.method_head:
+            parts.append(route.direct_body)
+        self.send(b"".join(parts))
+
+    cdef void finish_local(self):
+        self.end_exchange(log=True)
+
+    # --- proxying --------------------------------------------------------------------------
+
+    cdef start_proxy(self, Route route, bytes authority):
+        cdef H1Parser p = self.parser
+        cdef Cluster cluster
+        cdef int ci, ei, i, hid
+        cdef bytes key = None
+        cdef object v
+        cdef const char* head = PyBytes_AS_STRING(p.head)
+        cdef list extra
+        cdef bytes target, xff, rid
+
+        # pick the cluster (traffic split), then the endpoint
+        if route.split is not None:
+            ci = route.split.pick(NULL, 0)
+            cluster = <Cluster>route.clusters[ci]
+        else:
+            cluster = <Cluster>route.clusters[0]
+        self.cluster = cluster
+        if cluster.hash_kind == HASH_HEADER:
+            v = p.get(cluster.hash_name)
+            key = v
+        elif cluster.hash_kind == HASH_CLIENT_IP:
+            key = self.client_ip
+        elif cluster.hash_kind == HASH_COOKIE:
+            key = cookie_value(p.get(b"cookie"), cluster.hash_name)
+        if key is not None:
+            ei = cluster.balancer.pick(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        else:
+            ei = cluster.balancer.pick(NULL, 0)
+        if ei < 0:
+            self.local(503, b"no healthy upstream\n", None, False)
+            return
+        self.ep_index = ei
+        self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
+
+        # the upstream head: rewritten target, forwarded headers, framing
+        target = self.path
+        if route.prefix_from is not None and target.startswith(route.prefix_from):
+            target = route.prefix_to + target[PyBytes_GET_SIZE(route.prefix_from):]
+            if not target.startswith(b"/"):
+                target = b"/" + target
+        xff = None
+        rid = None
+        for i in range(p.nheaders):
+            hid = p.hdr_id[i]
+            if hid == H_X_FORWARDED_FOR:
+                v = p.header_value(i)
+                xff = v if xff is None else xff + b", " + v
+                p.hdr_flags[i] |= HF_DROP
+            elif hid == H_X_FORWARDED_PROTO or hid == H_X_FORWARDED_HOST:
+                p.hdr_flags[i] |= HF_DROP
+            elif hid == H_X_REQUEST_ID:
+                if rid is None and valid_request_id(head + p.value_s[i], p.value_e[i] - p.value_s[i]):
+                    rid = p.header_value(i)
+                else:
+                    p.hdr_flags[i] |= HF_DROP
+            elif hid == H_HOST and authority is not None:
+                p.hdr_flags[i] |= HF_DROP
+            if route.drop_names:
+                for name in route.drop_names:
+                    if name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i], <bytes>name):
+                        p.hdr_flags[i] |= HF_DROP
+        extra = []
+        if authority is not None:
+            extra.append(b"host: " + authority + CRLF)
+        elif p.host_index < 0:
+            # an HTTP/1.0 request without Host: HTTP/1.1 upstreams require one (nginx sends
+            # the upstream's address the same way)
+            extra.append(b"host: " + self.pool.address + CRLF)
+        extra.append(b"x-forwarded-for: " + (self.client_ip if xff is None else xff + b", " + self.client_ip) + CRLF)
+        extra.append(HDR_XFP_HTTP)
+        if p.host_index >= 0 and authority is None:
+            extra.append(b"x-forwarded-host: " + p.header_value(p.host_index) + CRLF)
+        elif authority is not None:
+            extra.append(b"x-forwarded-host: " + authority + CRLF)
+        if rid is None:
+            rid = new_request_id()
+            extra.append(b"x-request-id: " + rid + CRLF)
+        self.request_id = rid
+        if route.add_lines:
+            extra.extend(route.add_lines)
+        if self.req_chunked:
+            extra.append(HDR_CHUNKED)
+        if self.upgrade:
+            i = p.find(H_UPGRADE)
+            if i >= 0:
+                extra.append(HDR_CONN_UPGRADE)
+                extra.append(b"upgrade: " + p.header_value(i) + CRLF)
+        self.up_head = build_head(p, self.method + b" " + target + HTTP11, extra)
+        self.pending = None
+        self.pending_size = 0
+        if route.timeout > 0:
+            self.timer = self.loop.call_later(route.timeout, self.on_timeout)
+        cluster.balancer.begin(ei)
+        self.lb_active = True
+        self.xstate = X_CONNECTING
+        self.get_connection(False)
+
+    cdef get_connection(self, bint fresh):
+        cdef Pool pool = self.pool
+        cdef Upstream up = None
+        if not fresh:
+            up = <Upstream>pool.take_idle()
+        if up is not None:
+            self.attach(up)
+            return
+        if pool.may_open():
+            pool.opened()
+            self.loop.create_task(self.connect(pool))
+            return
+        if fresh:
+            # a retry must not queue behind the pool: it already waited once
+            self.fail(503, b"upstream connection pool overflow\n")
+            return
+        self.waiter = self.on_pool_free
+        if not pool.add_waiter(self.waiter):
+            self.waiter = None
+            self.fail(503, b"upstream connection pool overflow\n")
+
+    def on_pool_free(self):
+        self.waiter = None
+        if self.xstate == X_CONNECTING:
+            self.get_connection(False)
+            self.flush()
+
+    async def connect(self, Pool pool):
+        loop = self.loop
+        try:
+            _, up = await asyncio.wait_for(
+                loop.create_connection(lambda: Upstream(pool), pool.host, pool.port),
+                pool.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            pool.connect_failed()
+            if self.xstate == X_CONNECTING and self.pool is pool:
+                self.fail(502, b"upstream connect error\n")
+                self.flush()
+            return
+        if self.xstate == X_CONNECTING and self.pool is pool and not self.closed:
+            self.attach(<Upstream>up)
+            self.flush()
+        else:
+            pool.release(<Upstream>up, loop.time())   # nobody waits for it any more: keep it warm
+
+    cdef attach(self, Upstream up):
+        cdef H1Parser rp = up.parser
+        self.up = up
+        self.xstate = X_PROXYING
+        up.ds = self
+        up.got_bytes = False
+        rp.expect_response(self.method_head)
+        up.transport.write(self.up_head)
+        if self.pending is not None:
+            up.transport.writelines(self.pending)
+            self.pending = None
+            self.pending_size = 0
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    cdef void lb_done(self):
+        if self.lb_active:
+            self.lb_active = False
+            self.cluster.balancer.end(self.ep_index)
+
+    cdef void to_upstream(self, bytes b):
+        if self.up is not None:
+            self.up.transport.write(b)
+        else:
+            if self.pending is None:
+                self.pending = []
+            self.pending.append(b)
+            self.pending_size += PyBytes_GET_SIZE(b)
+            if self.pending_size > PENDING_BODY_LIMIT and self.transport is not None:
+                self.transport.pause_reading()
+
+    cdef on_body(self):
+        cdef H1Parser p = self.parser
+        cdef Py_ssize_t n = p.ev_end - p.ev_start
+        cdef bytes chunk
+        self.bytes_in += n
+        if self.xstate == X_LOCAL or self.xstate == X_DONE_WAIT:
+            return          # answered already: drop the body
+        if p.ev_start == 0 and n == PyBytes_GET_SIZE(p.data):
+            chunk = p.data
+        else:
+            chunk = p.data[p.ev_start:p.ev_end]
+        if self.req_chunked:
+            self.to_upstream(chunk_size_line(n))
+            self.to_upstream(chunk)
+            self.to_upstream(CRLF)
+        else:
+            self.to_upstream(chunk)
+
+    cdef on_request_end(self):
+        self.req_done = True
+        if self.xstate == X_LOCAL:
+            if self.resp_started:
+                self.finish_local()
+            return
+        if self.xstate == X_DONE_WAIT:
+            self.end_exchange(log=False)
+            return
+        if self.req_chunked:
+            self.to_upstream(LAST_CHUNK + self.parser.trailers_raw + CRLF)
+
+    # --- response side ---------------------------------------------------------------------
+
+    cdef on_response_data(self, Upstream up):
+        cdef H1Parser rp = up.parser
+        cdef int ev
+        cdef Py_ssize_t n
+        while up.ds is self:
+            ev = rp.next_event()
+            if ev == EV_NEED_DATA:
+                break
+            elif ev == EV_HEAD:
+                self.on_response_head(rp)
+            elif ev == EV_BODY:
+                n = rp.ev_end - rp.ev_start
+                if rp.ev_start == 0 and n == PyBytes_GET_SIZE(rp.data):
+                    chunk = rp.data
+                else:
+                    chunk = rp.data[rp.ev_start:rp.ev_end]
+                if self.resp_chunked:
+                    self.send(chunk_size_line(n))
+                    self.send(chunk)
+                    self.send(CRLF)
+                else:
+                    self.send(chunk)
+            elif ev == EV_END:
+                if rp.status < 200 and not rp.upgrade:
+                    continue       # an interim response ended; the real one follows
+                if self.resp_chunked:
+                    self.send(LAST_CHUNK + rp.trailers_raw + CRLF)
+                if rp.upgrade:
+                    self.start_tunnel(up)
+                    break
+                self.response_complete(up, rp.keep_alive)
+                break
+            elif ev == EV_PAUSED:
+                break
+            else:
+                self.upstream_broke(up, True)
+                break
+        self.flush()
+
+    cdef on_response_head(self, H1Parser rp):
+        cdef int st = rp.status
+        cdef list extra
+        cdef int kind
+        if st < 200 and st != 101:
+            if st == 100 and self.expect_continue and not self.resp_started:
+                self.send(CONTINUE_100)
+            return
+        self.status = st
+        self.resp_started = True
+        extra = []
+        if st == 101:
+            if not self.upgrade:
+                self.upstream_broke(self.up, True)
+                return
+            i = rp.find(H_UPGRADE)
+            extra.append(HDR_CONN_UPGRADE)
+            if i >= 0:
+                extra.append(b"upgrade: " + rp.header_value(i) + CRLF)
+        else:
+            if self.upgrade:
+                self.close_after = True     # the request parser is paused: no next request
+            kind = rp.body_kind
+            if kind == BODY_CHUNKED or kind == BODY_UNTIL_CLOSE:
+                if self.client_11:
+                    self.resp_chunked = True
+                    extra.append(HDR_CHUNKED)
+                else:
+                    self.close_after = True  # HTTP/1.0: the body ends at close
+            if self.worker.draining:
+                self.close_after = True
+            if self.close_after:
+                extra.append(HDR_CLOSE)
+            elif not self.client_11:
+                extra.append(HDR_KEEP_ALIVE)
+        self.send(build_head(rp, status_line(rp), extra))
+
+    cdef start_tunnel(self, Upstream up):
+        """101 Switching Protocols: from now on bytes pass both ways untouched."""
+        cdef bytes rest
+        self.xstate = X_TUNNEL
+        self.cancel_timer()
+        rest = up.parser.leftover()
+        if rest:
+            self.send(rest)
+        rest = self.parser.leftover()
+        if rest and up.transport is not None:
+            up.transport.write(rest)
+
+    cdef response_complete(self, Upstream up, bint upstream_keep_alive):
+        cdef Pool pool = self.pool
+        up.served += 1
+        up.ds = None
+        self.up = None
+        self.lb_done()
+        if up.paused_reading and up.transport is not None:
+            up.paused_reading = False
+            up.transport.resume_reading()
+        if upstream_keep_alive and self.req_done and up.transport is not None:
+            pool.release(up, self.loop.time())
+        else:
+            up.close_now()
+        if self.req_done:
+            self.end_exchange(log=True)
+        else:
+            # answered before the request body ended: read the rest of it and drop it
+            self.xstate = X_DONE_WAIT
+            self.log_exchange()
+
+    cdef on_upstream_lost(self, Upstream up):
+        cdef H1Parser rp = up.parser
+        cdef int ev
+        if self.xstate == X_TUNNEL:
+            self.flush()
+            self.close_now()
+            return
+        # a response delimited by close ends here
+        if up.got_bytes and rp.body_kind == BODY_UNTIL_CLOSE and self.resp_started:
+            up.ds = self
+            ev = rp.feed_eof()
+            up.ds = None
+            if ev == EV_END:
+                if self.resp_chunked:
+                    self.send(LAST_CHUNK + CRLF)
+                self.up = None
+                self.lb_done()
+                if self.req_done:
+                    self.end_exchange(log=True)
+                else:
+                    self.xstate = X_DONE_WAIT
+                    self.log_exchange()
+                self.flush()
+                return
+        self.upstream_broke(up, False)
+        self.flush()
+
+    cdef upstream_broke(self, Upstream up, bint close_upstream):
+        """The upstream failed mid-exchange: retry, 502, or abort the client."""
+        self.up = None
+        up.ds = None
+        if close_upstream:
+            up.close_now()
+        self.lb_done()
+        if (not up.got_bytes and up.served > 0 and not self.retried and not self.req_has_body
+                and self.method in IDEMPOTENT):
+            self.retried = True
+            self.xstate = X_CONNECTING
+            self.cluster.balancer.begin(self.ep_index)
+            self.lb_active = True
+            self.get_connection(True)
+            return
+        if not self.resp_started:
+            self.fail(502, b"upstream connection broke before a response\n")
+        else:
+            self.flush()
+            self.close_now()
+
+    cdef fail(self, int status, bytes body):
+        """A proxied exchange ends with a local error reply."""
+        self.cancel_timer()
+        if self.waiter is not None:
+            self.pool.remove_waiter(self.waiter)
+            self.waiter = None
+        self.lb_done()
+        self.pending = None
+        if not self.req_done:
+            self.close_after = True
+        self.local(status, body, None, self.close_after)
+        if not self.req_done:
+            # we stop reading the body: the connection cannot carry another request
+            self.req_done = True
+            self.finish_local()
+
+    def on_timeout(self):
+        self.timer = None
+        if self.xstate == X_CONNECTING or self.xstate == X_PROXYING:
+            self.abort_upstream()
+            self.xstate = X_LOCAL
+            if not self.resp_started:
+                self.close_after = self.close_after or not self.req_done
+                self.local(504, b"upstream request timeout\n", None, self.close_after)
+                if not self.req_done:
+                    self.req_done = True
+                    self.finish_local()
+                self.flush()
+            else:
+                self.status = 504
+                self.flush()
+                self.close_now()
+
+    cdef void cancel_timer(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    cdef abort_upstream(self):
+        """Stop the upstream side of the exchange (client gone, timeout): never pool it."""
+        cdef Upstream up = self.up
+        self.cancel_timer()
+        if self.waiter is not None:
+            self.pool.remove_waiter(self.waiter)
+            self.waiter = None
+        if up is not None:
+            self.up = None
+            up.ds = None
+            up.close_now()
+        self.lb_done()
+
+    cdef end_exchange(self, bint log):
+        """The exchange is over on both sides: log it, then close or go on with the next."""
+        self.cancel_timer()
+        self.lb_done()
+        if log:
+            self.log_exchange()
+        self.worker.requests += 1
+        self.xstate = X_IDLE
+        self.up = None
+        self.pending = None
+        self.route = None
+        if self.closed:
+            return
+        if self.close_after or self.worker.draining:
+            self.flush()
+            self.close_now()
+            return
+        if self.paused_for_pipeline or self.read_paused:
+            self.paused_for_pipeline = False
+            self.read_paused = False
+            self.transport.resume_reading()
+        if not self.in_process:
+            self.process()
+
+    cdef log_exchange(self):
+        log = self.worker.access_log
+        if log is None:
+            return
+        log({
+            "time": time.time(),
+            "request_id": self.request_id.decode("latin-1") if self.request_id else None,
+            "method": self.method.decode("latin-1") if self.method else None,
+            "path": self.path.decode("latin-1") if self.path else None,
+            "status": self.status,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration_ms": round((self.loop.time() - self.t0) * 1000.0, 3),
+            "upstream": self.pool.address.decode() if self.pool is not None else None,
+            "route": self.route.name if self.route is not None else None,
+            "listener": self.lname,
+        })
+
+    cdef void close_now(self):
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def drain_close(self):
+        if self.xstate == X_IDLE:
+            self.close_now()
+        else:
+            self.close_after = True
+
+
+cdef bytes status_line(H1Parser rp):
+    """The response's first line as HTTP/1.1 (we speak 1.1 to the client whatever the upstream)."""
+    cdef Py_ssize_t end = rp.reason_e
+    if rp.version_minor == 1:
+        return rp.head[0:end] + CRLF
+    return b"HTTP/1.1" + rp.head[8:end] + CRLF
+
+
+cdef bytes cookie_value(object header, bytes name):
+    """The value of cookie `name` in a Cookie header (RFC 6265 section 4.2.1), or None."""
+    if header is None:
+        return None
+    for part in (<bytes>header).split(b";"):
+        k, sep, v = part.strip().partition(b"=")
+        if sep and k == name:
+            return v
+    return None

@@ -1,0 +1,65 @@
+# The immutable bundle a worker serves from (see tables.pyx).
+
+from engine._fast.router cimport Router
+from engine._fast.balancer cimport Balancer
+from engine._fast.limiter cimport Limiter
+
+cdef enum:
+    LIMIT_PER_ROUTE = 0
+    LIMIT_PER_CLIENT_IP = 1
+    LIMIT_PER_HEADER = 2
+
+    HASH_NONE = 0
+    HASH_HEADER = 1
+    HASH_CLIENT_IP = 2
+    HASH_COOKIE = 3
+
+
+cdef class Endpoint:
+    cdef readonly object pool          # engine._fast.pool.Pool
+
+
+cdef class Cluster:
+    cdef readonly str name
+    cdef readonly Balancer balancer
+    cdef readonly list endpoints       # [Endpoint]
+    cdef readonly int hash_kind
+    cdef readonly bytes hash_name      # lowercase header or cookie name
+
+
+cdef class Route:
+    cdef readonly str name
+    cdef readonly int index
+    cdef readonly bint direct
+    cdef readonly int direct_status
+    cdef readonly bytes direct_head    # status line + header lines; the connection header and the
+                                       # empty line are added per exchange
+    cdef readonly bytes direct_body
+    cdef readonly bytes prefix_from    # rewrite.path_prefix: the matched prefix, or None
+    cdef readonly bytes prefix_to
+    cdef readonly list add_lines       # [b"name: value\r\n"] from rewrite.set_headers
+    cdef readonly tuple drop_names     # lowercase names removed (set_headers + remove_headers)
+    cdef readonly Limiter limiter      # or None
+    cdef readonly int limit_per
+    cdef readonly bytes limit_header
+    cdef readonly double timeout       # seconds; 0 = none
+    cdef readonly Balancer split       # over `clusters`; None when there is one
+    cdef readonly list clusters        # [Cluster]
+
+
+cdef class Listener:
+    cdef readonly str name
+    cdef readonly str host
+    cdef readonly int port
+    cdef readonly Router router
+    cdef readonly list routes          # [Route], in the listener's order
+    cdef readonly Py_ssize_t max_head_bytes
+    cdef readonly Py_ssize_t max_headers
+    cdef readonly Py_ssize_t max_uri_bytes
+
+
+cdef class Tables:
+    cdef readonly object version
+    cdef readonly dict listeners       # name -> Listener
+    cdef readonly dict clusters        # name -> Cluster
+    cdef readonly dict pools           # stable pool key -> Pool: idle sweep, drain, reuse on reload

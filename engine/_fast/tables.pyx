@@ -1,0 +1,84 @@
+# cython: language_level=3
+"""The immutable bundle a worker serves from: listeners -> routes -> clusters -> endpoints.
+
+Theory of operation
+-------------------
+`engine/policy/link.py` builds one `Tables` per snapshot from primitives; nothing here parses or
+validates config (the policy layer owns every error message). Everything a request needs is
+resolved at link time: a matched `Route` already points at its limiter, its rewrite program and
+its `Cluster` objects, which point at their balancer and endpoint pools. Serving a request never
+looks a name up. A worker swaps one reference to a new `Tables` on reload; a connection keeps
+the `Listener` it was accepted with until its current request ends, so in-flight requests finish
+on the config they started with.
+"""
+
+cimport cython
+
+
+@cython.final
+cdef class Endpoint:
+    def __init__(self, pool):
+        self.pool = pool
+
+
+@cython.final
+cdef class Cluster:
+    def __init__(self, str name, Balancer balancer, list endpoints, int hash_kind=HASH_NONE,
+                 bytes hash_name=b""):
+        self.name = name
+        self.balancer = balancer
+        self.endpoints = endpoints
+        self.hash_kind = hash_kind
+        self.hash_name = hash_name
+
+
+@cython.final
+cdef class Route:
+    def __init__(self, str name, int index, *, bint direct=False, int direct_status=200, bytes direct_head=None,
+                 bytes direct_body=b"", bytes prefix_from=None, bytes prefix_to=None,
+                 list add_lines=None, tuple drop_names=(), Limiter limiter=None,
+                 int limit_per=LIMIT_PER_ROUTE, bytes limit_header=b"", double timeout=0.0,
+                 Balancer split=None, list clusters=None):
+        self.name = name
+        self.index = index
+        self.direct = direct
+        self.direct_status = direct_status
+        self.direct_head = direct_head
+        self.direct_body = direct_body
+        self.prefix_from = prefix_from
+        self.prefix_to = prefix_to
+        self.add_lines = add_lines if add_lines is not None else []
+        self.drop_names = drop_names
+        self.limiter = limiter
+        self.limit_per = limit_per
+        self.limit_header = limit_header
+        self.timeout = timeout
+        self.split = split
+        self.clusters = clusters if clusters is not None else []
+
+
+@cython.final
+cdef class Listener:
+    def __init__(self, str name, str host, int port, Router router, list routes,
+                 Py_ssize_t max_head_bytes=65536, Py_ssize_t max_headers=100,
+                 Py_ssize_t max_uri_bytes=8192):
+        self.name = name
+        self.host = host
+        self.port = port
+        self.router = router
+        self.routes = routes
+        self.max_head_bytes = max_head_bytes
+        self.max_headers = max_headers
+        self.max_uri_bytes = max_uri_bytes
+
+
+@cython.final
+cdef class Tables:
+    def __init__(self, version, dict listeners, dict clusters, dict pools):
+        self.version = version
+        self.listeners = listeners
+        self.clusters = clusters
+        self.pools = pools
+
+LIMIT_PER = {"route": LIMIT_PER_ROUTE, "client_ip": LIMIT_PER_CLIENT_IP, "header": LIMIT_PER_HEADER}
+HASH_ON = {"": HASH_NONE, "header": HASH_HEADER, "client_ip": HASH_CLIENT_IP, "cookie": HASH_COOKIE}

@@ -1,0 +1,77 @@
+"""The `sluice` command (CONFIG.md, "Command line").
+
+Errors in the user's config are printed one per line as `FILE: path: reason`, with exit status 1
+and no traceback: a traceback is for our bugs, not for their typos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sluice", description="An L7 proxy data plane.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="validate, compile and serve a config")
+    src = run.add_mutually_exclusive_group(required=True)
+    src.add_argument("-c", "--config", help="YAML config file")
+    src.add_argument("-s", "--snapshot", help="compiled msgpack snapshot")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="worker processes (default: one per CPU)")
+    run.add_argument("--drain-timeout", type=float, default=30.0,
+                     help="seconds a drain waits for in-flight requests (default 30)")
+    run.add_argument("--access-log", help="stderr | stdout | off | FILE (overrides access_log.path)")
+
+    val = sub.add_parser("validate", help="check a config and print every error")
+    val.add_argument("file")
+    return ap
+
+
+def _load(path: str):
+    from engine.policy import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_validate(args) -> int:
+    from engine.policy import validate_file
+
+    problems = validate_file(args.file)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def cmd_run(args) -> int:
+    if args.snapshot:
+        print("sluice: snapshots (-s) are not supported yet; use -c FILE.yaml", file=sys.stderr)
+        return 1
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from engine.runtime.supervisor import Supervisor
+
+    return Supervisor(config, workers=args.workers, drain_timeout=args.drain_timeout,
+                      access_log_path=args.access_log).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return cmd_validate(args)
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

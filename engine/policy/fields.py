@@ -1,0 +1,199 @@
+"""Field types of the config model: the pure parsers of `durations`, `addresses` and `syntax`
+wired into pydantic, each with the JSON Schema an editor should see.
+
+The pattern is the same everywhere: pydantic checks the basic type first (so a number where a
+string belongs gets the one uniform "expected a string" message), then our validator checks and
+normalises the text and raises ValueError with a sentence the loader shows as is. `WithJsonSchema`
+states what the user types (a string with a pattern), not what the model stores (float seconds,
+an Address).
+
+Integers are strict: YAML `5.0` or `"5"` where a count belongs is refused rather than coerced,
+and `true` is never a number.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+)
+
+from . import addresses, durations, syntax
+from .addresses import Address
+from .errors import RuleCollector, describe_value, expected_string
+
+# -- numbers -----------------------------------------------------------------------------------
+
+Count = Annotated[int, Strict()]
+# Weights fit 16 bits so the compiled balancer can sum 32768 of them in an int32.
+Weight = Annotated[int, Strict(), Field(ge=1, le=65535)]
+
+# -- durations and addresses -------------------------------------------------------------------
+
+Duration = Annotated[
+    float,
+    PlainValidator(durations.parse_duration),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": durations.PATTERN},
+            {"type": "number", "exclusiveMinimum": 0},
+        ],
+        "description": "A duration: '250ms', '5s', '2m', '1h', or a number of seconds.",
+    }),
+]
+
+AddressField = Annotated[
+    Address,
+    PlainValidator(addresses.parse_address),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": addresses.PATTERN,
+        "description": "host:port, or [IPv6]:port.",
+        "examples": ["127.0.0.1:8080", "[::1]:8080"],
+    }),
+]
+
+# -- names and HTTP tokens ---------------------------------------------------------------------
+
+Name = Annotated[
+    str,
+    AfterValidator(syntax.name),
+    WithJsonSchema({"type": "string", "pattern": syntax.NAME_PATTERN,
+                    "maxLength": syntax.NAME_MAX}),
+]
+
+# A reference to a name: any non-empty string; whether it names something is a cross-reference
+# check with a did-you-mean, not a syntax error.
+NameRef = Annotated[str, Field(min_length=1)]
+
+HeaderName = Annotated[
+    str,
+    AfterValidator(syntax.header_name),
+    WithJsonSchema({"type": "string", "pattern": syntax.TOKEN_PATTERN}),
+]
+
+Method = Annotated[
+    str,
+    AfterValidator(syntax.method),
+    WithJsonSchema({"type": "string", "pattern": syntax.TOKEN_PATTERN,
+                    "examples": ["GET", "POST"]}),
+]
+
+Host = Annotated[
+    str,
+    AfterValidator(syntax.host),
+    WithJsonSchema({"type": "string", "pattern": r"^(\*\.)?[A-Za-z0-9.\-]+$",
+                    "examples": ["api.example.com", "*.example.com"]}),
+]
+
+
+def _header_map(value: Any) -> Any:
+    """Lowercase the names of a `{name: value}` map, refusing names that collide once lowercased
+    and values a proxy must not send. A non-mapping passes through to pydantic's type error."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    spelled: dict[str, str] = {}
+    rules = RuleCollector()
+    for key, item in value.items():
+        if not isinstance(key, str):
+            rules.add((str(key),), f"a header name must be a string, got {describe_value(key)}")
+            continue
+        try:
+            lowered = syntax.header_name(key)
+        except ValueError as error:
+            rules.add((key,), str(error))
+            continue
+        if lowered in spelled:
+            rules.add((key,), f"header '{lowered}' is already given as '{spelled[lowered]}' "
+                              "(header names are case-insensitive)")
+            continue
+        spelled[lowered] = key
+        if not isinstance(item, str):
+            rules.add((key,), expected_string(item))
+            continue
+        try:
+            out[lowered] = syntax.header_value(item)
+        except ValueError as error:
+            rules.add((key,), str(error))
+    rules.raise_if_any()
+    return out
+
+
+HeaderMap = Annotated[
+    dict[str, str],
+    BeforeValidator(_header_map),
+    WithJsonSchema({
+        "type": "object",
+        "propertyNames": {"pattern": syntax.TOKEN_PATTERN},
+        "additionalProperties": {"type": "string"},
+    }),
+]
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"a path starts with '/', got '{value}'")
+    for char, what in (("?", "a query"), ("#", "a fragment")):
+        if char in value:
+            raise ValueError(f"'{char}' starts {what}: paths are matched without it")
+    if re.search(r"[\x00-\x20\x7f]", value):
+        raise ValueError("a path contains a space or a control character")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        where = f" at position {error.pos}" if error.pos is not None else ""
+        raise ValueError(f"invalid regular expression: {error.msg}{where}") from None
+    return value
+
+
+Path = Annotated[
+    str,
+    AfterValidator(_path),
+    WithJsonSchema({"type": "string", "pattern": "^/"}),
+]
+
+PathRegex = Annotated[
+    str,
+    AfterValidator(_regex),
+    WithJsonSchema({"type": "string", "format": "regex"}),
+]
+
+# -- request key specs -------------------------------------------------------------------------
+
+
+def _per(value: str) -> str:
+    return syntax.key_spec(value, ("route", "client_ip"), ("header",))
+
+
+def _hash_on(value: str) -> str:
+    return syntax.key_spec(value, ("client_ip",), ("header", "cookie"))
+
+
+RateKey = Annotated[
+    str,
+    AfterValidator(_per),
+    WithJsonSchema({"type": "string", "pattern": r"^(route|client_ip|header:.+)$",
+                    "examples": ["route", "client_ip", "header:x-api-key"]}),
+]
+
+HashKey = Annotated[
+    str,
+    AfterValidator(_hash_on),
+    WithJsonSchema({"type": "string", "pattern": r"^(client_ip|header:.+|cookie:.+)$",
+                    "examples": ["client_ip", "header:x-user", "cookie:session"]}),
+]

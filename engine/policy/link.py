@@ -1,0 +1,159 @@
+"""Turn a validated config into the compiled `Tables` a worker serves from.
+
+This is the one policy module that imports `engine._fast` (STYLE.md): everything else in
+`engine.policy` runs without a compiler. Linking never validates meaning (the model already did)
+and resolves every name once, so that serving a request never looks one up.
+
+State that must outlive a reload is carried over by identity: a `Pool` is reused when the
+previous tables had the same endpoint of the same cluster with the same pool settings, and a
+`Limiter` keyed by a stable `limit_id` (route name + limit settings) finds its buckets again in
+the node's shared table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from engine._fast.balancer import Balancer, policy_from_name
+from engine._fast.limiter import Limiter
+from engine._fast.pool import Pool
+from engine._fast.router import (
+    HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
+)
+from engine._fast.tables import (
+    HASH_ON, LIMIT_PER, Cluster, Endpoint, Listener, Route, Tables,
+)
+
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
+           302: "Found", 307: "Temporary Redirect", 308: "Permanent Redirect",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def stable_id(*parts: object) -> int:
+    """A 64-bit identity that is the same in every process and every run."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _pool_key(cluster, endpoint) -> tuple:
+    pool = cluster.pool
+    return (cluster.name, endpoint.address.host, endpoint.address.port, pool.max_connections,
+            pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout)
+
+
+def _split_on(spec: str | None) -> tuple[str, bytes]:
+    """'header:x-user' -> ('header', b'x-user'); 'client_ip' -> ('client_ip', b'')."""
+    if not spec:
+        return "", b""
+    kind, _, name = spec.partition(":")
+    return kind, name.strip().lower().encode()
+
+
+def _link_cluster(cluster, old_pools: dict, pools: dict) -> Cluster:
+    endpoints = []
+    for ep in cluster.endpoints:
+        key = _pool_key(cluster, ep)
+        pool = old_pools.get(key)
+        if pool is None:
+            pool = Pool(ep.address.host, ep.address.port,
+                        max_connections=cluster.pool.max_connections,
+                        max_requests=cluster.pool.max_requests_per_connection,
+                        idle_timeout=cluster.pool.idle_timeout,
+                        connect_timeout=cluster.connect_timeout)
+        pools[key] = pool
+        endpoints.append(Endpoint(pool))
+    balancer = Balancer(policy_from_name(cluster.balancer),
+                        [ep.weight for ep in cluster.endpoints],
+                        [str(ep.address).encode() for ep in cluster.endpoints],
+                        # per process: workers must not draw random picks in lockstep
+                        (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF)
+    kind, name = _split_on(cluster.hash_on)
+    return Cluster(cluster.name, balancer, endpoints, HASH_ON[kind], name)
+
+
+def _direct_head(resp) -> tuple[bytes, bytes]:
+    body = resp.body.encode()
+    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, REASONS.get(resp.status, "").encode())]
+    names = set()
+    for name, value in resp.headers.items():
+        lines.append(b"%s: %s\r\n" % (name.encode(), str(value).encode()))
+        names.add(name.lower())
+    if resp.status not in (204, 304) and resp.status >= 200:
+        lines.append(b"content-length: %d\r\n" % len(body))
+    return b"".join(lines), body
+
+
+def _link_route(route, index: int, clusters: dict, buckets) -> Route:
+    kw: dict = {}
+    if route.direct_response is not None:
+        head, body = _direct_head(route.direct_response)
+        kw.update(direct=True, direct_status=route.direct_response.status,
+                  direct_head=head, direct_body=body)
+    else:
+        targets = [clusters[t.cluster] for t in route.to]
+        kw["clusters"] = targets
+        if len(targets) > 1:
+            kw["split"] = Balancer(policy_from_name("weighted_round_robin"),
+                                   [t.weight for t in route.to],
+                                   [t.cluster.encode() for t in route.to], 0)
+    rw = route.rewrite
+    if rw is not None:
+        if rw.path_prefix is not None and route.match.path_prefix is not None:
+            kw["prefix_from"] = route.match.path_prefix.encode()
+            kw["prefix_to"] = rw.path_prefix.encode()
+        add = [b"%s: %s\r\n" % (k.lower().encode(), str(v).encode())
+               for k, v in rw.set_headers.items()]
+        kw["add_lines"] = add
+        kw["drop_names"] = tuple(sorted({k.lower().encode() for k in rw.set_headers}
+                                        | {k.lower().encode() for k in rw.remove_headers}))
+    rl = route.rate_limit
+    if rl is not None:
+        per, _, header = rl.per.partition(":")
+        kw["limiter"] = Limiter(buckets, stable_id("limit", route.name, rl.rate, rl.burst, rl.per),
+                                float(rl.rate), int(rl.burst))
+        kw["limit_per"] = LIMIT_PER[per]
+        kw["limit_header"] = header.strip().lower().encode()
+    if route.timeout:
+        kw["timeout"] = float(route.timeout)
+    return Route(route.name, index, **kw)
+
+
+def router_entry(match) -> tuple:
+    """A route's match block as the primitive tuple `Router` takes."""
+    host = (match.host or "").lower()
+    if not host:
+        hk, hv = HOST_ANY, b""
+    elif host.startswith("*."):
+        hk, hv = HOST_SUFFIX, host[1:].encode()
+    else:
+        hk, hv = HOST_EXACT, host.encode()
+    if match.path is not None:
+        pk, pv = PATH_EXACT, match.path.encode()
+    elif match.path_prefix is not None:
+        pk, pv = PATH_PREFIX, match.path_prefix.encode()
+    elif match.path_regex is not None:
+        pk, pv = PATH_REGEX, match.path_regex.encode()
+    else:
+        pk, pv = PATH_ANY, b""
+    methods = tuple(m.upper().encode() for m in match.methods) if match.methods else None
+    headers = tuple((k.lower().encode(), str(v).encode()) for k, v in (match.headers or {}).items())
+    return (hk, hv, pk, pv, methods, headers)
+
+
+def link(config, buckets, previous: Tables | None = None, version: object = None) -> Tables:
+    """Build the Tables for `config`, reusing pools of `previous` that did not change."""
+    old_pools = previous.pools if previous is not None else {}
+    pools: dict = {}
+    clusters = {c.name: _link_cluster(c, old_pools, pools) for c in config.clusters}
+    routes_by_name = {r.name: r for r in config.routes}
+    listeners = {}
+    for lst in config.listeners:
+        routes = [_link_route(routes_by_name[name], i, clusters, buckets)
+                  for i, name in enumerate(lst.routes)]
+        router = Router([router_entry(routes_by_name[name].match) for name in lst.routes])
+        lim = lst.limits
+        listeners[lst.name] = Listener(lst.name, lst.address.host, lst.address.port, router, routes,
+                                       lim.max_head_bytes, lim.max_headers, lim.max_uri_bytes)
+    return Tables(version, listeners, clusters, pools)

@@ -1,0 +1,331 @@
+"""The config model: what a sluice YAML file means, as frozen pydantic models.
+
+Field names are exactly those of CONFIG.md (schema version 1), which is the user contract. This
+module adds, beyond CONFIG.md:
+- `Listener.limits` (`Limits`): the HTTP/1.1 head limits the codec enforces (`max_head_bytes`
+  -> 413/431, `max_headers` -> 431, `max_uri_bytes` -> 414); `max_headers` is capped by the
+  codec's hard array size (256, engine/_fast/http1.pxd).
+- `Config.access_log` (`AccessLog`): where JSON access log lines go: `stderr` (default),
+  `stdout`, `off`, or a file path.
+- Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
+  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none).
+
+What the model guarantees once built:
+- Values are normalised: durations are float seconds, addresses are `Address`, header names
+  and `match.host` lowercase, methods uppercase. Sequences are tuples.
+- Every rule about one object holds (one path condition per match, `to` xor
+  `direct_response`, `hash_on` with `ring_hash`, ...); rules that look across objects (names,
+  references, addresses) live in `crossref` and are applied by `Config` itself, except when the
+  loader validates with `DEFER_CROSSREF` in the context to run them on partial configs too.
+
+Matching semantics the router must share (also used by `lint` to find shadowed routes):
+`path` is an exact match, `path_prefix` a plain string prefix (`/api` matches `/apix`),
+`path_regex` must match the whole path (`re.fullmatch`), all against the path without its query.
+`host` is compared with the request host with its port removed; `*.example.com` matches names
+ending in `.example.com`. `headers` values match exactly. Conditions combine with AND.
+
+Rule errors are raised as `RuleViolation`s carrying paths relative to the object, so a message
+lands on the field to fix (`clusters[0].hash_on`) rather than on the object.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
+
+from . import crossref, syntax
+from .addresses import Address
+from .errors import RuleCollector, RuleViolation, violation
+from .fields import (
+    AddressField,
+    Count,
+    Duration,
+    HashKey,
+    HeaderMap,
+    HeaderName,
+    Host,
+    Method,
+    Name,
+    NameRef,
+    Path,
+    PathRegex,
+    RateKey,
+    Weight,
+)
+
+# Validation context key: skip the cross-reference rules in `Config` (the loader runs them
+# itself, over whatever parts of a broken config did validate).
+DEFER_CROSSREF = "sluice_defer_crossref"
+
+Balancer = Literal["weighted_round_robin", "least_request", "ring_hash", "random"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- admin and listeners -----------------------------------------------------------------------
+
+
+class Admin(_Model):
+    """The admin HTTP API. It can replace the running config, so off loopback it needs a token."""
+
+    address: AddressField = Field(
+        Address("127.0.0.1", 9901),
+        description="Where the admin API listens; a non-loopback address needs admin.token.")
+    token: str | None = Field(
+        None, min_length=1,
+        description="Bearer token required by the admin API (required off loopback).")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Admin:
+        if self.token is None and not self.address.is_loopback:
+            raise violation(("token",), (
+                f"required because admin.address {self.address} is not a loopback address "
+                "(the admin API can replace the running config)"))
+        return self
+
+
+class Limits(_Model):
+    """Limits on a request head, enforced by the HTTP/1.1 codec (an addition to CONFIG.md)."""
+
+    max_head_bytes: Count = Field(
+        65536, ge=1024, le=1048576,
+        description="Largest request head (request line + headers) in bytes; larger is 431.")
+    max_headers: Count = Field(
+        100, ge=1, le=256, description="Most header lines in a request head; more is 431.")
+    max_uri_bytes: Count = Field(
+        8192, ge=16, le=1048576, description="Longest request target in bytes; longer is 414.")
+
+    @model_validator(mode="after")
+    def _uri_fits_head(self) -> Limits:
+        if self.max_uri_bytes > self.max_head_bytes:
+            raise violation(("max_uri_bytes",), (
+                f"{self.max_uri_bytes} is larger than max_head_bytes ({self.max_head_bytes}), "
+                "which contains it"))
+        return self
+
+
+class Listener(_Model):
+    name: Name
+    address: AddressField = Field(description="host:port to accept on; [::1]:8080 for IPv6.")
+    routes: tuple[NameRef, ...] = Field(
+        min_length=1, description="Route names, tried in this order; the first match wins.")
+    limits: Limits = Field(default_factory=Limits)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+class Match(_Model):
+    """What a request must look like to take a route; an absent condition matches anything."""
+
+    host: Host | None = Field(
+        None, description="Exact host, or a leading wildcard '*.example.com'; no port.")
+    path: Path | None = Field(None, description="Exact path.")
+    path_prefix: Path | None = Field(None, description="Path prefix (plain string prefix).")
+    path_regex: PathRegex | None = Field(
+        None, description="Python regular expression matched against the whole path.")
+    methods: tuple[Method, ...] | None = Field(None, min_length=1)
+    headers: HeaderMap = Field(
+        default_factory=dict, description="Headers that must be present with exactly this value.")
+
+    @model_validator(mode="after")
+    def _one_path_condition(self) -> Match:
+        given = [f for f in ("path", "path_prefix", "path_regex") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise violation((given[1],), (
+                f"use only one of path, path_prefix, path_regex (found {' and '.join(given)})"))
+        return self
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when the match takes every request (no condition, or only `path_prefix: /`)."""
+        return (self.host is None and self.methods is None and not self.headers
+                and self.path is None and self.path_regex is None
+                and self.path_prefix in (None, "/"))
+
+
+class Rewrite(_Model):
+    """Changes made to the request before it goes upstream."""
+
+    path_prefix: Path | None = Field(
+        None, description="Replaces the part of the path matched by match.path_prefix.")
+    set_headers: HeaderMap = Field(default_factory=dict)
+    remove_headers: tuple[HeaderName, ...] = ()
+
+    @model_validator(mode="after")
+    def _headers_consistent(self) -> Rewrite:
+        rules = RuleCollector()
+        for header in self.set_headers:
+            if header in syntax.MANAGED_HEADERS:
+                rules.add(("set_headers", header),
+                          f"'{header}' is managed by the proxy (hop-by-hop or framing)")
+        for i, header in enumerate(self.remove_headers):
+            if header in self.set_headers:
+                rules.add(("remove_headers", i),
+                          f"'{header}' is also in set_headers; keep one")
+        rules.raise_if_any()
+        return self
+
+
+class RateLimit(_Model):
+    """A token bucket: `rate` requests per second refill a bucket of `burst` requests. One bucket
+    per node (shared by all workers) for each key `per` selects."""
+
+    rate: Annotated[float, Strict()] = Field(gt=0, allow_inf_nan=False,
+                                             description="Requests per second.")
+    burst: Count = Field(ge=1, description="Bucket size: requests allowed at once.")
+    per: RateKey = Field("route", description="route | client_ip | header:NAME")
+
+
+class DirectResponse(_Model):
+    """Answer from the proxy itself, without an upstream."""
+
+    status: Count = Field(ge=200, le=599, description="A final status (1xx are interim).")
+    body: str = ""
+    headers: HeaderMap = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_response(self) -> DirectResponse:
+        rules = RuleCollector()
+        for header in self.headers:
+            if header in syntax.MANAGED_HEADERS:
+                rules.add(("headers", header),
+                          f"'{header}' is set by the proxy (from the body, or hop-by-hop)")
+        if self.body and (self.status in (204, 304)):
+            rules.add(("body",), f"a {self.status} response has no body")
+        rules.raise_if_any()
+        return self
+
+
+class Target(_Model):
+    cluster: NameRef
+    weight: Weight = Field(1, description="Share of the traffic, relative to the other targets.")
+
+
+class Route(_Model):
+    name: Name
+    match: Match
+    rewrite: Rewrite | None = None
+    rate_limit: RateLimit | None = None
+    timeout: Duration | None = Field(
+        None, description="For the whole request, upstream response included.")
+    direct_response: DirectResponse | None = None
+    to: tuple[Target, ...] = Field((), description="Weighted targets: a split across clusters.")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Route:
+        rules = RuleCollector()
+        if self.direct_response is None and not self.to:
+            rules.add((), "needs 'to' (clusters to forward to) or 'direct_response'")
+        elif self.direct_response is not None and self.to:
+            rules.add(("direct_response",), "a route has either 'to' or 'direct_response', not both")
+        if self.rewrite is not None and self.rewrite.path_prefix is not None \
+                and self.match.path_prefix is None:
+            rules.add(("rewrite", "path_prefix"),
+                      "needs match.path_prefix: it replaces the matched prefix")
+        seen: dict[str, int] = {}
+        for i, target in enumerate(self.to):
+            if target.cluster in seen:
+                rules.add(("to", i, "cluster"), (
+                    f"cluster '{target.cluster}' is already a target (to[{seen[target.cluster]}]); "
+                    "add the weights together instead"))
+            seen.setdefault(target.cluster, i)
+        rules.raise_if_any()
+        return self
+
+
+# -- clusters ----------------------------------------------------------------------------------
+
+
+class Pool(_Model):
+    """Upstream connection pool, per worker."""
+
+    max_connections: Count = Field(1024, ge=1)
+    idle_timeout: Duration = Field(60.0, description="Close a pooled connection idle this long.")
+    max_requests_per_connection: Count = Field(
+        0, ge=0, description="Recycle a connection after this many requests; 0 = unlimited.")
+
+
+class Endpoint(_Model):
+    address: AddressField = Field(description="host:port; a host name is resolved at connect.")
+    weight: Weight = 1
+
+    @model_validator(mode="after")
+    def _real_port(self) -> Endpoint:
+        if self.address.port == 0:
+            raise violation(("address",), "an endpoint needs a port other than 0")
+        return self
+
+
+class Cluster(_Model):
+    name: Name
+    balancer: Balancer = "weighted_round_robin"
+    hash_on: HashKey | None = Field(
+        None, description="ring_hash only: header:NAME | client_ip | cookie:NAME")
+    connect_timeout: Duration = 1.0
+    pool: Pool = Field(default_factory=Pool)
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Cluster:
+        rules = RuleCollector()
+        # hash_on with another balancer is only a warning (lint): CONFIG.md's own example
+        # sets it on a weighted_round_robin cluster to show the field.
+        if self.balancer == "ring_hash" and self.hash_on is None:
+            rules.add(("hash_on",), "required with balancer: ring_hash (what to hash on)")
+        seen: dict[tuple[str, int], int] = {}
+        for i, endpoint in enumerate(self.endpoints):
+            key = endpoint.address.same_socket_key()
+            if key in seen:
+                rules.add(("endpoints", i, "address"), (
+                    f"{endpoint.address} is already endpoints[{seen[key]}]; "
+                    "raise its weight instead"))
+            seen.setdefault(key, i)
+        rules.raise_if_any()
+        return self
+
+
+# -- the whole file ----------------------------------------------------------------------------
+
+
+class AccessLog(_Model):
+    """Where access log lines (JSON) go (an addition to CONFIG.md)."""
+
+    path: str = Field(
+        "stderr", min_length=1,
+        description="'stderr', 'stdout', 'off', or a file path (opened for append).")
+
+
+class Config(_Model):
+    """A whole sluice config (schema version 1)."""
+
+    admin: Admin = Field(default_factory=Admin)
+    listeners: tuple[Listener, ...] = Field(min_length=1)
+    routes: tuple[Route, ...] = Field(min_length=1)
+    clusters: tuple[Cluster, ...] = ()
+    access_log: AccessLog = Field(default_factory=AccessLog)
+
+    @model_validator(mode="after")
+    def _cross_references(self, info: ValidationInfo) -> Config:
+        if info.context and info.context.get(DEFER_CROSSREF):
+            return self
+        errors = crossref.check(crossref.Sections.of(self))
+        if errors:
+            raise RuleViolation(errors)
+        return self
+
+    def route(self, name: str) -> Route:
+        """The route called `name` (KeyError if none)."""
+        for route in self.routes:
+            if route.name == name:
+                return route
+        raise KeyError(name)
+
+    def cluster(self, name: str) -> Cluster:
+        """The cluster called `name` (KeyError if none)."""
+        for cluster in self.clusters:
+            if cluster.name == name:
+                return cluster
+        raise KeyError(name)

@@ -1,0 +1,418 @@
+"""engine/_fast/balancer.pyx: endpoint selection for every policy, health, and the hash ring."""
+
+import collections
+import random
+
+import pytest
+
+from engine._fast import balancer as lb
+from engine._fast.balancer import (
+    LB_LEAST_REQUEST,
+    LB_RANDOM,
+    LB_RING_HASH,
+    LB_ROUND_ROBIN,
+    Balancer,
+    hash_key,
+    policy_from_name,
+)
+
+ALL_POLICIES = [LB_ROUND_ROBIN, LB_LEAST_REQUEST, LB_RING_HASH, LB_RANDOM]
+
+
+def keys(n, start=0):
+    return [b"10.0.0.%d:9000" % i for i in range(start, start + n)]
+
+
+def shares(bal, picks, key=None):
+    counts = collections.Counter(bal.pick_py(key) for _ in range(picks))
+    return {i: counts[i] / picks for i in counts}
+
+
+# ------------------------------------------------------------------ module surface
+
+
+def test_policy_constants_are_the_contract_values():
+    assert (LB_ROUND_ROBIN, LB_LEAST_REQUEST, LB_RING_HASH, LB_RANDOM) == (0, 1, 2, 3)
+
+
+def test_policy_from_name_maps_config_names():
+    assert policy_from_name("weighted_round_robin") == LB_ROUND_ROBIN
+    assert policy_from_name("least_request") == LB_LEAST_REQUEST
+    assert policy_from_name("ring_hash") == LB_RING_HASH
+    assert policy_from_name("random") == LB_RANDOM
+
+
+def test_policy_from_name_unknown_is_value_error():
+    with pytest.raises(ValueError):
+        policy_from_name("maglev")
+
+
+def test_unknown_policy_id_is_value_error():
+    with pytest.raises(ValueError):
+        Balancer(7, [1], keys(1))
+
+
+def test_keys_and_weights_of_different_lengths_is_value_error():
+    with pytest.raises(ValueError):
+        Balancer(LB_RING_HASH, [1, 1], keys(3))
+
+
+def test_keys_default_to_decimal_indices():
+    assert Balancer(LB_ROUND_ROBIN, [1, 1, 1]).keys == (b"0", b"1", b"2")
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"", 0xEF46DB3751D8E999),
+        (b"a", 0xD24EC4F1A98C6E5B),
+        (b"abc", 0x44BC2CF5AD770999),
+        (b"The quick brown fox jumps over the lazy dog", 0x0B242D361FDA71BC),
+    ],
+)
+def test_hash_key_is_xxh64_reference_vectors(data, expected):
+    assert hash_key(data) == expected
+
+
+def test_hash_key_seed_changes_the_hash():
+    assert hash_key(b"", 1) == 0xD5AFBA1336A3BE4B
+
+
+def test_hash_key_covers_every_tail_length():
+    # 0..70 bytes walk every branch: stripes of 32, 8-byte lanes, a 4-byte word, single bytes
+    seen = {hash_key(bytes(range(k))) for k in range(71)}
+    assert len(seen) == 71
+
+
+# ------------------------------------------------------------------ degenerate sizes
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_no_endpoints_picks_minus_one(policy):
+    bal = Balancer(policy, [], [])
+    assert bal.n == 0
+    assert bal.pick_py() == -1
+    assert bal.pick_py(b"user-1") == -1
+    bal.begin_py(0)  # out of range: ignored, no crash
+    bal.end_py(-1)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_single_endpoint_always_picked_until_unavailable(policy):
+    bal = Balancer(policy, [3], keys(1))
+    assert {bal.pick_py(b"k%d" % i) for i in range(50)} == {0}
+    assert {bal.pick_py() for _ in range(50)} == {0}
+    bal.set_available(0, False)
+    assert bal.pick_py() == -1
+    assert bal.pick_py(b"k") == -1
+    bal.set_available(0, True)
+    assert bal.pick_py(b"k") == 0
+
+
+def test_set_available_out_of_range_is_index_error():
+    bal = Balancer(LB_RANDOM, [1], keys(1))
+    with pytest.raises(IndexError):
+        bal.set_available(1, False)
+    with pytest.raises(IndexError):
+        bal.active(-1)
+
+
+def test_weights_below_one_and_huge_are_clamped_not_rejected():
+    bal = Balancer(LB_ROUND_ROBIN, [0, -5, 10**30], keys(3))
+    assert [bal.weight(i) for i in range(3)] == [1, 1, lb.LB_MAX_WEIGHT]
+
+
+# ------------------------------------------------------------------ unavailable endpoints
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_unavailable_endpoints_are_never_picked(policy):
+    rnd = random.Random(7)
+    bal = Balancer(policy, [rnd.randint(1, 5) for _ in range(8)], keys(8), seed=3)
+    for _ in range(20):
+        mask = [rnd.random() < 0.5 for _ in range(8)]
+        for i, up in enumerate(mask):
+            bal.set_available(i, up)
+        assert bal.n_up == sum(mask)
+        for j in range(200):
+            i = bal.pick_py(b"key-%d" % j if j % 2 else None)
+            if any(mask):
+                assert mask[i], (policy, mask, i)
+            else:
+                assert i == -1
+
+
+# ------------------------------------------------------------------ smooth weighted round robin
+
+
+def test_wrr_5_1_1_is_nginx_smooth_sequence():
+    bal = Balancer(LB_ROUND_ROBIN, [5, 1, 1], [b"a", b"b", b"c"])
+    seq = "".join("abc"[bal.pick_py()] for _ in range(21))
+    assert seq == "aabacaa" * 3
+
+
+@pytest.mark.parametrize("weights", [[3, 1], [1, 1, 1, 1], [7, 3, 2, 1], [1, 100], [4, 4, 2]])
+def test_wrr_gives_exact_shares_in_every_full_cycle(weights):
+    bal = Balancer(LB_ROUND_ROBIN, weights, keys(len(weights)))
+    cycle = sum(weights)
+    for _ in range(5):
+        counts = collections.Counter(bal.pick_py() for _ in range(cycle))
+        assert [counts[i] for i in range(len(weights))] == weights
+
+
+def test_wrr_spreads_picks_rather_than_bursting():
+    # weights 1:1:1:1 never repeat an endpoint back to back; 3:1 never runs 4 of the heavy one
+    bal = Balancer(LB_ROUND_ROBIN, [1, 1, 1, 1], keys(4))
+    seq = [bal.pick_py() for _ in range(40)]
+    assert all(a != b for a, b in zip(seq, seq[1:]))
+    bal = Balancer(LB_ROUND_ROBIN, [3, 1], keys(2))
+    seq = "".join(str(bal.pick_py()) for _ in range(40))
+    assert "0000" not in seq and "11" not in seq
+
+
+def test_wrr_skips_unavailable_and_stays_smooth_among_the_rest():
+    bal = Balancer(LB_ROUND_ROBIN, [5, 1, 1], [b"a", b"b", b"c"])
+    bal.set_available(1, False)
+    seq = "".join("abc"[bal.pick_py()] for _ in range(18))
+    assert seq == "aaacaa" * 3
+
+
+def test_wrr_keeps_exact_long_run_shares_through_flapping():
+    bal = Balancer(LB_ROUND_ROBIN, [2, 1, 1], keys(3))
+    counts = collections.Counter()
+    for round_ in range(300):
+        bal.set_available(2, round_ % 2 == 0)
+        for _ in range(4 if round_ % 2 == 0 else 3):
+            counts[bal.pick_py()] += 1
+    # 150 rounds of (2,1,1) and 150 of (2,1): 150*2+150*2 = 600, 300, 150; frozen state
+    # while down may shift a pick or two, never a trend
+    assert abs(counts[0] - 600) <= 2
+    assert abs(counts[1] - 300) <= 2
+    assert abs(counts[2] - 150) <= 2
+
+
+def test_wrr_as_route_split_90_10_is_exact_per_100():
+    split = Balancer(LB_ROUND_ROBIN, [90, 10], [b"api-v1", b"api-v2"])
+    for _ in range(3):
+        counts = collections.Counter(split.pick_py() for _ in range(100))
+        assert counts == {0: 90, 1: 10}
+
+
+# ------------------------------------------------------------------ random
+
+
+def test_random_shares_follow_weights_3_1():
+    got = shares(Balancer(LB_RANDOM, [3, 1], keys(2), seed=1), 20000)
+    assert got[0] == pytest.approx(0.75, abs=0.02)
+    assert got[1] == pytest.approx(0.25, abs=0.02)
+
+
+def test_random_shares_follow_uneven_weights():
+    weights = [5, 1, 3, 1]
+    got = shares(Balancer(LB_RANDOM, weights, keys(4), seed=2), 20000)
+    for i, w in enumerate(weights):
+        assert got[i] == pytest.approx(w / 10, abs=0.02)
+
+
+def test_random_equal_weights_are_uniform_and_skip_unavailable():
+    bal = Balancer(LB_RANDOM, [2, 2, 2, 2], keys(4), seed=5)
+    bal.set_available(2, False)
+    got = shares(bal, 15000)
+    assert set(got) == {0, 1, 3}
+    for i in (0, 1, 3):
+        assert got[i] == pytest.approx(1 / 3, abs=0.02)
+
+
+def test_random_same_seed_same_sequence_different_seed_different():
+    b1 = Balancer(LB_RANDOM, [1] * 8, keys(8), seed=42)
+    b2 = Balancer(LB_RANDOM, [1] * 8, keys(8), seed=42)
+    b3 = Balancer(LB_RANDOM, [1] * 8, keys(8), seed=43)
+    s1 = [b1.pick_py() for _ in range(64)]
+    assert s1 == [b2.pick_py() for _ in range(64)]
+    assert s1 != [b3.pick_py() for _ in range(64)]
+
+
+def test_negative_and_huge_seeds_are_accepted():
+    Balancer(LB_RANDOM, [1], keys(1), seed=-1).pick_py()
+    Balancer(LB_RANDOM, [1], keys(1), seed=2**70).pick_py()
+
+
+# ------------------------------------------------------------------ least request
+
+
+def test_begin_end_count_active_requests_and_never_go_negative():
+    bal = Balancer(LB_LEAST_REQUEST, [1, 1], keys(2))
+    bal.begin_py(1)
+    bal.begin_py(1)
+    bal.end_py(1)
+    assert (bal.active(0), bal.active(1)) == (0, 1)
+    bal.end_py(0)
+    bal.end_py(1)
+    bal.end_py(1)
+    assert (bal.active(0), bal.active(1)) == (0, 0)
+
+
+def test_least_request_two_endpoints_always_picks_the_less_loaded():
+    # two distinct candidates: with n == 2 both are always compared
+    bal = Balancer(LB_LEAST_REQUEST, [1, 1], keys(2), seed=9)
+    bal.begin_py(0)
+    assert {bal.pick_py() for _ in range(500)} == {1}
+
+
+def test_least_request_never_picks_the_most_loaded_of_four():
+    bal = Balancer(LB_LEAST_REQUEST, [1, 1, 1, 1], keys(4), seed=9)
+    for _ in range(10):
+        bal.begin_py(2)
+    bal.begin_py(0)
+    got = shares(bal, 4000)
+    assert 2 not in got
+    # 0 (one active) wins only against 2: it is drawn with 2 in 2 of the 12 ordered pairs
+    assert got[0] == pytest.approx(1 / 6, abs=0.03)
+
+
+def test_least_request_weighted_compares_load_per_weight():
+    # active / weight: 0 has 5/3, 1 has 0/1 -> 1 wins
+    bal = Balancer(LB_LEAST_REQUEST, [3, 1], keys(2), seed=4)
+    for _ in range(5):
+        bal.begin_py(0)
+    assert {bal.pick_py() for _ in range(300)} == {1}
+    # 1/3 < 1/1 -> 0 wins although both carry one request
+    bal = Balancer(LB_LEAST_REQUEST, [3, 1], keys(2), seed=4)
+    bal.begin_py(0)
+    bal.begin_py(1)
+    assert {bal.pick_py() for _ in range(300)} == {0}
+
+
+def test_least_request_idle_shares_follow_weights():
+    got = shares(Balancer(LB_LEAST_REQUEST, [3, 1, 1, 3], keys(4), seed=6), 20000)
+    for i, w in enumerate([3, 1, 1, 3]):
+        assert got[i] == pytest.approx(w / 8, abs=0.02)
+
+
+def test_least_request_balances_in_flight_requests_under_load():
+    # a queue simulation: every pick begins a request; the oldest ends once 40 are in flight
+    rnd = random.Random(1)
+    bal = Balancer(LB_LEAST_REQUEST, [1] * 8, keys(8), seed=8)
+    inflight = []
+    for _ in range(4000):
+        i = bal.pick_py()
+        bal.begin_py(i)
+        inflight.append(i)
+        if len(inflight) > 40:
+            bal.end_py(inflight.pop(rnd.randrange(len(inflight))))
+    loads = [bal.active(i) for i in range(8)]
+    assert sum(loads) == 40
+    assert max(loads) - min(loads) <= 3
+
+
+def test_least_request_weighted_keeps_in_flight_proportional_to_weight():
+    rnd = random.Random(2)
+    bal = Balancer(LB_LEAST_REQUEST, [3, 1], keys(2), seed=8)
+    inflight = []
+    for _ in range(4000):
+        i = bal.pick_py()
+        bal.begin_py(i)
+        inflight.append(i)
+        if len(inflight) > 40:
+            bal.end_py(inflight.pop(rnd.randrange(len(inflight))))
+    assert 27 <= bal.active(0) <= 33  # 3/4 of 40
+
+
+# ------------------------------------------------------------------ ring hash
+
+
+def ring_map(bal, n_keys=10000):
+    return [bal.pick_py(b"user-%d" % k) for k in range(n_keys)]
+
+
+def test_ring_hash_same_key_same_endpoint():
+    bal = Balancer(LB_RING_HASH, [1, 1, 1, 1], keys(4))
+    for k in range(200):
+        key = b"session-%d" % k
+        assert len({bal.pick_py(key) for _ in range(5)}) == 1
+
+
+def test_ring_hash_ignores_seed_and_endpoint_order():
+    # every worker and every node must send a key to the same endpoint
+    ks = keys(6)
+    a = Balancer(LB_RING_HASH, [1] * 6, ks, seed=1)
+    b = Balancer(LB_RING_HASH, [1] * 6, ks, seed=99)
+    perm = [3, 0, 5, 1, 4, 2]
+    c = Balancer(LB_RING_HASH, [1] * 6, [ks[p] for p in perm], seed=5)
+    ma, mb, mc = ring_map(a, 2000), ring_map(b, 2000), ring_map(c, 2000)
+    assert ma == mb
+    assert ma == [perm[i] for i in mc]
+
+
+def test_ring_size_is_160_points_per_weight():
+    assert Balancer(LB_RING_HASH, [1, 2, 1], keys(3)).ring_size == 160 * 4
+    assert Balancer(LB_ROUND_ROBIN, [1, 2, 1], keys(3)).ring_size == 0
+
+
+def test_ring_hash_spreads_keys_roughly_evenly():
+    bal = Balancer(LB_RING_HASH, [1, 1, 1, 1], keys(4))
+    counts = collections.Counter(ring_map(bal))
+    assert set(counts) == {0, 1, 2, 3}
+    for c in counts.values():
+        assert 0.15 < c / 10000 < 0.35
+
+
+def test_ring_hash_shares_follow_weights():
+    bal = Balancer(LB_RING_HASH, [3, 1], keys(2))
+    counts = collections.Counter(ring_map(bal))
+    assert counts[0] / 10000 == pytest.approx(0.75, abs=0.06)
+
+
+def test_ring_hash_adding_fifth_endpoint_moves_about_a_fifth_all_to_it():
+    before = ring_map(Balancer(LB_RING_HASH, [1] * 4, keys(4)))
+    after = ring_map(Balancer(LB_RING_HASH, [1] * 5, keys(5)))
+    moved = [k for k in range(10000) if before[k] != after[k]]
+    assert 0.10 < len(moved) / 10000 < 0.30
+    assert all(after[k] == 4 for k in moved)
+
+
+def test_ring_hash_adding_a_weighted_endpoint_moves_keys_only_to_it():
+    w = [2, 1, 3]
+    before = ring_map(Balancer(LB_RING_HASH, w, keys(3)))
+    after = ring_map(Balancer(LB_RING_HASH, w + [2], keys(4)))
+    moved = [k for k in range(10000) if before[k] != after[k]]
+    assert moved and all(after[k] == 3 for k in moved)
+
+
+def test_ring_hash_unavailable_endpoint_moves_only_its_keys_and_they_come_back():
+    bal = Balancer(LB_RING_HASH, [1] * 5, keys(5))
+    before = ring_map(bal)
+    bal.set_available(2, False)
+    during = ring_map(bal)
+    for b, d in zip(before, during):
+        assert d != 2
+        if b != 2:
+            assert d == b
+    moved_to = collections.Counter(d for b, d in zip(before, during) if b == 2)
+    assert len(moved_to) >= 2  # spread over the others, not dumped on one neighbour
+    bal.set_available(2, True)
+    assert ring_map(bal) == before
+
+
+def test_ring_hash_without_key_falls_back_to_weighted_random():
+    bal = Balancer(LB_RING_HASH, [3, 1], keys(2), seed=3)
+    for key in (None, b""):
+        got = shares(bal, 8000, key)
+        assert got[0] == pytest.approx(0.75, abs=0.03)
+
+
+def test_ring_hash_large_weights_are_capped_and_still_consistent():
+    bal = Balancer(LB_RING_HASH, [100000, 300000], keys(2))
+    assert 0 < bal.ring_size <= lb.LB_RING_MAX_POINTS
+    counts = collections.Counter(ring_map(bal))
+    assert counts[1] / 10000 == pytest.approx(0.75, abs=0.03)
+    assert ring_map(bal, 500) == ring_map(bal, 500)
+
+
+def test_ring_hash_cap_keeps_a_point_for_every_endpoint():
+    weights = [1] * 50 + [lb.LB_MAX_WEIGHT]
+    bal = Balancer(LB_RING_HASH, weights, keys(51))
+    assert bal.ring_size <= lb.LB_RING_MAX_POINTS + 51
+    bal.set_available(50, False)
+    got = set(ring_map(bal, 3000))
+    assert got and got <= set(range(50))

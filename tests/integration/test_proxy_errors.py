@@ -1,0 +1,86 @@
+"""How upstream failures surface to the client (Envoy's mapping) and how the pool recovers."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from support import free_port, simple_config
+
+
+def test_upstream_refusing_connections_is_502(start_sluice):
+    s = start_sluice(simple_config(free_port(), {"up": [f"127.0.0.1:{free_port()}"]}))
+    r = httpx.get(s.url + "/echo")
+    assert r.status_code == 502
+
+
+def test_route_timeout_is_504(upstream, start_sluice):
+    routes = [{"name": "all", "match": {"path_prefix": "/"}, "timeout": "300ms",
+               "to": [{"cluster": "up"}]}]
+    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}, routes))
+    r = httpx.get(s.url + "/slow/3000", timeout=10)
+    assert r.status_code == 504
+    assert httpx.get(s.url + "/slow/10", timeout=10).status_code == 200
+
+
+def test_requests_wait_for_a_pooled_connection_at_max_connections(upstream, start_sluice):
+    cfg = simple_config(free_port(), {"up": [upstream.address]})
+    cfg["clusters"][0]["pool"] = {"max_connections": 1}
+    s = start_sluice(cfg)
+    # one request holds the only connection; the next waits for it, and gets it
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(4) as ex:
+        slow = ex.submit(httpx.get, s.url + "/slow/500", timeout=10)
+        time.sleep(0.1)
+        fast = ex.submit(httpx.get, s.url + "/echo", timeout=10)
+        assert slow.result().status_code == 200
+        assert fast.result().status_code == 200
+    assert upstream.stats()["connections"] == 1
+
+
+def test_client_disconnect_cancels_the_upstream_request(upstream, start_sluice):
+    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}))
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(b"GET /slow/2000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert upstream.stats()["cancelled"] == 1
+
+
+def test_idempotent_request_on_a_stale_pooled_connection_is_retried(upstream, start_sluice):
+    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}))
+    with httpx.Client() as c:
+        for _ in range(5):
+            # the upstream answers then closes without "Connection: close": the pooled
+            # connection is dead by the time the next request takes it, or dies under it
+            assert c.get(s.url + "/drop-idle").status_code == 200
+            assert c.get(s.url + "/echo").status_code == 200
+
+
+def test_max_requests_per_connection_retires_connections(upstream, start_sluice):
+    cfg = simple_config(free_port(), {"up": [upstream.address]})
+    cfg["clusters"][0]["pool"] = {"max_requests_per_connection": 3}
+    s = start_sluice(cfg)
+    with httpx.Client() as c:
+        for _ in range(9):
+            assert c.get(s.url + "/echo").status_code == 200
+    assert upstream.stats()["connections"] == 3
+
+
+def test_idle_pooled_connections_are_closed_after_idle_timeout(upstream, start_sluice):
+    cfg = simple_config(free_port(), {"up": [upstream.address]})
+    cfg["clusters"][0]["pool"] = {"idle_timeout": "1s"}
+    s = start_sluice(cfg)
+    assert httpx.get(s.url + "/echo").status_code == 200
+    time.sleep(2.5)
+    assert httpx.get(s.url + "/echo").status_code == 200
+    assert upstream.stats()["connections"] == 2
+
+
+def test_no_route_is_404(upstream, start_sluice):
+    routes = [{"name": "only", "match": {"path": "/x"}, "to": [{"cluster": "up"}]}]
+    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}, routes))
+    assert httpx.get(s.url + "/y").status_code == 404

@@ -1,0 +1,121 @@
+"""Helpers of the tests that drive real processes on loopback ports.
+
+`Upstream` starts tests/upstream.py (an h11 server); `Sluice` starts the real binary
+(`python -m engine run`) on a config written by the test, and waits until it accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "upstream.py"),
+                                      str(self.port)], stdout=subprocess.PIPE)
+        assert self.proc.stdout.readline().strip() == b"ready"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self) -> dict:
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/stats")
+        data = json.loads(c.getresponse().read())
+        c.close()
+        return data
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Sluice:
+    """The sluice binary on a config dict; `url` is the first listener's base URL."""
+
+    def __init__(self, config: dict, tmp: Path, workers: int = 1, extra: list[str] = ()) -> None:
+        self.config = config
+        self.path = tmp / "sluice.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.log = tmp / "access.log"
+        self.stderr = open(tmp / "stderr.txt", "wb")
+        self.stderr_path = tmp / "stderr.txt"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "run", "-c", str(self.path), "--workers",
+             str(workers), "--access-log", str(self.log), *extra],
+            stderr=self.stderr, cwd=ROOT)
+        self.port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_port(self.port, proc=self.proc)
+        time.sleep(0.2 if workers > 1 else 0)  # let every worker bind its SO_REUSEPORT socket
+
+    def access_log(self) -> list[dict]:
+        time.sleep(0.1)
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(x) for x in out.stdout.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+def simple_config(port: int, clusters: dict[str, list[str]] | None = None, routes=None,
+                  **cluster_opts) -> dict:
+    """A config with one listener; `routes` default to one catch-all to cluster 'up'."""
+    clusters = clusters or {}
+    routes = routes or [{"name": "all", "match": {"path_prefix": "/"},
+                         "to": [{"cluster": "up"}]}]
+    return {
+        "listeners": [{"name": "main", "address": f"127.0.0.1:{port}",
+                       "routes": [r["name"] for r in routes]}],
+        "routes": routes,
+        "clusters": [{"name": name, "endpoints": [{"address": a} for a in addrs], **cluster_opts}
+                     for name, addrs in clusters.items()],
+    }
+
+
