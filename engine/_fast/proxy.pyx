@@ -23,13 +23,14 @@ Theory of operation
 * Retry: an idempotent request without a body that fails on a *reused* connection before any
   response byte arrived is sent once more on a fresh connection (the upstream closed a keep-alive
   connection while our request was in flight: the race every pool has).
-* The clock: `loop.time()` (libuv's cached `uv_now`, read once per loop turn).
+* The clock: `limiter.monotonic_now()` (CLOCK_MONOTONIC through the vDSO: no syscall and no
+  Python call), the same clock the pool's idle sweep and the limiter's buckets use.
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t, uint8_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memcmp
 
 from engine._fast.http1 cimport (
     H1Parser, build_head, chunk_size_line,
@@ -45,7 +46,7 @@ from engine._fast.tables cimport (
     HASH_HEADER, HASH_CLIENT_IP, HASH_COOKIE,
 )
 from engine._fast.balancer cimport Balancer
-from engine._fast.limiter cimport Limiter, TakeResult, format_headers
+from engine._fast.limiter cimport Limiter, TakeResult, format_headers, monotonic_now
 
 import os
 import time
@@ -104,11 +105,15 @@ reseed_request_ids()
 
 cdef const char* HEXD = b"0123456789abcdef"
 
-cdef bytes new_request_id():
+cdef bytes new_request_id_line():
+    """b"x-request-id: <uuid4>\\r\\n" in one allocation (the id is line[14:50])."""
     cdef uint64_t a = _splitmix(), b = _splitmix()
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, 36)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 52)
     cdef char* p = PyBytes_AS_STRING(out)
-    cdef int i, j = 0
+    cdef int i, j = 14
+    memcpy(p, b"x-request-id: ", 14)
+    p[50] = b'\r'
+    p[51] = b'\n'
     cdef uint8_t byte
     a = (a & <uint64_t>0xFFFFFFFFFFFF0FFF) | <uint64_t>0x4000         # version 4
     b = (b & <uint64_t>0x3FFFFFFFFFFFFFFF) | <uint64_t>0x8000000000000000  # variant 10
@@ -218,7 +223,7 @@ cdef class Worker:
 
     def sweep_pools(self):
         """Close pooled connections idle longer than their pool's idle_timeout."""
-        cdef double now = self.loop.time()
+        cdef double now = monotonic_now()
         cdef Pool p
         for p in self.tables.pools.values():
             p.sweep(now)
@@ -325,7 +330,11 @@ cdef class Downstream:
     cdef int status
     cdef bytes method
     cdef bytes path
-    cdef bytes request_id
+    cdef bytes request_id          # the id, or (request_id_line) the whole generated header line
+    cdef bint request_id_line
+    cdef bytes xff_line            # "x-forwarded-for: <client ip>" for requests that carry none
+    cdef bytes xfh_value           # the last Host value seen, and its x-forwarded-host line
+    cdef bytes xfh_line
 
     def __init__(self, Worker worker, str lname):
         self.worker = worker
@@ -458,10 +467,11 @@ cdef class Downstream:
 
     cdef void start_exchange_for_error(self):
         self.xstate = X_LOCAL
-        self.t0 = self.loop.time()
+        self.t0 = monotonic_now()
         self.method = b"-"
         self.path = b"-"
         self.request_id = b""
+        self.request_id_line = False
         self.route = None
         self.pool = None
 
@@ -493,7 +503,7 @@ cdef class Downstream:
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.t0 = self.loop.time()
+        self.t0 = monotonic_now()
         self.client_11 = p.version_minor == 1
         self.client_keep_alive = p.keep_alive and not self.worker.draining
         self.close_after = not self.client_keep_alive
@@ -506,6 +516,7 @@ cdef class Downstream:
         head = PyBytes_AS_STRING(p.head)
         self.method = p.head[p.method_s:p.method_e]
         self.request_id = b""
+        self.request_id_line = False
 
         if self.upgrade and p.method_e - p.method_s == 7 and self.method == b"CONNECT":
             self.path = p.head[p.target_s:p.target_e]
@@ -591,7 +602,7 @@ cdef class Downstream:
         else:
             key = b""
         return route.limiter.take(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
-                                  self.loop.time(), tr) == 1
+                                  monotonic_now(), tr) == 1
 
     cdef local(self, int status, bytes body, list extra, bint close):
         """Answer this exchange ourselves; the rest of the request body is read and dropped."""
@@ -635,7 +646,7 @@ cdef class Downstream:
         cdef object v
         cdef const char* head = PyBytes_AS_STRING(p.head)
         cdef list extra
-        cdef bytes target, xff, rid
+        cdef bytes target, xff, rid, first
 
         # pick the cluster (traffic split), then the endpoint
         if route.split is not None:
@@ -695,15 +706,28 @@ cdef class Downstream:
             # an HTTP/1.0 request without Host: HTTP/1.1 upstreams require one (nginx sends
             # the upstream's address the same way)
             extra.append(b"host: " + self.pool.address + CRLF)
-        extra.append(b"x-forwarded-for: " + (self.client_ip if xff is None else xff + b", " + self.client_ip) + CRLF)
+        if xff is None:
+            if self.xff_line is None:
+                self.xff_line = b"x-forwarded-for: " + self.client_ip + CRLF
+            extra.append(self.xff_line)
+        else:
+            extra.append(b"x-forwarded-for: " + xff + b", " + self.client_ip + CRLF)
         extra.append(HDR_XFP_HTTP)
         if p.host_index >= 0 and authority is None:
-            extra.append(b"x-forwarded-host: " + p.header_value(p.host_index) + CRLF)
+            # clients send the same Host on every request of a connection: build its line once
+            i = p.host_index
+            if (self.xfh_value is None or PyBytes_GET_SIZE(self.xfh_value) != p.value_e[i] - p.value_s[i]
+                    or memcmp(PyBytes_AS_STRING(self.xfh_value), head + p.value_s[i],
+                              p.value_e[i] - p.value_s[i]) != 0):
+                self.xfh_value = p.header_value(i)
+                self.xfh_line = b"x-forwarded-host: " + self.xfh_value + CRLF
+            extra.append(self.xfh_line)
         elif authority is not None:
             extra.append(b"x-forwarded-host: " + authority + CRLF)
         if rid is None:
-            rid = new_request_id()
-            extra.append(b"x-request-id: " + rid + CRLF)
+            rid = new_request_id_line()
+            extra.append(rid)
+            self.request_id_line = True
         self.request_id = rid
         if route.add_lines:
             extra.extend(route.add_lines)
@@ -714,7 +738,11 @@ cdef class Downstream:
             if i >= 0:
                 extra.append(HDR_CONN_UPGRADE)
                 extra.append(b"upgrade: " + p.header_value(i) + CRLF)
-        self.up_head = build_head(p, self.method + b" " + target + HTTP11, extra)
+        if target is self.path and authority is None and p.version_minor == 1:
+            first = p.head[p.method_s:p.target_e + 11]   # "METHOD target HTTP/1.1\r\n" as received
+        else:
+            first = self.method + b" " + target + HTTP11
+        self.up_head = build_head(p, first, extra)
         self.pending = None
         self.pending_size = 0
         if route.timeout > 0:
@@ -767,7 +795,7 @@ cdef class Downstream:
             self.attach(<Upstream>up)
             self.flush()
         else:
-            pool.release(<Upstream>up, loop.time())   # nobody waits for it any more: keep it warm
+            pool.release(<Upstream>up, monotonic_now())   # nobody waits for it any more: keep it warm
 
     cdef attach(self, Upstream up):
         cdef H1Parser rp = up.parser
@@ -930,7 +958,7 @@ cdef class Downstream:
             up.paused_reading = False
             up.transport.resume_reading()
         if upstream_keep_alive and self.req_done and up.transport is not None:
-            pool.release(up, self.loop.time())
+            pool.release(up, monotonic_now())
         else:
             up.close_now()
         if self.req_done:
@@ -1069,13 +1097,14 @@ cdef class Downstream:
             return
         log({
             "time": time.time(),
-            "request_id": self.request_id.decode("latin-1") if self.request_id else None,
+            "request_id": (self.request_id[14:50] if self.request_id_line else
+                           self.request_id).decode("latin-1") if self.request_id else None,
             "method": self.method.decode("latin-1") if self.method else None,
             "path": self.path.decode("latin-1") if self.path else None,
             "status": self.status,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "duration_ms": round((self.loop.time() - self.t0) * 1000.0, 3),
+            "duration_ms": round((monotonic_now() - self.t0) * 1000.0, 3),
             "upstream": self.pool.address.decode() if self.pool is not None else None,
             "route": self.route.name if self.route is not None else None,
             "listener": self.lname,

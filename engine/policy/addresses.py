@@ -14,14 +14,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Union
 
 # Also the JSON Schema pattern for editors (a loose shape check; the parser has the last word).
 PATTERN = r"^(\[[0-9A-Fa-f:.%a-zA-Z0-9]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$"
 
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\Z")
 
-IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)

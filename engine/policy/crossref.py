@@ -50,7 +50,8 @@ class Sections:
                 (("routes", i, "to", j, "cluster"), target.cluster)
                 for i, route in enumerate(config.routes) for j, target in enumerate(route.to)),
             admin_address=config.admin.address,
-            listener_addresses=tuple((i, l.address) for i, l in enumerate(config.listeners)),
+            listener_addresses=tuple(
+                (i, listener.address) for i, listener in enumerate(config.listeners)),
         )
 
     @classmethod

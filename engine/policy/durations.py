@@ -66,4 +66,8 @@ def _is_number(text: str) -> bool:
 
 
 def _kind(value: object) -> str:
-    return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__

@@ -105,7 +105,8 @@ def _header_map(value: Any) -> Any:
     rules = RuleCollector()
     for key, item in value.items():
         if not isinstance(key, str):
-            rules.add((str(key),), f"a header name must be a string, got {describe_value(key)}")
+            shown = str(key).lower() if isinstance(key, bool) else str(key)
+            rules.add((shown,), f"a header name must be a string, got {describe_value(key)}")
             continue
         try:
             lowered = syntax.header_name(key)

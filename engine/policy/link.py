@@ -48,7 +48,9 @@ def _split_on(spec: str | None) -> tuple[str, bytes]:
     if not spec:
         return "", b""
     kind, _, name = spec.partition(":")
-    return kind, name.strip().lower().encode()
+    name = name.strip()
+    # header names are case-insensitive (matched lowercase); cookie names are not
+    return kind, (name if kind == "cookie" else name.lower()).encode()
 
 
 def _link_cluster(cluster, old_pools: dict, pools: dict) -> Cluster:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from .translate import translate
 from .yaml_source import Position, YamlSyntaxError, parse_yaml
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -99,7 +100,7 @@ def check_text(text: str, source_name: str = "<string>") -> LoadResult:
 
 def check_data(data: Any, source_name: str = "<data>",
                positions: Mapping[Loc, Position] | None = None,
-               earlier: list[tuple[Loc, str]] | tuple[()] = ()) -> LoadResult:
+               earlier: Sequence[tuple[Loc, str]] = ()) -> LoadResult:
     """Check already-parsed data (from YAML, JSON, or code). `earlier` are errors found while
     parsing (duplicate keys...), reported with the rest."""
     positions = positions or {}

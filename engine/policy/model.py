@@ -220,7 +220,8 @@ class Route(_Model):
         if self.direct_response is None and not self.to:
             rules.add((), "needs 'to' (clusters to forward to) or 'direct_response'")
         elif self.direct_response is not None and self.to:
-            rules.add(("direct_response",), "a route has either 'to' or 'direct_response', not both")
+            rules.add(("direct_response",),
+                      "a route has either 'to' or 'direct_response', not both")
         if self.rewrite is not None and self.rewrite.path_prefix is not None \
                 and self.match.path_prefix is None:
             rules.add(("rewrite", "path_prefix"),

@@ -44,7 +44,7 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-class _CoreResolver(BaseResolver):
+class _CoreResolver(BaseResolver):  # type: ignore[misc]
     """The YAML 1.2 core schema (yaml.org/spec/1.2.2, section 10.3.2)."""
 
 
@@ -62,7 +62,7 @@ _CoreResolver.add_implicit_resolver(_NULL, re.compile(r"~\Z|null\Z|Null\Z|NULL\Z
 try:  # libyaml when available: same events, ten times faster on large configs
     from yaml.cyaml import CParser as _CParser
 
-    class _Composer(_CParser, _CoreResolver):  # type: ignore[misc,valid-type]
+    class _Composer(_CParser, _CoreResolver):  # type: ignore[misc]
         def __init__(self, text: str) -> None:
             _CParser.__init__(self, text)
             _CoreResolver.__init__(self)
@@ -73,7 +73,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml.reader import Reader
     from yaml.scanner import Scanner
 
-    class _Composer(Reader, Scanner, Parser, Composer, _CoreResolver):  # type: ignore[no-redef]
+    class _Composer(Reader, Scanner, Parser, Composer, _CoreResolver):  # type: ignore[misc,no-redef]
         def __init__(self, text: str) -> None:
             Reader.__init__(self, text)
             Scanner.__init__(self)
@@ -166,7 +166,7 @@ class _Builder:
             self.active.discard(id(node))
 
     def _item(self, node: yaml.Node, loc: Loc) -> Any:
-        self.parsed.positions.setdefault(loc, _position(node.start_mark))
+        self.parsed.positions.setdefault(loc, _node_position(node))
         return self.build(node, loc)
 
     def _mapping(self, node: MappingNode, loc: Loc) -> dict[Any, Any]:
@@ -189,7 +189,7 @@ class _Builder:
                 line = self.parsed.positions[here][0]
                 self._problem(here, f"duplicate key '{key}' (first given at line {line})")
                 continue
-            self.parsed.positions[here] = _position(key_node.start_mark)
+            self.parsed.positions[here] = _node_position(key_node)
             out[key] = self.build(value_node, here)
         if merges:
             self._merge(out, merges, loc)
@@ -246,6 +246,11 @@ class _Builder:
 
     def _problem(self, loc: Loc, reason: str) -> None:
         self.parsed.problems.append((loc, reason))
+
+
+def _node_position(node: yaml.Node) -> Position:
+    mark = node.start_mark
+    return (mark.line + 1, mark.column + 1)
 
 
 def _position(mark: Any) -> Position | None:

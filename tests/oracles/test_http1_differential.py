@@ -33,7 +33,7 @@ from engine._fast.http1 import (
     H1Parser,
 )
 
-SETTINGS = settings(max_examples=300, deadline=None,
+SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Differences on *valid* input, by design:
@@ -45,6 +45,8 @@ KNOWN_DIFFERENCES = """
   list. The generator uses registered methods; test_any_token_is_a_method compares with h11.
 * Empty lines before the request-line: RFC 9112 2.2 says a server SHOULD ignore at least one;
   sluice and llhttp do, h11 reports "no request line received". Unit-tested.
+* BWS before ";" in a chunk extension ("5 ;a=b"): allowed by RFC 9112 7.1.1 (chunk-ext =
+  *( BWS ";" ...)); sluice and llhttp accept it, h11 refuses. Not generated; unit-tested.
 """
 
 
@@ -143,6 +145,10 @@ class _Proto:
     def on_body(self, body):
         self.body += body
 
+    def on_headers_complete(self):
+        # llhttp resets its flags once the message is complete: read them now
+        self.keep_alive = self.parser.should_keep_alive()
+
     def on_message_complete(self):
         self.done = True
 
@@ -150,6 +156,7 @@ class _Proto:
 def run_httptools(pieces, *, is_request=True) -> Parsed:
     proto = _Proto()
     parser = (httptools.HttpRequestParser if is_request else httptools.HttpResponseParser)(proto)
+    proto.parser = parser
     out = Parsed(ok=False)
     try:
         for piece in pieces:
@@ -169,7 +176,7 @@ def run_httptools(pieces, *, is_request=True) -> Parsed:
     out.body = proto.body
     out.headers = proto.headers
     out.version = parser.get_http_version().encode()
-    out.keep_alive = parser.should_keep_alive()
+    out.keep_alive = proto.keep_alive
     if is_request:
         out.method, out.target = parser.get_method(), proto.url
     else:
@@ -228,7 +235,7 @@ def chunked_body(draw, body: bytes):
     while i < len(body):
         n = draw(st.integers(1, max(1, len(body) - i)))
         size = draw(st.sampled_from(["%x", "%X", "0%x", "00%x"])) % n
-        ext = draw(st.sampled_from([b"", b";a", b";a=b", b';n="v; x"', b" ;x=1"]))
+        ext = draw(st.sampled_from([b"", b";a", b";a=b", b';n="v; x"']))
         out.append(size.encode() + ext + b"\r\n" + body[i:i + n] + b"\r\n")
         i += n
     trailers = draw(st.lists(st.tuples(names, values), max_size=3))
@@ -252,7 +259,7 @@ class Msg:
 
 @st.composite
 def requests(draw, framing=None):
-    version = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
+    version = b"1.1" if framing == "chunked" else draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
     method = draw(st.sampled_from(METHODS))
     target = draw(targets)
     fields = [(n, v) for n, _, v, _ in draw(header_block())]
@@ -356,9 +363,10 @@ def test_response_to_head_has_no_body_in_all_three(msg):
     assert ours.ok and ref_h11.ok and ours.body == ref_h11.body == b""
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=100)
 @given(st.lists(requests(), min_size=1, max_size=4), cuts)
 def test_pipelined_requests_are_split_like_httptools(msgs, cut):
+    assume(all(m.keep_alive for m in msgs[:-1]))   # llhttp refuses data after a last message
     data = b"".join(m.data for m in msgs)
     pieces = pieces_of(data, cut)
     proto = _Proto()
@@ -366,6 +374,7 @@ def test_pipelined_requests_are_split_like_httptools(msgs, cut):
     proto.on_message_complete = lambda: seen.append((proto.url, proto.body)) or (
         setattr(proto, "url", b""), setattr(proto, "body", b""))
     parser = httptools.HttpRequestParser(proto)
+    proto.parser = parser
     for piece in pieces:
         parser.feed_data(piece)
     p = H1Parser()
@@ -422,7 +431,9 @@ MUTATIONS = {
                                      "must reject or drop CL: we reject"),
     "cl_conflict": Mutation(400, R, R, "RFC 9110 8.6"),
     "cl_not_digits": Mutation(400, R, R, "RFC 9110 8.6: 1*DIGIT"),
-    "cl_overflow": Mutation(400, A, R, "h11 uses Python ints; int64 is our limit"),
+    "cl_over_int64": Mutation(400, A, A, "2**63: h11 uses Python ints, llhttp uint64; int64 "
+                                         "is our limit (and the proxy's)"),
+    "cl_over_uint64": Mutation(400, A, R, "10**20: h11 uses Python ints"),
     "te_gzip": Mutation(501, R, R, "RFC 9112 6.1: unknown coding -> 501"),
     "te_gzip_chunked": Mutation(501, R, A, "llhttp accepts codings before chunked; sluice "
                                            "cannot forward them once TE is dropped"),
@@ -462,8 +473,10 @@ def mutate(kind: str, msg: Msg, draw) -> bytes:
     lines, body = _split_head(msg.data)
     i = draw(st.integers(1, len(lines)))           # insert position among field lines
     if kind == "bare_lf":
-        j = draw(st.integers(0, len(lines) - 1))
-        return b"\r\n".join(lines[:j + 1]) + b"\n" + b"\r\n".join(lines[j + 1:]) + b"\r\n\r\n" + body
+        # the terminator of line j (j == len(lines): the empty line ending the head) loses its CR
+        ends = [b"\r\n"] * (len(lines) + 1)
+        ends[draw(st.integers(0, len(lines)))] = b"\n"
+        return b"".join(l + e for l, e in zip(lines + [b""], ends)) + body
     if kind == "bare_cr":
         return _join(lines[:i] + [b"X-A: a\rb"] + lines[i:], body)
     if kind == "obs_fold":
@@ -481,7 +494,8 @@ def mutate(kind: str, msg: Msg, draw) -> bytes:
         c = draw(st.sampled_from(b'()<>@,;\\"/[]?={}\x80'))
         return _join(lines[:i] + [b"X" + bytes([c]) + b": v"] + lines[i:], body)
     if kind == "ws_before_first_header":
-        return _join(lines[:1] + [b" " + lines[1]] + lines[2:], body)
+        first = lines[1] if len(lines) > 1 else b"X-A: 1"
+        return _join(lines[:1] + [b" " + first] + lines[2:], body)
     if kind == "te_and_cl":
         return _join(lines[:i] + [b"Content-Length: %d" % draw(st.integers(0, 9))] + lines[i:], body)
     if kind == "cl_conflict":
@@ -491,10 +505,11 @@ def mutate(kind: str, msg: Msg, draw) -> bytes:
     if kind == "cl_not_digits":
         lines = [l for l in lines if not l.lower().startswith(b"content-length")]
         v = draw(st.sampled_from([b"+1", b"-1", b"0x1", b"1 1", b"1.0", b"", b"one", b"1;", b"1,"]))
-        return _join(lines[:i if i <= len(lines) else len(lines)] + [b"Content-Length: " + v] + lines[i:], body)
-    if kind == "cl_overflow":
+        return _join(lines[:i] + [b"Content-Length: " + v] + lines[i:], body)
+    if kind in ("cl_over_int64", "cl_over_uint64"):
         lines = [l for l in lines if not l.lower().startswith(b"content-length")]
-        return _join(lines + [b"Content-Length: 9223372036854775808"], body)
+        v = b"9223372036854775808" if kind == "cl_over_int64" else b"100000000000000000000"
+        return _join(lines + [b"Content-Length: " + v], body)
     if kind == "te_gzip":
         lines = [l for l in lines if not l.lower().startswith(b"transfer-encoding")]
         return _join(lines + [b"Transfer-Encoding: " + draw(st.sampled_from([b"gzip", b"chunked, gzip", b"deflate"]))], body)
@@ -511,7 +526,9 @@ def mutate(kind: str, msg: Msg, draw) -> bytes:
     if kind == "missing_host":
         return _join([l for l in lines if not l.lower().startswith(b"host:")], body)
     if kind == "multiple_host":
-        return _join(lines[:i] + [b"Host: other.example"] + lines[i:], body)
+        has_host = any(l.lower().startswith(b"host:") for l in lines)
+        extra = [b"Host: other.example"] * (1 if has_host else 2)
+        return _join(lines[:i] + extra + lines[i:], body)
     if kind == "bad_host":
         lines = [l for l in lines if not l.lower().startswith(b"host:")]
         return _join(lines + [b"Host: " + draw(st.sampled_from([b"a b", b"a/b", b"a@b", b'a"b', b"a\\b"]))], body)
@@ -560,19 +577,18 @@ NEEDS = {   # the framing a mutation needs its base message to have
 def mutated(draw):
     kind = draw(st.sampled_from(sorted(MUTATIONS)))
     msg = draw(requests(framing=NEEDS.get(kind)))
-    if kind == "te_in_http10" or kind == "missing_host":
+    if kind == "missing_host":
         assume(msg.version == b"1.1")
-    if kind == "chunk_missing_crlf" or kind.startswith("chunk") or kind in ("bad_chunk_size", "trailer_obs_fold"):
-        # the broken chunk replaces the start of the body
-        pass
     return kind, mutate(kind, msg, draw)
 
 
 def _verdict(p: Parsed) -> str:
-    return A if p.ok else R
+    """R if the parser refused the bytes; A if it accepted them, possibly still waiting for
+    more (a Content-Length of 2**63 leaves h11 waiting, it did not refuse it)."""
+    return A if p.ok or p.detail == "incomplete" else R
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.filter_too_much])
 @given(mutated(), cuts)
 def test_subtly_invalid_requests_are_refused_and_oracle_differences_are_known(km, cut):
@@ -616,17 +632,36 @@ def test_invalid_responses_are_502_and_oracle_differences_are_known(kind):
         assert ht_verdict in (E, got_ht), (kind, "httptools")
 
 
+@st.composite
+def corrupted(draw):
+    """A valid request with a few bytes replaced, inserted or deleted."""
+    data = bytearray(draw(requests()).data)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["replace", "insert", "delete"]))
+        b = draw(st.sampled_from([0, 9, 10, 13, 32, 34, 44, 58, 59, 127, 128, 255])
+                 | st.integers(0, 255))
+        if op == "replace":
+            data[i] = b
+        elif op == "insert":
+            data.insert(i, b)
+        else:
+            del data[i]
+    return bytes(data)
+
+
 @SETTINGS
-@given(st.binary(max_size=200), cuts)
-def test_random_bytes_never_get_accepted_where_both_oracles_refuse(data, cut):
-    """Noise: we may refuse what the oracles accept (we are stricter), never the reverse
-    when both refuse, except for the documented leniencies below."""
+@given(corrupted(), cuts)
+def test_corrupted_requests_we_accept_are_accepted_by_an_oracle(data, cut):
+    """We are the strictest of the three: whatever we accept, h11 or llhttp accepts too
+    (modulo KNOWN_DIFFERENCES), and when we accept, our fields agree with h11's."""
     pieces = pieces_of(data, cut)
     ours = run_sluice(pieces)
-    if ours.ok:
-        refs = run_h11(pieces), run_httptools(pieces)
-        # llhttp refuses unknown methods, h11 refuses leading empty lines: both are known
-        # differences (KNOWN_DIFFERENCES); anything else accepted by us must be accepted by one
-        lead = data.startswith(b"\r\n")
-        unknown_method = ours.method not in {m.decode() for m in []} and ours.method not in METHODS
-        assert any(r.ok for r in refs) or lead or unknown_method, data
+    if not ours.ok:
+        return
+    ref_h11, ref_ht = run_h11(pieces), run_httptools(pieces)
+    known = data.startswith(b"\r\n") or ours.method not in METHODS
+    assert ref_h11.ok or ref_ht.ok or known, (data, ref_h11.detail, ref_ht.detail)
+    if ref_h11.ok:
+        assert (ref_h11.method, ref_h11.target, ref_h11.version) == (ours.method, ours.target, ours.version)
+        assert _lower(ref_h11.headers) == _lower(ours.headers) and ref_h11.body == ours.body

@@ -49,7 +49,8 @@ def test_loopback_and_unspecified():
 
 
 def test_same_socket_key_normalises_literals_and_names():
-    assert parse_address("[0:0::1]:80").same_socket_key() == parse_address("[::1]:80").same_socket_key()
+    long_form, short_form = parse_address("[0:0::1]:80"), parse_address("[::1]:80")
+    assert long_form.same_socket_key() == short_form.same_socket_key()
     assert parse_address("Host.Example:80").same_socket_key() == ("host.example", 80)
 
 

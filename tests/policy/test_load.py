@@ -68,7 +68,7 @@ def test_base_is_valid_and_clean():
 
 def test_config_md_example_loads():
     config = load_config(EXAMPLE)
-    assert [l.name for l in config.listeners] == ["main"]
+    assert [listener.name for listener in config.listeners] == ["main"]
     assert [r.name for r in config.routes] == ["health", "api", "web"]
     api = config.route("api")
     assert api.match.host == "api.example.com"

@@ -21,4 +21,4 @@ def test_items_that_failed_do_not_also_make_the_list_too_short():
         found = dict(translate(error, Config))
     assert ("listeners",) not in found  # one bad item, not an empty list
     assert found[("routes",)] == "must not be empty"
-    assert found[("listeners", 0, "name")] == "expected a string, got the number 1 (quote it: \"1\")"
+    assert found[("listeners", 0, "name")] == 'expected a string, got the number 1 (quote it: "1")'

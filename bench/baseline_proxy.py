@@ -1,0 +1,186 @@
+"""The Python baseline: a plain uvloop + httptools HTTP/1.1 reverse proxy, a page of Python.
+
+sluice must stay well above it (issue 4: at least 1.4x), or its compiled hot path is not earning
+its keep. It does the same work as the peers in bench/: parse the request, match a list of path
+prefixes in order (`--routes`), rebuild the head without hop-by-hop fields plus X-Forwarded-For,
+take a pooled keep-alive upstream connection (LIFO), stream the request body, and stream the
+response back as the upstream sent it (its head is not rewritten), with backpressure both ways.
+No pipelining. `should_keep_alive()` is read inside `on_message_complete`, the only place where
+httptools makes it meaningful: read later, it quietly turns the pool into a connection per request.
+
+    python bench/baseline_proxy.py --listen 127.0.0.1:8000 --upstream 127.0.0.1:9000 [--routes N]
+"""
+
+import argparse
+import asyncio
+
+import httptools
+import uvloop
+
+HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
+       b"transfer-encoding"}
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, pool):
+        self.pool, self.client, self.transport, self.keep = pool, None, None, False
+        self.parser = httptools.HttpResponseParser(self)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.client.transport.write(data)          # the response streams back untouched
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.client.transport.close()
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.keep = self.parser.should_keep_alive()
+        client, self.client = self.client, None
+        if self.keep and client.req_done:       # else the upstream still expects body bytes
+            self.pool.append(self)
+        else:
+            self.transport.close()
+        client.response_done()
+
+    def connection_lost(self, exc):
+        if self in self.pool:
+            self.pool.remove(self)
+        if self.client is not None:
+            self.client.transport.close()
+
+    def pause_writing(self):
+        self.client and self.client.transport.pause_reading()
+
+    def resume_writing(self):
+        self.client and self.client.transport.resume_reading()
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, upstream, pool, prefixes):
+        self.upstream_addr, self.pool, self.prefixes = upstream, pool, prefixes
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = self.up = None
+        self.pending: list[bytes] = []             # request bytes waiting for a connection
+        self.keep = True
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            self.transport.close()
+
+    def on_message_begin(self):
+        self.url, self.headers, self.chunked, self.req_done = b"", [], False, False
+
+    def on_url(self, url):
+        self.url += url
+
+    def on_header(self, name, value):
+        self.headers.append((name, value))
+
+    def on_headers_complete(self):
+        path = self.url.split(b"?", 1)[0]
+        if self.prefixes and not any(path.startswith(p) for p in self.prefixes):
+            self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            self.req_done = True                   # drop its body
+            return
+        out = [b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), self.url)]
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                self.chunked = True
+            if lower not in HOP:
+                out.append(b"%s: %s\r\n" % (name, value))
+        peer = self.transport.get_extra_info("peername")
+        out.append(b"x-forwarded-for: %s\r\n" % peer[0].encode())
+        if self.chunked:
+            out.append(b"transfer-encoding: chunked\r\n")
+        out.append(b"\r\n")
+        self.send(b"".join(out))
+        if self.pool:
+            self.attach(self.pool.pop())
+        else:
+            asyncio.ensure_future(self.connect())
+
+    async def connect(self):
+        try:
+            _, up = await asyncio.get_running_loop().create_connection(
+                lambda: Upstream(self.pool), *self.upstream_addr)
+        except OSError:
+            self.transport.write(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+            self.transport.close()
+            return
+        self.attach(up)
+
+    def attach(self, up):
+        self.up, up.client = up, self
+        up.transport.writelines(self.pending)
+        self.pending = []
+
+    def send(self, data):
+        if self.req_done:                          # answered early: drop the rest of the body
+            return
+        if self.up is None:
+            self.pending.append(data)
+        else:
+            self.up.transport.write(data)
+
+    def on_body(self, body):
+        self.send(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
+
+    def on_message_complete(self):
+        self.keep = self.parser.should_keep_alive()
+        if self.chunked:
+            self.send(b"0\r\n\r\n")
+        self.req_done = True
+
+    def response_done(self):
+        self.up = None
+        if not (self.keep and self.req_done):
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if self.up is not None:                    # gone mid-exchange: never pool that one
+            self.up.client = None
+            self.up.transport.close()
+
+    def pause_writing(self):
+        self.up and self.up.transport.pause_reading()
+
+    def resume_writing(self):
+        self.up and self.up.transport.resume_reading()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listen", required=True)
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--routes", type=int, default=0, help="match /svc0/ .. /svc{N-1}/ in order")
+    args = ap.parse_args()
+    host, port = args.listen.rsplit(":", 1)
+    uhost, uport = args.upstream.rsplit(":", 1)
+    prefixes = [b"/svc%d/" % i for i in range(args.routes)]
+    pool: list = []
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(loop.create_server(
+        lambda: Client((uhost, int(uport)), pool, prefixes), host, int(port), backlog=4096,
+        reuse_address=True))
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

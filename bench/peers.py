@@ -1,0 +1,364 @@
+"""The processes a benchmark run starts: the upstream (nginx, 1 worker) and the proxies compared
+on it, each configured to do the same work as sluice.
+
+Same work means: HTTP/1.1 keep-alive on both sides with a pool of upstream connections, the
+request head rewritten with X-Forwarded-For/-Proto/-Host and X-Request-Id (what sluice adds), no
+access log, and for the route and rate-limit variants the equivalent routing table and a limiter
+that never refuses. nginx runs with `proxy_max_temp_file_size 0` so a 1 MiB response streams
+instead of going through a temporary file (sluice and HAProxy stream).
+
+A `Variant` is what changes a proxy's config: the number of routes (0 = one catch-all; N = the
+prefixes /svc0/ .. /svc{N-1}/ tried in order, the request matching the last) and whether a
+rate limit is on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import free_port, raise_nofile, stop_tree, tree, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL_BODY = b"hello, world\n"
+POST_REPLY = b"ok\n"
+SIZES = {"/16k": 16 * 1024, "/1m": 1024 * 1024}
+RATE = 1_000_000_000          # requests per second: on, but never refusing
+FD_LIMIT = 40000
+
+
+def payload(size: int) -> bytes:
+    """Deterministic, incompressible-looking content, so a truncated body is caught."""
+    line = bytes(range(33, 127)) + b"\n"
+    return (line * (size // len(line) + 1))[:size]
+
+
+@dataclass(frozen=True)
+class Variant:
+    routes: int = 0
+    ratelimit: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"routes={self.routes},ratelimit={int(self.ratelimit)}"
+
+
+def _user_line() -> str:
+    # nginx's workers drop to `nobody` when the master is root; they must read our temp dir
+    return "user root;" if os.geteuid() == 0 else ""
+
+
+def _nginx_temp(d: Path, tag: str) -> str:
+    return "\n".join(f"  {k}_temp_path {d}/{tag}-{k};"
+                     for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+class Process:
+    """A started process tree (its Popen is the root)."""
+
+    name = "?"
+    proc: subprocess.Popen | None = None
+    port = 0
+
+    def pids(self) -> list[int]:
+        return tree(self.proc.pid) if self.proc is not None else []
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_tree(self.proc)
+            self.proc = None
+
+    def _popen(self, argv: list[str], log: Path, **kw) -> None:
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile, **kw)
+        self.logfile = log
+
+    def log_tail(self, n: int = 5) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+class UpstreamNginx(Process):
+    """The origin every peer proxies to: nginx, 1 worker, fixed responses, stub_status."""
+
+    name = "upstream"
+
+    def __init__(self, d: Path) -> None:
+        self.d = d
+        self.port, self.status_port = free_port(), free_port()
+        www = d / "www"
+        www.mkdir(parents=True, exist_ok=True)
+        for path, size in SIZES.items():
+            (www / path.lstrip("/")).write_bytes(payload(size))
+        conf = d / "upstream.conf"
+        conf.write_text(f"""
+{_user_line()}
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {FD_LIMIT};
+pid {d}/upstream.pid;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  error_log {d}/upstream-error.log warn;
+{_nginx_temp(d, "up")}
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000000;
+  keepalive_timeout 600s;
+  default_type text/plain;
+  server {{
+    listen 127.0.0.1:{self.port} backlog=4096;
+    root {www};
+    client_max_body_size 10m;
+    location / {{ return 200 "{SMALL_BODY.decode().strip()}\\n"; }}
+    location = /16k {{ default_type application/octet-stream; }}
+    location = /1m {{ default_type application/octet-stream; }}
+    location = /post {{ return 200 "{POST_REPLY.decode().strip()}\\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{self.status_port};
+    location / {{ stub_status; }}
+  }}
+}}
+""")
+        self._popen(["nginx", "-p", str(d), "-e", str(d / "upstream-error.log"), "-c", str(conf)],
+                    d / "upstream.out")
+        wait_port(self.port, self.proc)
+        wait_port(self.status_port, self.proc)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, int]:
+        """stub_status counters, minus this query's own connection and request."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/", timeout=5) as r:
+            lines = r.read().decode().splitlines()
+        accepts, handled, requests = (int(x) for x in lines[2].split())
+        return {"accepts": accepts, "requests": requests,
+                "active": int(lines[0].split(":")[1]) - 1, "_queries": 1}
+
+
+class Peer(Process):
+    """Something load is sent to. `url(path)` is where."""
+
+    ok_variant = staticmethod(lambda v: True)     # can it do this variant at all?
+    cpu_counted = True                            # its CPU is a proxy's CPU (not for direct)
+
+    def start(self, variant: Variant, upstream: UpstreamNginx, d: Path) -> None:
+        raise NotImplementedError
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def versions(self) -> str:
+        return ""
+
+
+class Sluice(Peer):
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.name = f"sluice-{workers}w"
+
+    def config(self, variant: Variant, upstream: UpstreamNginx) -> dict:
+        to = [{"cluster": "up"}]
+        if variant.routes:
+            routes = [{"name": f"svc{i}", "match": {"path_prefix": f"/svc{i}/"}, "to": to}
+                      for i in range(variant.routes)]
+        else:
+            routes = [{"name": "all", "match": {"path_prefix": "/"}, "to": to}]
+        if variant.ratelimit:
+            for r in routes:
+                r["rate_limit"] = {"rate": float(RATE), "burst": RATE, "per": "client_ip"}
+        return {
+            "admin": {"address": f"127.0.0.1:{free_port()}"},
+            "access_log": {"path": "off"},
+            "listeners": [{"name": "main", "address": f"127.0.0.1:{self.port}",
+                           "routes": [r["name"] for r in routes]}],
+            "routes": routes,
+            "clusters": [{"name": "up", "endpoints": [{"address": upstream.address}]}],
+        }
+
+    def start(self, variant, upstream, d):
+        self.port = free_port()
+        path = d / f"{self.name}.json"        # JSON is YAML: no yaml dependency here
+        path.write_text(json.dumps(self.config(variant, upstream), indent=1))
+        self._popen([sys.executable, "-m", "engine", "run", "-c", str(path), "--workers",
+                     str(self.workers), "--access-log", "off"], d / f"{self.name}.out", cwd=ROOT)
+        wait_port(self.port, self.proc)
+        # every worker binds its own SO_REUSEPORT socket: wait until all are forked, then a bit
+        for _ in range(100):
+            if len(self.pids()) >= self.workers + 1:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3 if self.workers > 1 else 0)
+
+    def versions(self):
+        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+class NginxProxy(Peer):
+    name = "nginx"
+
+    def start(self, variant, upstream, d):
+        self.port = free_port()
+        limit_zone = limit = ""
+        if variant.ratelimit:
+            limit_zone = f"limit_req_zone $binary_remote_addr zone=rl:10m rate={RATE}r/s;"
+            limit = f"limit_req zone=rl burst={RATE} nodelay;"
+        if variant.routes:
+            locations = "\n".join(f"    location /svc{i}/ {{ proxy_pass http://up; }}"
+                                  for i in range(variant.routes))
+        else:
+            locations = "    location / { proxy_pass http://up; }"
+        conf = d / "nginx-proxy.conf"
+        conf.write_text(f"""
+{_user_line()}
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {FD_LIMIT};
+pid {d}/nginx-proxy.pid;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  error_log {d}/nginx-proxy-error.log warn;
+{_nginx_temp(d, "px")}
+  keepalive_requests 1000000000;
+  keepalive_timeout 600s;
+  client_max_body_size 10m;
+  {limit_zone}
+  upstream up {{
+    server {upstream.address};
+    keepalive 256;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+  }}
+  server {{
+    listen 127.0.0.1:{self.port} backlog=4096;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Request-Id $request_id;
+    proxy_max_temp_file_size 0;
+    {limit}
+{locations}
+  }}
+}}
+""")
+        self._popen(["nginx", "-p", str(d), "-e", str(d / "nginx-proxy-error.log"),
+                     "-c", str(conf)], d / "nginx-proxy.out")
+        wait_port(self.port, self.proc)
+
+    def versions(self):
+        out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+        return out.stderr.strip().split("/")[-1]
+
+
+class Haproxy(Peer):
+    name = "haproxy"
+
+    def start(self, variant, upstream, d):
+        self.port = free_port()
+        if variant.routes:
+            routing = "\n".join(f"  use_backend up if {{ path_beg /svc{i}/ }}"
+                                for i in range(variant.routes))
+        else:
+            routing = "  default_backend up"
+        limit = ""
+        if variant.ratelimit:
+            limit = f"""  stick-table type ip size 100k expire 30s store http_req_rate(1s)
+  http-request track-sc0 src
+  http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt {RATE} }}"""
+        conf = d / "haproxy.cfg"
+        conf.write_text(f"""
+global
+  nbthread 1
+  maxconn 30000
+defaults
+  mode http
+  maxconn 30000
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-request 600s
+  timeout http-keep-alive 600s
+  http-reuse always
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:{self.port}
+  unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+{limit}
+{routing}
+backend up
+  server s1 {upstream.address}
+""")
+        self._popen(["haproxy", "-db", "-q", "-f", str(conf)], d / "haproxy.out")
+        wait_port(self.port, self.proc)
+
+    def versions(self):
+        out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True)
+        return out.stdout.split()[2] if out.stdout else ""
+
+
+class Baseline(Peer):
+    """bench/baseline_proxy.py: uvloop + httptools, no rate limiter."""
+
+    name = "baseline"
+    ok_variant = staticmethod(lambda v: not v.ratelimit)
+
+    def start(self, variant, upstream, d):
+        self.port = free_port()
+        self._popen([sys.executable, str(ROOT / "bench" / "baseline_proxy.py"),
+                     "--listen", f"127.0.0.1:{self.port}", "--upstream", upstream.address,
+                     "--routes", str(variant.routes)], d / "baseline.out")
+        wait_port(self.port, self.proc)
+
+    def versions(self):
+        import httptools
+        import uvloop
+        return f"uvloop {uvloop.__version__}, httptools {httptools.__version__}"
+
+
+class Direct(Peer):
+    """No proxy: the load goes to the upstream itself (the ceiling)."""
+
+    name = "direct"
+    cpu_counted = False
+
+    def start(self, variant, upstream, d):
+        self.port = upstream.port
+        self.upstream = upstream
+
+    def pids(self):
+        return self.upstream.pids()
+
+    def stop(self):
+        pass
+
+
+def all_peers(ncpu: int) -> list[Peer]:
+    peers: list[Peer] = [Sluice(1)]
+    if ncpu > 1:
+        peers.append(Sluice(ncpu))
+    return peers + [NginxProxy(), Haproxy(), Baseline(), Direct()]
