@@ -1,7 +1,129 @@
 """sluice: an L7 proxy data plane with a compiled hot path.
 
-The embedding API (Proxy, load_config, Snapshot, the filter base class) lives here; see
-DESIGN.md. Importing `engine` itself never requires the compiled modules, so `sluice validate`
-works on a machine without a compiler."""
+The embedding API: run sluice inside your own asyncio (ideally uvloop) program.
+
+    import engine
+
+    proxy = engine.Proxy.from_file("sluice.yaml", filters={"auth": ApiKeyFilter})
+    await proxy.start()                 # listeners open in the running loop
+    await proxy.apply(new_config)       # a Config, a YAML path, a dict or snapshot bytes
+    await proxy.stop(drain=5.0)         # stop accepting, finish in-flight requests, close
+
+An embedded proxy is one worker of the binary's kind, in the caller's loop: same tables, same
+hot reload (in-flight requests finish on the config they started with; pools of unchanged
+clusters are kept), its own rate-limit buckets. Python filters (`engine.Filter`) are named from
+a route's `filters:` and either imported (`python: module:Class` in the config) or provided here.
+
+Importing `engine` itself never requires the compiled modules, so `sluice validate` and
+`sluice compile` work on a machine without a compiler; `Proxy.start()` needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from engine.filters.base import Filter, FilterContext, Reply
 
 __version__ = "0.1.0"
+
+__all__ = ["Filter", "FilterContext", "Proxy", "Reply", "load_config", "load_snapshot",
+           "encode_snapshot"]
+
+
+def load_config(path: str | os.PathLike[str]):
+    """Load and validate a YAML config; raises engine.policy.ConfigError with every problem."""
+    from engine.policy import load_config as _load
+
+    return _load(path)
+
+
+def load_snapshot(data: bytes | str | os.PathLike[str]):
+    """(header, Config) of a compiled snapshot; raises SnapshotError when it is not valid."""
+    from engine.policy.snapshot import load_snapshot as _load
+
+    return _load(data)
+
+
+def encode_snapshot(config, source_name: str = "<embedded>") -> bytes:
+    from engine.policy.snapshot import encode_snapshot as _encode
+
+    return _encode(config, source_name)
+
+
+def _as_config(source: Any):
+    """A Config from a Config, a path (YAML or .msgpack), a dict, or snapshot bytes."""
+    from engine.policy import Config, check_data, load_config as _load_yaml
+
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return load_snapshot(bytes(source))[1]
+    if isinstance(source, dict):
+        result = check_data(source, "<dict>")
+        result.raise_for_errors()
+        return result.config
+    path = os.fspath(source)
+    if path.endswith(".msgpack"):
+        return load_snapshot(path)[1]
+    return _load_yaml(path)
+
+
+class Proxy:
+    """sluice running inside the caller's event loop (see the module docstring)."""
+
+    def __init__(self, config: Any, *, filters: dict[str, Any] | None = None,
+                 access_log: str | None = "off", bucket_slots: int = 65536):
+        self.config = _as_config(config)
+        self.filters = dict(filters or {})
+        self.access_log = access_log or self.config.access_log.path
+        self.bucket_slots = bucket_slots
+        self._server = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> "Proxy":
+        return cls(path, **kwargs)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Open the listeners in the running loop and start serving."""
+        import asyncio
+
+        from engine._fast.limiter import SharedBuckets
+        from engine.runtime.worker import WorkerServer
+
+        if self._server is not None:
+            raise RuntimeError("this proxy is already running")
+        loop = asyncio.get_running_loop()
+        server = WorkerServer(loop, self.config, SharedBuckets(self.bucket_slots),
+                              self.access_log, _version(self.config), self.filters)
+        await server.start()
+        self._server = server
+
+    async def apply(self, config: Any) -> None:
+        """Serve `config` from the next request on; raises (and changes nothing) if it is bad."""
+        new = _as_config(config)
+        if self._server is not None:
+            await self._server.apply(new, _version(new))
+        self.config = new
+
+    async def stop(self, drain: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to `drain` seconds), close."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(drain)
+
+    @property
+    def requests(self) -> int:
+        """Exchanges completed so far."""
+        return self._server.worker.requests if self._server is not None else 0
+
+
+def _version(config) -> str:
+    """The content-derived version a snapshot of `config` carries in its header."""
+    from engine.policy.snapshot import decode_snapshot
+
+    return decode_snapshot(encode_snapshot(config))[0].config_version

@@ -31,15 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _load(path: str):
-    from engine.policy import ConfigError, load_config
+def _source_loader(args):
+    """A function that (re)reads the config source: YAML (-c) or a compiled snapshot (-s)."""
+    if args.snapshot:
+        from engine.policy.snapshot import load_snapshot
 
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
+        path = args.snapshot
+        return lambda: (load_snapshot(path)[1], path)
+    from engine.policy import load_config
+
+    path = args.config
+    return lambda: (load_config(path), path)
+
+
+def _print_problems(exc: Exception) -> None:
+    problems = getattr(exc, "problems", None)
+    for problem in problems or [exc]:
+        print(problem, file=sys.stderr)
 
 
 def cmd_validate(args) -> int:
@@ -52,16 +60,20 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    if args.snapshot:
-        print("sluice: snapshots (-s) are not supported yet; use -c FILE.yaml", file=sys.stderr)
-        return 1
-    config = _load(args.config)
-    if config is None:
+    from engine.policy import ConfigError
+    from engine.policy.snapshot import SnapshotError
+
+    load = _source_loader(args)
+    try:
+        config, source = load()
+    except (ConfigError, SnapshotError, OSError) as exc:
+        _print_problems(exc)
         return 1
     from engine.runtime.supervisor import Supervisor
 
     return Supervisor(config, workers=args.workers, drain_timeout=args.drain_timeout,
-                      access_log_path=args.access_log).run()
+                      access_log_path=args.access_log, source=source, watch=source,
+                      load_source=load).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,6 +188,8 @@ cdef class Worker:
     cdef public bint draining
     cdef public long requests            # exchanges completed by this worker
     cdef public object on_idle           # called when draining and the last connection closed
+    cdef public object filter_context    # the FilterContext class (engine.filters), set by runtime
+    cdef public object log_error         # callable(msg) for errors raised by Python filters
 
     def __init__(self, loop, Tables tables, access_log=None):
         self.loop = loop
@@ -197,6 +199,8 @@ cdef class Worker:
         self.draining = False
         self.requests = 0
         self.on_idle = None
+        self.filter_context = None
+        self.log_error = None
 
     def protocol_factory(self, str listener_name):
         """The factory for loop.create_server(): one Downstream per accepted connection."""
@@ -297,6 +301,8 @@ cdef class Downstream:
     cdef bint in_process
     cdef bint closed
     cdef bint paused_for_pipeline
+    cdef bint listener_gone        # a reload removed our listener: close after this exchange
+    cdef object fctx               # the FilterContext of this exchange, when a filter ran
 
     # the exchange in flight
     cdef int xstate
@@ -400,10 +406,16 @@ cdef class Downstream:
     # --- request side ----------------------------------------------------------------------
 
     cdef void refresh_tables(self):
+        cdef Listener l = self.worker.tables.listeners.get(self.lname)
+        if l is None:
+            # the listener went away in a reload: finish this request on the old config, then
+            # close (its socket no longer accepts)
+            self.listener_gone = True
+            if self.listener is None:
+                raise RuntimeError("listener %r is not in the current tables" % self.lname)
+            return
         self.tables = self.worker.tables
-        self.listener = self.tables.listeners.get(self.lname)
-        if self.listener is None:   # the listener went away in a reload: serve from the old one
-            raise RuntimeError("listener %r is not in the current tables" % self.lname)
+        self.listener = l
 
     cdef process(self):
         """Advance the request parser until it needs data or an exchange waits for its response."""
@@ -500,13 +512,14 @@ cdef class Downstream:
         self.pool = None
         self.route = None
         self.cluster = None
+        self.fctx = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.t0 = monotonic_now()
         self.client_11 = p.version_minor == 1
         self.client_keep_alive = p.keep_alive and not self.worker.draining
-        self.close_after = not self.client_keep_alive
+        self.close_after = not self.client_keep_alive or self.listener_gone
         self.method_head = p.method_is_head
         self.expect_continue = p.expect_continue
         self.req_chunked = p.body_kind == BODY_CHUNKED
@@ -586,10 +599,52 @@ cdef class Downstream:
                 self.local(429, b"rate limited\n", [format_headers(&tr, route.limiter.burst)], False)
                 return
 
+        if route.req_filters is not None and self.request_filters(route):
+            return
         if route.direct:
             self.direct(route)
             return
         self.start_proxy(route, authority)
+
+    # --- Python filters (only routes that name some ever get here) --------------------------
+
+    cdef object filter_ctx(self):
+        if self.fctx is None:
+            self.fctx = self.worker.filter_context(
+                self.method.decode("latin-1"), self.path.decode("latin-1"),
+                self.client_ip.decode("latin-1"), self.route.name, self.parser.headers)
+        return self.fctx
+
+    cdef void filter_failed(self, f, str phase, exc):
+        if self.worker.log_error is not None:
+            self.worker.log_error("filter %s.%s failed on route %s: %r"
+                                  % (type(f).__name__, phase, self.route.name, exc))
+
+    cdef bint request_filters(self, Route route) except -1:
+        """Run the route's request phases; True when one of them answered locally."""
+        ctx = self.filter_ctx()
+        for f in route.req_filters:
+            try:
+                reply = f.request(ctx)
+            except Exception as exc:
+                self.filter_failed(f, "request", exc)
+                self.local(500, b"filter error\n", None, False)
+                return True
+            if reply is not None:
+                self.local(reply.status, reply.body, reply.header_lines(), False)
+                return True
+        return False
+
+    cdef list filter_edits(self, H1Parser p, dict set_, set remove):
+        """Drop the headers a filter set or removed; the lines to add instead."""
+        cdef int i
+        cdef const char* head = PyBytes_AS_STRING(p.head)
+        names = [n.encode("latin-1") for n in remove] + [n.encode("latin-1") for n in set_]
+        for i in range(p.nheaders):
+            for name in names:
+                if name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i], <bytes>name):
+                    p.hdr_flags[i] |= HF_DROP
+        return [("%s: %s\r\n" % (k, v)).encode("latin-1") for k, v in set_.items()]
 
     cdef bint admit(self, Route route, TakeResult* tr):
         cdef bytes key
@@ -731,6 +786,12 @@ cdef class Downstream:
         self.request_id = rid
         if route.add_lines:
             extra.extend(route.add_lines)
+        if self.fctx is not None:
+            ctx = self.fctx
+            if ctx.set_request or ctx.remove_request:
+                extra.extend(self.filter_edits(p, ctx.set_request, ctx.remove_request))
+            if ctx.path != self.path.decode("latin-1"):
+                target = ctx.path.encode("latin-1")
         if self.req_chunked:
             extra.append(HDR_CHUNKED)
         if self.upgrade:
@@ -908,8 +969,19 @@ cdef class Downstream:
                 self.send(CONTINUE_100)
             return
         self.status = st
-        self.resp_started = True
         extra = []
+        if st != 101 and self.route is not None and self.route.resp_filters is not None:
+            ctx = self.filter_ctx()
+            ctx.status = st
+            ctx._response_headers = rp.headers
+            for f in self.route.resp_filters:
+                try:
+                    f.response(ctx)
+                except Exception as exc:
+                    self.filter_failed(f, "response", exc)
+            if ctx.set_response or ctx.remove_response:
+                extra.extend(self.filter_edits(rp, ctx.set_response, ctx.remove_response))
+        self.resp_started = True
         if st == 101:
             if not self.upgrade:
                 self.upstream_broke(self.up, True)

@@ -45,6 +45,8 @@ cdef class Route:
     cdef readonly double timeout       # seconds; 0 = none
     cdef readonly Balancer split       # over `clusters`; None when there is one
     cdef readonly list clusters        # [Cluster]
+    cdef readonly tuple req_filters    # Python filters overriding request(), or None
+    cdef readonly tuple resp_filters   # Python filters overriding response(), or None
 
 
 cdef class Listener:

@@ -38,7 +38,8 @@ cdef class Route:
                  bytes direct_body=b"", bytes prefix_from=None, bytes prefix_to=None,
                  list add_lines=None, tuple drop_names=(), Limiter limiter=None,
                  int limit_per=LIMIT_PER_ROUTE, bytes limit_header=b"", double timeout=0.0,
-                 Balancer split=None, list clusters=None):
+                 Balancer split=None, list clusters=None, tuple req_filters=None,
+                 tuple resp_filters=None):
         self.name = name
         self.index = index
         self.direct = direct
@@ -55,6 +56,8 @@ cdef class Route:
         self.timeout = timeout
         self.split = split
         self.clusters = clusters if clusters is not None else []
+        self.req_filters = req_filters or None      # None, never (): one pointer test per request
+        self.resp_filters = resp_filters or None
 
 
 @cython.final

@@ -22,8 +22,8 @@ from .suggest import did_you_mean
 if TYPE_CHECKING:
     from .model import Config
 
-SECTIONS = ("listeners", "routes", "clusters")
-SINGULAR = {"listeners": "listener", "routes": "route", "clusters": "cluster"}
+SECTIONS = ("listeners", "routes", "clusters", "filters")
+SINGULAR = {"listeners": "listener", "routes": "route", "clusters": "cluster", "filters": "filter"}
 ADMIN_DEFAULT = Address("127.0.0.1", 9901)
 
 Ref = tuple[Loc, str]  # where a name is used, the name
@@ -34,6 +34,7 @@ class Sections:
     names: dict[str, tuple[tuple[int, str], ...]]  # section -> (index, name) of each item
     route_refs: tuple[tuple[int, tuple[Ref, ...]], ...]  # per listener index: its route names
     cluster_refs: tuple[Ref, ...]  # every routes[i].to[j].cluster
+    filter_refs: tuple[Ref, ...]  # every routes[i].filters[j]
     admin_address: Address | None
     listener_addresses: tuple[tuple[int, Address], ...]
 
@@ -49,6 +50,9 @@ class Sections:
             cluster_refs=tuple(
                 (("routes", i, "to", j, "cluster"), target.cluster)
                 for i, route in enumerate(config.routes) for j, target in enumerate(route.to)),
+            filter_refs=tuple(
+                (("routes", i, "filters", j), name)
+                for i, route in enumerate(config.routes) for j, name in enumerate(route.filters)),
             admin_address=config.admin.address,
             listener_addresses=tuple(
                 (i, listener.address) for i, listener in enumerate(config.listeners)),
@@ -74,6 +78,11 @@ class Sections:
                 for i, route in items["routes"]
                 for j, target in enumerate(_list(route.get("to")))
                 if isinstance(target, dict) and isinstance(target.get("cluster"), str)),
+            filter_refs=tuple(
+                (("routes", i, "filters", j), name)
+                for i, route in items["routes"]
+                for j, name in enumerate(_list(route.get("filters")))
+                if isinstance(name, str)),
             admin_address=admin_address,
             listener_addresses=tuple(
                 (i, address) for i, listener in items["listeners"]
@@ -89,6 +98,7 @@ def check(sections: Sections) -> list[tuple[Loc, str]]:
         *_duplicate_names(sections),
         *_route_references(sections),
         *_cluster_references(sections),
+        *_filter_references(sections),
         *_listening_addresses(sections),
     ]
 
@@ -121,6 +131,13 @@ def _cluster_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
     for loc, name in sections.cluster_refs:
         if name not in defined:
             yield loc, f"cluster '{name}' is not defined{did_you_mean(name, defined)}"
+
+
+def _filter_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
+    defined = sorted({name for _, name in sections.names["filters"]})
+    for loc, name in sections.filter_refs:
+        if name not in defined:
+            yield loc, f"filter '{name}' is not defined{did_you_mean(name, defined)}"
 
 
 def _listening_addresses(sections: Sections) -> Iterable[tuple[Loc, str]]:

@@ -13,6 +13,7 @@ the node's shared table.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 
 from engine._fast.balancer import Balancer, policy_from_name
@@ -87,8 +88,34 @@ def _direct_head(resp) -> tuple[bytes, bytes]:
     return b"".join(lines), body
 
 
-def _link_route(route, index: int, clusters: dict, buckets) -> Route:
+def build_filters(config, provided: dict | None) -> dict:
+    """One instance per filter per snapshot: provided by the embedder (an instance, or a class
+    built with the spec's config), else imported from `python: module:Class`."""
+    from engine.filters.base import Filter
+
+    built = {}
+    for spec in config.filters:
+        source = (provided or {}).get(spec.name)
+        if source is None:
+            if spec.python is None:
+                raise ValueError(f"filter '{spec.name}' has no 'python' class and none was provided")
+            module, _, attr = spec.python.partition(":")
+            source = getattr(importlib.import_module(module), attr)
+        instance = source(**spec.config) if isinstance(source, type) else source
+        if not isinstance(instance, Filter):
+            raise TypeError(f"filter '{spec.name}' is not an engine.Filter")
+        built[spec.name] = instance
+    return built
+
+
+def _link_route(route, index: int, clusters: dict, buckets, filters: dict) -> Route:
     kw: dict = {}
+    if route.filters:
+        from engine.filters.base import overrides
+
+        chain = [filters[name] for name in route.filters]
+        kw["req_filters"] = tuple(f for f in chain if overrides(f, "request"))
+        kw["resp_filters"] = tuple(f for f in chain if overrides(f, "response"))
     if route.direct_response is not None:
         head, body = _direct_head(route.direct_response)
         kw.update(direct=True, direct_status=route.direct_response.status,
@@ -144,15 +171,18 @@ def router_entry(match) -> tuple:
     return (hk, hv, pk, pv, methods, headers)
 
 
-def link(config, buckets, previous: Tables | None = None, version: object = None) -> Tables:
-    """Build the Tables for `config`, reusing pools of `previous` that did not change."""
+def link(config, buckets, previous: Tables | None = None, version: object = None,
+         filters: dict | None = None) -> Tables:
+    """Build the Tables for `config`, reusing pools of `previous` that did not change.
+    `filters` maps filter names to instances or classes the embedding program provides."""
+    built = build_filters(config, filters)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
     clusters = {c.name: _link_cluster(c, old_pools, pools) for c in config.clusters}
     routes_by_name = {r.name: r for r in config.routes}
     listeners = {}
     for lst in config.listeners:
-        routes = [_link_route(routes_by_name[name], i, clusters, buckets)
+        routes = [_link_route(routes_by_name[name], i, clusters, buckets, built)
                   for i, name in enumerate(lst.routes)]
         router = Router([router_entry(routes_by_name[name].match) for name in lst.routes])
         lim = lst.limits

@@ -29,7 +29,7 @@ lands on the field to fix (`clusters[0].hash_on`) rather than on the object.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
 
@@ -213,6 +213,8 @@ class Route(_Model):
         None, description="For the whole request, upstream response included.")
     direct_response: DirectResponse | None = None
     to: tuple[Target, ...] = Field((), description="Weighted targets: a split across clusters.")
+    filters: tuple[NameRef, ...] = Field(
+        (), description="Python filters (names from the top-level 'filters'), run in this order.")
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:
@@ -299,6 +301,20 @@ class AccessLog(_Model):
         description="'stderr', 'stdout', 'off', or a file path (opened for append).")
 
 
+class FilterSpec(_Model):
+    """A Python filter a route can name (an addition to CONFIG.md; see engine/filters/base.py).
+
+    `python` is `module:Class`; the class is built once per snapshot as `Class(**config)`. An
+    embedding program may instead provide the filter itself (`engine.Proxy(filters={name: ...})`),
+    and then `python` can be left out."""
+
+    name: Name
+    python: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:Class")
+    config: dict[str, Any] = Field(default_factory=dict,
+                                   description="Keyword arguments of the filter's class.")
+
+
 class Config(_Model):
     """A whole sluice config (schema version 1)."""
 
@@ -307,6 +323,7 @@ class Config(_Model):
     routes: tuple[Route, ...] = Field(min_length=1)
     clusters: tuple[Cluster, ...] = ()
     access_log: AccessLog = Field(default_factory=AccessLog)
+    filters: tuple[FilterSpec, ...] = ()
 
     @model_validator(mode="after")
     def _cross_references(self, info: ValidationInfo) -> Config:

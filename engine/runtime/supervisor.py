@@ -1,46 +1,87 @@
-"""The supervisor: owns the config and the shared memory, forks the workers and keeps them alive.
+"""The supervisor: owns the config and the shared memory, forks the workers, keeps them alive and
+publishes new snapshots to them.
 
 Why a supervisor process at all: SO_REUSEPORT gives every worker its own accept queue, so a
-worker that dies takes only its own connections with it; the supervisor notices (a pidfd),
-restarts it, and the kernel starts sending connections to the new socket. The token buckets are
-mapped here, before fork, so every worker (including a restarted one) shares them.
+worker that dies takes only its own connections with it; the supervisor notices (a pidfd per
+worker: uvloop keeps SIGCHLD for itself), restarts it, and the kernel starts sending connections
+to the new socket. The token buckets are mapped here, before fork, so every worker (including a
+restarted one) shares them.
 
-Worker exits are seen through a pidfd per worker. SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight
-requests (up to the drain deadline) and exits; the supervisor exits 0 once all have.
+Reload: a new snapshot (the config file changed, SIGHUP, or the admin API's PUT /snapshot) is
+validated here first; a bad one is refused, reported, and changes nothing. A good one is sent to
+every worker over its control channel; each links new tables beside the old and swaps one
+reference, then acknowledges. Reloads are serialised, and a worker restarted later starts from
+the current snapshot.
+
+SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
+to the drain deadline) and exits; the supervisor exits 0 once all have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 
 from engine._fast.limiter import SharedBuckets
+from engine.runtime.channel import read_message, write_message
 from engine.runtime.sockets import check_bindable
 from engine.runtime.worker import run_worker
 
 log = logging.getLogger("sluice")
 
-RESTART_DELAY = 0.5          # seconds between restarts of a worker that keeps dying
+RESTART_DELAY = 0.5          # seconds before restarting a worker that died young
 KILL_GRACE = 5.0             # after the drain deadline, SIGKILL workers still alive
+APPLY_TIMEOUT = 30.0         # a worker that has not acknowledged a snapshot by then is stuck
+
+
+class WorkerHandle:
+    def __init__(self, slot: int, pid: int, chan: socket.socket):
+        self.slot = slot
+        self.pid = pid
+        self.chan = chan
+        self.writer: asyncio.StreamWriter | None = None
+        self.version: str | None = None      # what it acknowledged last
+        self.ready = False
+        self.started = time.monotonic()
+        self.pending: asyncio.Future | None = None
 
 
 class Supervisor:
     def __init__(self, config, *, workers: int, drain_timeout: float = 30.0,
-                 access_log_path: str | None = None, bucket_slots: int = 65536):
+                 access_log_path: str | None = None, bucket_slots: int = 65536,
+                 source: str = "<config>", watch: str | None = None,
+                 load_source=None):
+        """`load_source()` re-reads the config source (file) and returns (config, source name);
+        it raises ConfigError/SnapshotError for a bad one. `watch` is the path to watch."""
+        from engine.policy.snapshot import encode_snapshot, load_snapshot
+
+        self.encode_snapshot = encode_snapshot
+        self.load_snapshot = load_snapshot
         self.config = config
+        self.source = source
+        self.snapshot = encode_snapshot(config, source)
+        self.version = snapshot_version(self.snapshot, load_snapshot)
         self.nworkers = max(1, workers)
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
         self.buckets = SharedBuckets(bucket_slots)
-        self.pids: dict[int, int] = {}      # pid -> worker slot
-        self.started: dict[int, float] = {}
+        self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
         self.stopping = False
         self.loop = None
         self.done = None
+        self.watch_path = watch
+        self.load_source = load_source
+        self.reload_lock: asyncio.Lock | None = None
+        self.last_rejection: dict | None = None
+        self.applied_at = time.time()
+
+    # --- lifecycle ----------------------------------------------------------------------------
 
     def run(self) -> int:
         import uvloop
@@ -49,90 +90,124 @@ class Supervisor:
             try:
                 check_bindable(lst.address.host, lst.address.port)
             except OSError as exc:
-                log.error("listener %s: cannot listen on %s: %s", lst.name, lst.address, exc.strerror)
+                log.error("listener %s: cannot listen on %s: %s", lst.name, lst.address,
+                          exc.strerror)
                 return 1
         self.loop = loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.done = loop.create_future()
+        self.reload_lock = asyncio.Lock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.shutdown)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
         try:
             return loop.run_until_complete(self._main())
         finally:
             loop.close()
 
     async def _main(self) -> int:
-        waits = [self.spawn(slot) for slot in range(self.nworkers)]
-        results = await asyncio.gather(*waits)
+        results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
         if not all(results):
             log.error("a worker failed to start")
             self.shutdown()
         else:
             addrs = ", ".join(f"{l.name}=http://{l.address}" for l in self.config.listeners)
-            log.info("sluice serving %s with %d worker(s)", addrs, self.nworkers)
-        return await self.done
+            log.info("sluice serving %s with %d worker(s), snapshot %s", addrs, self.nworkers,
+                     self.version)
+        watcher = None
+        if self.watch_path and not self.stopping:
+            watcher = self.loop.create_task(self._watch())
+        status = await self.done
+        if watcher is not None:
+            watcher.cancel()
+        return status
 
     def spawn(self, slot: int) -> "asyncio.Future[bool]":
-        """Fork worker `slot`; the future says whether it reached 'listening'."""
-        rfd, wfd = os.pipe()
+        """Fork worker `slot`; the future says whether it reached 'ready'."""
+        parent, child = socket.socketpair()
         pid = os.fork()
-        if pid == 0:  # child: leave the supervisor's loop behind entirely
-            os.close(rfd)
+        if pid == 0:  # child: leave the supervisor's loop and the other channels behind
+            parent.close()
+            for h in self.handles.values():
+                h.chan.close()
             status = 1
             try:
                 signal.set_wakeup_fd(-1)
                 asyncio.events._set_running_loop(None)
                 status = run_worker(self.config, self.buckets, self.access_log_path,
-                                    self.drain_timeout, wfd)
+                                    self.drain_timeout, child, self.version)
             except BaseException:
                 logging.getLogger("sluice.worker").exception("worker crashed")
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(status)
-        os.close(wfd)
-        # a pidfd becomes readable when the process exits (uvloop keeps SIGCHLD for itself)
+        child.close()
+        handle = WorkerHandle(slot, pid, parent)
+        self.handles[pid] = handle
         pidfd = os.pidfd_open(pid)
-        self.loop.add_reader(pidfd, self._exited, pidfd)
-        self.pids[pid] = slot
-        self.started[pid] = time.monotonic()
+        self.loop.add_reader(pidfd, self._exited, pidfd, pid)
         ready = self.loop.create_future()
-
-        def on_ready() -> None:
-            data = os.read(rfd, 1)
-            self.loop.remove_reader(rfd)
-            os.close(rfd)
-            if not ready.done():
-                ready.set_result(data == b"r")
-
-        self.loop.add_reader(rfd, on_ready)
+        self.loop.create_task(self._listen(handle, ready))
         return ready
 
-    def _exited(self, pidfd: int) -> None:
+    async def _listen(self, handle: WorkerHandle, ready: asyncio.Future) -> None:
+        """Read one worker's channel: its ready message, then acks and nacks of snapshots."""
+        reader, writer = await asyncio.open_connection(sock=handle.chan)
+        handle.writer = writer
+        while True:
+            msg = await read_message(reader)
+            if msg is None:
+                ready.done() or ready.set_result(False)
+                if handle.pending is not None and not handle.pending.done():
+                    handle.pending.set_result((False, "worker exited"))
+                return
+            op = msg.get("op")
+            if op == "ready":
+                handle.ready = True
+                handle.version = msg.get("version")
+                ready.done() or ready.set_result(True)
+                if handle.version != self.version and not self.stopping:
+                    # it was forked before a reload finished: bring it up to date
+                    self.loop.create_task(self._send_current(handle))
+            elif op in ("ack", "nack"):
+                if op == "ack":
+                    handle.version = msg.get("version")
+                if handle.pending is not None and not handle.pending.done():
+                    handle.pending.set_result((op == "ack", msg.get("error")))
+
+    async def _send_current(self, handle: WorkerHandle) -> None:
+        async with self.reload_lock:
+            if handle.version != self.version and handle.pid in self.handles:
+                await self._push(handle, self.snapshot, self.version)
+
+    async def _push(self, handle: WorkerHandle, snapshot: bytes, version: str):
+        handle.pending = self.loop.create_future()
+        write_message(handle.writer, {"op": "apply", "snapshot": snapshot, "version": version})
+        try:
+            return await asyncio.wait_for(handle.pending, APPLY_TIMEOUT)
+        except asyncio.TimeoutError:
+            return False, "no answer within %ds" % APPLY_TIMEOUT
+
+    def _exited(self, pidfd: int, pid: int) -> None:
         self.loop.remove_reader(pidfd)
         os.close(pidfd)
-        self.reap()
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            slot = self.pids.pop(pid, None)
-            if slot is None:
-                continue
-            lived = time.monotonic() - self.started.pop(pid, 0.0)
-            if self.stopping:
-                if not self.pids and not self.done.done():
-                    self.done.set_result(0)
-                continue
-            log.warning("worker %d (slot %d) exited with status %s; restarting", pid, slot,
-                        os.waitstatus_to_exitcode(status))
-            delay = RESTART_DELAY if lived < 1.0 else 0.0
-            self.loop.call_later(delay, self._respawn, slot)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = 0
+        handle = self.handles.pop(pid, None)
+        if handle is None:
+            return
+        handle.chan.close()
+        if self.stopping:
+            if not self.handles and not self.done.done():
+                self.done.set_result(0)
+            return
+        log.warning("worker %d (slot %d) exited with status %s; restarting", pid, handle.slot,
+                    os.waitstatus_to_exitcode(status))
+        lived = time.monotonic() - handle.started
+        self.loop.call_later(RESTART_DELAY if lived < 1.0 else 0.0, self._respawn, handle.slot)
 
     def _respawn(self, slot: int) -> None:
         if not self.stopping:
@@ -142,21 +217,120 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
-        log.info("draining %d worker(s)", len(self.pids))
-        for pid in list(self.pids):
+        log.info("draining %d worker(s)", len(self.handles))
+        for pid in list(self.handles):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        if not self.pids:
+        if not self.handles:
             self.done.done() or self.done.set_result(0)
             return
         self.loop.call_later(self.drain_timeout + KILL_GRACE, self._kill_stragglers)
 
     def _kill_stragglers(self) -> None:
-        for pid in list(self.pids):
+        for pid in list(self.handles):
             log.error("worker %d did not drain in time: killing it", pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    # --- reload -------------------------------------------------------------------------------
+
+    async def reload(self, why: str) -> tuple[bool, list[str]]:
+        """Re-read the config source and apply it (SIGHUP, file change)."""
+        if self.load_source is None:
+            return False, ["no config source to reload"]
+        try:
+            config, source = self.load_source()
+        except Exception as exc:   # ConfigError / SnapshotError: every problem, one per line
+            return self._reject(why, _problems(exc))
+        return await self.apply_config(config, source, why)
+
+    async def apply_snapshot(self, data: bytes, why: str = "admin") -> tuple[bool, list[str]]:
+        """Apply snapshot bytes (PUT /snapshot): validated here before any worker sees them."""
+        try:
+            _, config = self.load_snapshot(data)
+        except Exception as exc:
+            return self._reject(why, _problems(exc))
+        return await self.apply_config(config, "admin PUT /snapshot", why)
+
+    async def apply_config(self, config, source: str, why: str) -> tuple[bool, list[str]]:
+        snapshot = self.encode_snapshot(config, source)
+        version = snapshot_version(snapshot, self.load_snapshot)
+        async with self.reload_lock:
+            if version == self.version:
+                return True, []
+            current = {str(l.address) for l in self.config.listeners}
+            for lst in config.listeners:
+                if str(lst.address) not in current:
+                    try:
+                        check_bindable(lst.address.host, lst.address.port)
+                    except OSError as exc:
+                        return self._reject(why, [f"{source}: listeners: cannot listen on "
+                                                  f"{lst.address}: {exc.strerror}"])
+            handles = [h for h in self.handles.values() if h.ready]
+            results = await asyncio.gather(*(self._push(h, snapshot, version) for h in handles))
+            failed = [f"worker {h.pid}: {err}" for h, (ok, err) in zip(handles, results) if not ok]
+            if failed:
+                # the workers that applied it keep serving it; report which did not
+                log.error("snapshot %s (%s) refused by workers: %s", version, why, "; ".join(failed))
+                self.last_rejection = {"version": version, "reason": failed, "source": source,
+                                       "time": time.time()}
+                return False, failed
+            self.config, self.snapshot, self.version, self.source = config, snapshot, version, source
+            self.applied_at = time.time()
+            log.info("applied snapshot %s from %s (%s)", version, source, why)
+            return True, []
+
+    def _reject(self, why: str, problems: list[str]) -> tuple[bool, list[str]]:
+        for p in problems:
+            log.error("reload (%s) refused: %s", why, p)
+        self.last_rejection = {"reason": problems, "source": why, "time": time.time()}
+        return False, problems
+
+    async def _watch(self) -> None:
+        """Reload when the watched file changes: written in place, replaced by an atomic rename,
+        or swapped by Kubernetes' ConfigMap `..data` symlink (so the directory is watched)."""
+        from watchfiles import awatch
+
+        path = os.path.abspath(self.watch_path)
+        directory = os.path.dirname(path)
+        last = _digest(path)
+        async for _ in awatch(directory, debounce=200, step=50, recursive=False):
+            digest = _digest(path)
+            if digest is None or digest == last:
+                continue
+            last = digest
+            await self.reload("file changed")
+
+    # --- what the admin API reads -------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return (not self.stopping and len(self.handles) == self.nworkers
+                and all(h.ready and h.version == self.version for h in self.handles.values()))
+
+    def worker_versions(self) -> dict[int, str | None]:
+        return {h.pid: h.version for h in self.handles.values()}
+
+
+def snapshot_version(snapshot: bytes, load_snapshot) -> str:
+    """The config version in the snapshot's header (derived from its content)."""
+    header, _ = load_snapshot(snapshot)
+    return header.config_version
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _problems(exc: Exception) -> list[str]:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return [str(p) for p in problems]
+    return [str(exc)]

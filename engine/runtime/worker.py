@@ -1,13 +1,18 @@
 """One worker: a uvloop event loop serving every listener of the current Tables.
 
 Workers are forked by the supervisor (`supervisor.py`); the same `WorkerServer` also runs inside
-a caller's own loop for embedded use. A worker owns nothing the others need: listeners are its
-own SO_REUSEPORT sockets, pools are per worker, and the only shared state (rate-limit buckets)
-lives in the shared memory the supervisor mapped before forking.
+a caller's own loop for embedded use (`engine.Proxy`). A worker owns nothing the others need:
+listeners are its own SO_REUSEPORT sockets, pools are per worker, and the only shared state
+(rate-limit buckets, stats) lives in shared memory the supervisor mapped before forking.
 
-Drain (SIGTERM, or `stop(drain=...)`): close the listening sockets so the kernel sends new
-connections to no one (or to the other workers during a restart), tell every connection to close
-after its current response, and wait until none is left or the deadline passes.
+Apply (hot reload): new Tables are linked beside the old ones (pools of unchanged clusters are
+carried over by `link`), new listener sockets are opened first, then one reference swaps.
+Exchanges in flight keep the route and pool objects they started with; pools the new tables no
+longer use close their idle connections at once and the rest as their exchanges end. If
+anything fails before the swap, nothing changed.
+
+Drain (SIGTERM, or `stop(drain=...)`): close the listening sockets, tell every connection to
+close after its current response, and wait until none is left or the deadline passes.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 
 from engine._fast.proxy import Worker, reseed_request_ids
+from engine.filters.base import FilterContext
 from engine.policy.link import link
 from engine.runtime.accesslog import AccessLog
+from engine.runtime.channel import read_message, write_message
 from engine.runtime.sockets import listen_socket
 
 log = logging.getLogger("sluice.worker")
@@ -28,30 +36,74 @@ SWEEP_INTERVAL = 1.0
 
 
 class WorkerServer:
-    def __init__(self, loop, config, buckets, access_log_path: str = "stderr"):
+    def __init__(self, loop, config, buckets, access_log_path: str = "stderr",
+                 version: str | None = None, filters: dict | None = None):
         self.loop = loop
         self.buckets = buckets
         self.config = config
+        self.version = version
+        self.filters = filters
         self.access_log = AccessLog.open(loop, access_log_path)
-        self.worker = Worker(loop, link(config, buckets), self.access_log)
-        self.servers: list = []
+        self.worker = Worker(loop, link(config, buckets, version=version, filters=filters),
+                             self.access_log)
+        self.worker.filter_context = FilterContext
+        self.worker.log_error = log.error
+        self.servers: dict[str, tuple[str, object]] = {}   # listener name -> (address, server)
+        self.retired: list = []                            # pools of earlier tables still busy
         self.sweeper = None
+
+    async def _open(self, lst) -> tuple[str, object]:
+        sock = listen_socket(lst.address.host, lst.address.port)
+        server = await self.loop.create_server(self.worker.protocol_factory(lst.name), sock=sock)
+        return str(lst.address), server
 
     async def start(self) -> None:
         for lst in self.config.listeners:
-            sock = listen_socket(lst.address.host, lst.address.port)
-            server = await self.loop.create_server(
-                self.worker.protocol_factory(lst.name), sock=sock)
-            self.servers.append(server)
+            self.servers[lst.name] = await self._open(lst)
         self.sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
         self.worker.sweep_pools()
+        still = []
+        for pool in self.retired:
+            pool.close_idle()
+            if pool.total > 0:
+                still.append(pool)
+        self.retired = still
         self.sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    async def apply(self, config, version: str | None = None) -> None:
+        """Serve `config` from the next request on; raises (and changes nothing) on failure."""
+        old = self.worker.tables
+        tables = link(config, self.buckets, previous=old, version=version, filters=self.filters)
+        wanted = {lst.name: lst for lst in config.listeners}
+        opened: dict[str, tuple[str, object]] = {}
+        try:
+            for name, lst in wanted.items():
+                current = self.servers.get(name)
+                if current is None or current[0] != str(lst.address):
+                    opened[name] = await self._open(lst)
+        except OSError:
+            for _, server in opened.values():
+                server.close()
+            raise
+        self.worker.swap(tables)
+        for name, (_, server) in list(self.servers.items()):
+            if name not in wanted or name in opened:
+                server.close()
+                del self.servers[name]
+        self.servers.update(opened)
+        for key, pool in old.pools.items():
+            if tables.pools.get(key) is not pool:
+                pool.close_idle()
+                if pool.total > 0:
+                    self.retired.append(pool)
+        self.config = config
+        self.version = version
 
     async def stop(self, drain: float = 30.0) -> None:
         """Stop accepting, let in-flight exchanges finish (up to `drain` seconds), close."""
-        for server in self.servers:
+        for _, server in self.servers.values():
             server.close()
         if self.sweeper is not None:
             self.sweeper.cancel()
@@ -63,11 +115,11 @@ class WorkerServer:
                 await asyncio.wait_for(asyncio.shield(done), drain)
             except asyncio.TimeoutError:
                 log.warning("drain deadline passed with %d connections open", self.worker.active)
-        for pool in self.worker.tables.pools.values():
+        for pool in list(self.worker.tables.pools.values()) + self.retired:
             pool.close_idle()
         if self.access_log is not None:
             self.access_log.close()
-        for server in self.servers:
+        for _, server in self.servers.values():
             await server.wait_closed()
 
 
@@ -82,28 +134,52 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_worker(config, buckets, access_log_path: str, drain_timeout: float, ready_fd: int) -> int:
+async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.Future) -> None:
+    """Serve the supervisor's channel: say we are ready, then apply snapshots as they come."""
+    from engine.policy.snapshot import load_snapshot
+
+    reader, writer = await asyncio.open_connection(sock=chan)
+    write_message(writer, {"op": "ready", "version": server.version, "pid": os.getpid()})
+    while True:
+        msg = await read_message(reader)
+        if msg is None:          # the supervisor is gone
+            stopping.done() or stopping.set_result(None)
+            return
+        if msg.get("op") == "apply":
+            version = msg.get("version")
+            try:
+                _, config = load_snapshot(msg["snapshot"])
+                await server.apply(config, version)
+            except Exception as exc:   # reported to the supervisor, which keeps the old snapshot
+                log.exception("worker %d refused snapshot %s", os.getpid(), version)
+                write_message(writer, {"op": "nack", "version": version, "error": str(exc)})
+            else:
+                write_message(writer, {"op": "ack", "version": version})
+
+
+def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
+               chan: socket.socket, version: str | None) -> int:
     """Entry point of a forked worker process; returns its exit status."""
     import uvloop
 
     reseed_request_ids()
     _die_with_parent()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor turns ^C into SIGTERM
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reloads come from the supervisor
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = WorkerServer(loop, config, buckets, access_log_path)
+    server = WorkerServer(loop, config, buckets, access_log_path, version)
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
 
     async def main() -> None:
         await server.start()
-        if ready_fd >= 0:
-            os.write(ready_fd, b"r")
-            os.close(ready_fd)
+        control = loop.create_task(_control(server, chan, stopping))
         await stopping
         await server.stop(drain_timeout)
+        control.cancel()
 
     try:
         loop.run_until_complete(main())

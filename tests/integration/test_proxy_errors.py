@@ -84,3 +84,33 @@ def test_no_route_is_404(upstream, start_sluice):
     routes = [{"name": "only", "match": {"path": "/x"}, "to": [{"cluster": "up"}]}]
     s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}, routes))
     assert httpx.get(s.url + "/y").status_code == 404
+
+
+def test_connect_timeout_is_502(start_sluice):
+    # A listener that never accepts, its accept queue full: new SYNs are dropped, so a connect
+    # hangs until our connect_timeout.
+    black = socket.socket()
+    black.bind(("127.0.0.1", 0))
+    black.listen(0)
+    port = black.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    time.sleep(0.2)
+    try:
+        cfg = simple_config(free_port(), {"up": [f"127.0.0.1:{port}"]})
+        cfg["clusters"][0]["connect_timeout"] = "300ms"
+        s = start_sluice(cfg)
+        t = time.monotonic()
+        r = httpx.get(s.url + "/echo", timeout=10)
+        assert r.status_code == 502
+        assert time.monotonic() - t < 5
+        [rec] = s.access_log()
+        assert rec["duration_ms"] >= 250      # it waited for the timeout: not a refusal
+    finally:
+        for c in fillers:
+            c.close()
+        black.close()

@@ -21,7 +21,8 @@ def test_from_data_skips_what_has_the_wrong_shape():
         "clusters": [{"name": "web"}],
     }
     sections = Sections.from_data(data)
-    assert sections.names == {"listeners": (), "routes": (), "clusters": ((0, "web"),)}
+    assert sections.names == {"listeners": (), "routes": (), "clusters": ((0, "web"),),
+                              "filters": ()}
     assert sections.route_refs == ((1, ((("listeners", 1, "routes", 0), "web"),)),)
     assert sections.admin_address is None and sections.listener_addresses == ()
     assert check(sections) == [

@@ -1,0 +1,52 @@
+# The shared-memory counters' contract for other compiled modules (proxy). See stats.pyx for the
+# theory of operation. Every cdef method here is a handful of plain 64-bit loads and stores into
+# the calling worker's own region: no Python objects, no locks, no exceptions, no clock reads.
+
+cimport cython
+
+
+cdef enum:
+    ST_GAUGE_CONNECTIONS = 0      # open downstream (client) connections of the worker
+    ST_GAUGE_REQUESTS = 1         # exchanges in flight in the worker
+    ST_NGAUGES = 4                # gauges per worker (2 spare)
+    ST_NBOUNDS = 14               # finite histogram bucket bounds (seconds); one +Inf bucket more
+    ST_NBUCKETS = 15
+    ST_NCLASSES = 6               # status classes: 0 = outside 100..599, then 1xx..5xx
+    ST_VERSION_BYTES = 64         # a worker's snapshot version field
+    ST_NAME_BYTES = 128           # longest registered name (the config's NAME_MAX)
+
+    # reserved slots, registered when the table is created
+    ST_OTHER = 0                  # "_other": the overflow slot of every name table
+    ST_UNROUTED = 1               # route "_unrouted": answered before a route matched (404, 400)
+
+
+# One table per node, mapped by the supervisor before it forks the workers (anonymous MAP_SHARED).
+# Its C layout is private to stats.pyx; other modules go through these methods.
+@cython.final
+cdef class Stats:
+    cdef char* mem                 # the mapping (released in __dealloc__)
+    cdef size_t size
+    cdef char* workers_base             # st_worker[max_workers]
+    cdef char* routes_base              # st_route[max_workers][max_routes]
+    cdef char* clusters_base            # st_cluster[max_workers][max_clusters]
+    cdef char* endpoints_base           # st_endpoint[max_workers][max_endpoints]
+    cdef readonly int max_workers
+    cdef readonly int max_routes
+    cdef readonly int max_clusters
+    cdef readonly int max_endpoints
+
+    # One finished exchange of `worker`: counted by (route, status class), by (cluster, status
+    # class) and in the route's latency histogram and byte counters. route_slot < 0 counts under
+    # ST_UNROUTED; cluster_slot < 0 (answered locally) skips the cluster counters; a slot out of
+    # range counts under ST_OTHER; a worker out of range records nothing.
+    cdef void record(self, int worker, int route_slot, int cluster_slot, int status,
+                     double seconds, long bytes_in, long bytes_out) noexcept nogil
+    # Per-worker gauges (ST_GAUGE_*): set to a value, or move by a delta.
+    cdef void set_gauge(self, int worker, int which, long value) noexcept nogil
+    cdef void add_gauge(self, int worker, int which, long delta) noexcept nogil
+    # Requests in flight to an endpoint (balancer begin/end): active +1 and requests +1 on begin,
+    # active -1 on end.
+    cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil
+    cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil
+    # `now` is the caller's CLOCK_MONOTONIC reading (limiter.monotonic_now()).
+    cdef void heartbeat(self, int worker, double now) noexcept nogil

@@ -1,0 +1,90 @@
+# The shared-memory counters' contract for Python and mypy. See stats.pyx for the theory of
+# operation; compiled callers use stats.pxd (Stats.record, set_gauge, add_gauge, endpoint_begin,
+# endpoint_end, heartbeat).
+from typing import Final, TypedDict
+
+BOUNDS: Final[tuple[float, ...]]        # histogram bucket upper bounds, seconds; last is +Inf
+STATUS_CLASSES: Final[tuple[str, ...]]  # ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+GAUGE_CONNECTIONS: Final[int]
+GAUGE_REQUESTS: Final[int]
+OTHER: Final[str]                       # "_other": the overflow slot's name in every table
+UNROUTED: Final[str]                    # "_unrouted": exchanges answered before a route matched
+SLOT_OTHER: Final[int]
+SLOT_UNROUTED: Final[int]
+
+class RouteStats(TypedDict):
+    requests: dict[str, int]            # status class -> count
+    buckets: list[int]                  # per bucket (not cumulative), bounds BOUNDS
+    count: int
+    sum: float
+    bytes_in: int
+    bytes_out: int
+
+class ClusterStats(TypedDict):
+    requests: dict[str, int]
+
+class EndpointStats(TypedDict):
+    active: int
+    requests: int
+
+class Gauges(TypedDict):
+    active_connections: int
+    active_requests: int
+
+class Aggregate(TypedDict):
+    routes: dict[str, RouteStats]
+    clusters: dict[str, ClusterStats]
+    endpoints: dict[str, EndpointStats]
+    gauges: Gauges
+    workers: int
+
+class WorkerInfo(TypedDict):
+    slot: int
+    pid: int
+    version: str | None
+    heartbeat: float
+    active_connections: int
+    active_requests: int
+
+class Stats:
+    """The node's shared-memory metrics; create it in the supervisor before forking."""
+
+    max_workers: int
+    max_routes: int
+    max_clusters: int
+    max_endpoints: int
+    def __init__(
+        self, max_workers: int = 64, max_routes: int = 4096, max_clusters: int = 1024,
+        max_endpoints: int = 8192,
+    ) -> None: ...
+    # names -> slots (link time; stable across processes and reloads; "_other" when full)
+    def route_slot(self, name: str | bytes) -> int: ...
+    def cluster_slot(self, name: str | bytes) -> int: ...
+    def endpoint_slot(self, name: str | bytes) -> int: ...
+    def route_names(self) -> list[str]: ...
+    def cluster_names(self) -> list[str]: ...
+    def endpoint_names(self) -> list[str]: ...
+    @property
+    def lock_steals(self) -> int: ...
+    # worker slots
+    def attach_worker(self, worker: int, pid: int | None = None) -> None: ...
+    def release_worker(self, worker: int) -> None: ...
+    def set_version(self, worker: int, version: str | bytes | None) -> None: ...
+    def beat(self, worker: int, now: float | None = None) -> None: ...
+    # the hot path, from Python (tests, embedding); IndexError for a worker out of range
+    def record_py(
+        self, worker: int, route_slot: int, cluster_slot: int, status: int, seconds: float,
+        bytes_in: int = 0, bytes_out: int = 0,
+    ) -> None: ...
+    def set_gauge_py(self, worker: int, which: int, value: int) -> None: ...
+    def add_gauge_py(self, worker: int, which: int, delta: int) -> None: ...
+    def endpoint_begin_py(self, worker: int, endpoint_slot: int) -> None: ...
+    def endpoint_end_py(self, worker: int, endpoint_slot: int) -> None: ...
+    # the read side
+    def aggregate(self) -> Aggregate: ...
+    def worker_versions(self) -> dict[int, str | None]: ...
+    def workers(self) -> list[WorkerInfo]: ...
+
+def endpoint_key(cluster: str, address: object) -> str:
+    """"cluster/host:port": the name endpoint_slot() takes for an endpoint."""
+def monotonic() -> float: ...

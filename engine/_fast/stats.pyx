@@ -1,0 +1,768 @@
+# cython: language_level=3
+"""Request counters, latency histograms and gauges in shared memory, summed by the admin server.
+
+Theory of operation
+===================
+
+Who calls it. The supervisor creates one `Stats` before it forks the workers (an anonymous
+MAP_SHARED mapping, like the limiter's buckets), so every worker, including one restarted later,
+maps the same memory. Each worker is given a worker slot (0..max_workers-1) at fork and calls
+`attach_worker(slot)` first thing; from then on it writes only its own region. `link.py` turns
+route, cluster and endpoint names into small integer slots once per snapshot (`route_slot`,
+`cluster_slot`, `endpoint_slot`), and `proxy` calls `record(...)` once per finished exchange and
+`set_gauge` / `add_gauge` / `endpoint_begin` / `endpoint_end` as connections and requests come and
+go. The admin server (in the supervisor) reads with `aggregate()`, `workers()` and
+`worker_versions()`; nothing crosses a pipe.
+
+Why no atomics on the hot path. A region has exactly one writer: the worker of that slot (or the
+supervisor, through `release_worker`, once that worker is dead). An increment is a relaxed load
+and a relaxed store of an aligned 64-bit word: a plain `mov` pair, never a locked instruction.
+Readers may see a value a few increments old, or a histogram whose buckets and sum were read at
+slightly different moments; that is fine for metrics, which are sampled anyway. Regions of
+different workers never share a cache line, so workers do not slow each other down.
+
+Name tables. One per kind (routes, clusters, endpoints): fixed arrays of {hash, length, name}
+entries plus a count. An entry is written once, before the count that covers it is published with
+a release store, and never changes: lookups scan the published prefix without a lock. Registering
+a new name takes the tables' one spinlock (a 32-bit word holding the holder's pid, CAS-acquired;
+stolen when the holder is dead, like the limiter's bucket locks), scans again, appends. A name is
+never removed, so a slot means the same name in every process and across every reload; a route
+that a reload removed keeps its final counts. Reserved entries: slot 0 of every table is
+"_other", the overflow slot a lookup returns once the table is full, and route slot 1 is
+"_unrouted", where exchanges answered before a route matched (404, 400) are counted. Config names
+must start with a letter or digit (syntax.NAME_PATTERN), so reserved names never collide.
+
+Layout (every section 64-byte aligned, every per-worker record a multiple of 64 bytes except the
+16-byte endpoint record, whose array per worker is itself 64-byte aligned):
+    header | route names | cluster names | endpoint names | st_worker[W]
+    | st_route[W][R] | st_cluster[W][C] | st_endpoint[W][E]
+Worker-major order means the aggregate touches only the pages of workers that ever attached and
+of names that were ever registered: the untouched rest of a large table costs address space, not
+memory (the mapping is MAP_NORESERVE).
+
+Histogram. Per route, fixed bucket bounds in seconds (Prometheus' `le`, a value equal to a bound
+falls in that bucket): 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf.
+Buckets are stored per bucket (not cumulative) with a sum and a count; the reader accumulates.
+
+A worker's header holds its pid (0 = no live process), a "used" flag (its counters count forever,
+so a restarted worker's slot keeps counting monotonically), a heartbeat (CLOCK_MONOTONIC seconds,
+set by the worker), the gauges and the snapshot version it serves (written under a sequence lock
+from Python at apply time; readers retry a torn read).
+
+What it must never do: allocate, raise, take a lock or touch a Python object in the cdef hot path
+methods; read a clock there (the caller passes `now`); or let a bad argument write outside its
+own region (every index is range-checked, out-of-range slots count under "_other").
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport errno
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
+
+import os
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <errno.h>
+    #include <signal.h>
+    #include <sched.h>
+    #include <time.h>
+    #include <unistd.h>
+    #include <sys/mman.h>
+
+    #ifndef MAP_NORESERVE
+    #define MAP_NORESERVE 0
+    #endif
+
+    #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
+    #define ST_LAYOUT 1u
+
+    typedef struct {
+        uint64_t magic;
+        uint32_t layout;
+        uint32_t max_workers;
+        uint32_t max_routes;
+        uint32_t max_clusters;
+        uint32_t max_endpoints;
+        uint32_t lock;             /* name tables' lock: 0 = free, else the holder's pid */
+        uint32_t nroutes;          /* registered names (release-published) */
+        uint32_t nclusters;
+        uint32_t nendpoints;
+        uint32_t _pad0;
+        uint64_t lock_steals;
+        uint64_t _pad1;
+    } st_header;
+
+    typedef struct {
+        uint64_t hash;             /* FNV-1a 64 of the name */
+        uint32_t len;
+        uint32_t _pad0;
+        char name[128];
+    } st_name;
+
+    typedef struct {
+        uint64_t pid;              /* 0 = no live process in this slot */
+        uint64_t used;             /* 1 once a process attached: its counters count forever */
+        double heartbeat;          /* CLOCK_MONOTONIC seconds of the worker's last beat */
+        uint64_t version_seq;      /* sequence lock over version_len and version */
+        int64_t gauges[4];
+        uint32_t version_len;
+        uint32_t _pad0;
+        char version[64];
+        uint64_t _pad1[7];
+    } st_worker;
+
+    typedef struct {
+        uint64_t status[6];        /* [0] outside 100..599, [1..5] 1xx..5xx */
+        uint64_t bucket[15];       /* per bucket, not cumulative; [14] is +Inf */
+        uint64_t count;
+        double sum;
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        uint64_t _pad0[7];
+    } st_route;
+
+    typedef struct {
+        uint64_t status[6];
+        uint64_t _pad0[2];
+    } st_cluster;
+
+    typedef struct {
+        int64_t active;
+        uint64_t requests;
+    } st_endpoint;
+
+    typedef char st_header_is_64[(sizeof(st_header) == 64) ? 1 : -1];
+    typedef char st_name_is_144[(sizeof(st_name) == 144) ? 1 : -1];
+    typedef char st_worker_is_192[(sizeof(st_worker) == 192) ? 1 : -1];
+    typedef char st_route_is_256[(sizeof(st_route) == 256) ? 1 : -1];
+    typedef char st_cluster_is_64[(sizeof(st_cluster) == 64) ? 1 : -1];
+    typedef char st_endpoint_is_16[(sizeof(st_endpoint) == 16) ? 1 : -1];
+
+    /* ---- single-writer counters: relaxed load + relaxed store (plain movs, no lock prefix) ---- */
+    static inline void st_add(uint64_t *p, uint64_t n) {
+        __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+    }
+    static inline void st_addi(int64_t *p, int64_t n) {
+        __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+    }
+    static inline void st_seti(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+    static inline void st_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+    static inline uint64_t st_ld(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static inline int64_t st_ldi(int64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static inline double st_ld_d(double *p) {
+        double v; __atomic_load(p, &v, __ATOMIC_RELAXED); return v;
+    }
+    static inline void st_st_d(double *p, double v) { __atomic_store(p, &v, __ATOMIC_RELAXED); }
+    static inline void st_add_d(double *p, double v) { st_st_d(p, st_ld_d(p) + v); }
+    static inline uint32_t st_ld_count(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void st_publish_count(uint32_t *p, uint32_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline void st_publish_magic(st_header *h) {
+        __atomic_store_n(&h->magic, ST_MAGIC, __ATOMIC_RELEASE);
+    }
+
+    /* ---- the version field's sequence lock (one writer: the worker; readers retry) ---- */
+    static void st_write_version(st_worker *w, const char *v, uint32_t n) {
+        uint64_t seq = __atomic_load_n(&w->version_seq, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->version_seq, seq + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        memcpy(w->version, v, n);
+        __atomic_store_n(&w->version_len, n, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->version_seq, seq + 2, __ATOMIC_RELEASE);
+    }
+    /* Copies the version into out[64]; returns its length, or -1 if every try was torn. */
+    static int st_read_version(st_worker *w, char *out) {
+        for (int tries = 0; tries < 1000; tries++) {
+            uint64_t s1 = __atomic_load_n(&w->version_seq, __ATOMIC_ACQUIRE);
+            if (s1 & 1) { sched_yield(); continue; }
+            uint32_t n = __atomic_load_n(&w->version_len, __ATOMIC_RELAXED);
+            if (n > 64) n = 64;
+            memcpy(out, w->version, n);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&w->version_seq, __ATOMIC_RELAXED) == s1) return (int)n;
+        }
+        return -1;
+    }
+
+    /* ---- the name tables' lock: not on the hot path (link time only) ---- */
+    static void st_lock(st_header *h) {
+        uint32_t me = (uint32_t)getpid(), yields = 0;
+        for (;;) {
+            uint32_t cur = __atomic_load_n(&h->lock, __ATOMIC_RELAXED);
+            if (cur == 0) {
+                if (__atomic_compare_exchange_n(&h->lock, &cur, me, 0,
+                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                    return;
+                continue;
+            }
+            yields++;
+            /* a dead holder (killed while registering a name), or a holder stuck for ~seconds */
+            if ((yields % 64 == 0 && cur != me && kill((pid_t)cur, 0) == -1 && errno == ESRCH)
+                    || yields >= (1u << 20)) {
+                if (__atomic_compare_exchange_n(&h->lock, &cur, me, 0,
+                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                    __atomic_fetch_add(&h->lock_steals, 1, __ATOMIC_RELAXED);
+                    return;
+                }
+                yields = 0;
+                continue;
+            }
+            sched_yield();
+        }
+    }
+    static void st_unlock(st_header *h) {
+        uint32_t me = (uint32_t)getpid();
+        __atomic_compare_exchange_n(&h->lock, &me, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    }
+
+    static inline uint64_t st_fnv1a(const char *p, size_t n) {
+        uint64_t h = 14695981039346656037ULL;
+        for (size_t i = 0; i < n; i++) { h ^= (unsigned char)p[i]; h *= 1099511628211ULL; }
+        return h;
+    }
+
+    /* histogram bucket upper bounds, seconds; the last bucket (+Inf) is implicit */
+    static const double ST_BOUND[14] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+
+    static inline double st_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    """
+    ctypedef struct st_header:
+        uint64_t magic
+        uint32_t layout
+        uint32_t max_workers
+        uint32_t max_routes
+        uint32_t max_clusters
+        uint32_t max_endpoints
+        uint32_t lock
+        uint32_t nroutes
+        uint32_t nclusters
+        uint32_t nendpoints
+        uint64_t lock_steals
+
+    ctypedef struct st_name:
+        uint64_t hash
+        uint32_t len
+        char name[128]
+
+    ctypedef struct st_worker:
+        uint64_t pid
+        uint64_t used
+        double heartbeat
+        uint64_t version_seq
+        int64_t gauges[4]
+        uint32_t version_len
+        char version[64]
+
+    ctypedef struct st_route:
+        uint64_t status[6]
+        uint64_t bucket[15]
+        uint64_t count
+        double sum
+        uint64_t bytes_in
+        uint64_t bytes_out
+
+    ctypedef struct st_cluster:
+        uint64_t status[6]
+
+    ctypedef struct st_endpoint:
+        int64_t active
+        uint64_t requests
+
+    int MAP_NORESERVE
+    uint32_t ST_LAYOUT
+    void st_add(uint64_t* p, uint64_t n) nogil
+    void st_addi(int64_t* p, int64_t n) nogil
+    void st_seti(int64_t* p, int64_t v) nogil
+    void st_set(uint64_t* p, uint64_t v) nogil
+    uint64_t st_ld(uint64_t* p) nogil
+    int64_t st_ldi(int64_t* p) nogil
+    double st_ld_d(double* p) nogil
+    void st_st_d(double* p, double v) nogil
+    void st_add_d(double* p, double v) nogil
+    uint32_t st_ld_count(uint32_t* p) nogil
+    void st_publish_count(uint32_t* p, uint32_t v) nogil
+    void st_publish_magic(st_header* h) nogil
+    void st_write_version(st_worker* w, const char* v, uint32_t n) nogil
+    int st_read_version(st_worker* w, char* out) nogil
+    void st_lock(st_header* h) nogil
+    void st_unlock(st_header* h) nogil
+    uint64_t st_fnv1a(const char* p, size_t n) nogil
+    double st_monotonic() nogil
+    const double* ST_BOUND
+
+
+BOUNDS = tuple([ST_BOUND[i] for i in range(ST_NBOUNDS)] + [float("inf")])  # histogram `le`
+STATUS_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+GAUGE_CONNECTIONS = ST_GAUGE_CONNECTIONS
+GAUGE_REQUESTS = ST_GAUGE_REQUESTS
+OTHER = "_other"
+UNROUTED = "_unrouted"
+SLOT_OTHER = ST_OTHER
+SLOT_UNROUTED = ST_UNROUTED
+
+cdef enum:
+    ST_MAX_WORKERS = 4096         # guards against nonsense, not tuning knobs
+    ST_MAX_NAMES = 1 << 20
+
+
+cdef inline size_t _align64(size_t n) noexcept nogil:
+    return (n + 63) & ~(<size_t>63)
+
+
+cdef inline int _status_class(int status) noexcept nogil:
+    cdef int c = status // 100
+    if status < 100 or c > 5:
+        return 0
+    return c
+
+
+cdef int _register(st_header* h, st_name* table, uint32_t* count, uint32_t cap,
+                   const char* name, uint32_t n) noexcept nogil:
+    """The slot of `name` in `table`, appended if new; ST_OTHER when the table is full."""
+    cdef uint64_t hv = st_fnv1a(name, n)
+    cdef uint32_t i, seen = st_ld_count(count)
+    for i in range(seen):
+        if table[i].hash == hv and table[i].len == n and memcmp(table[i].name, name, n) == 0:
+            return <int>i
+    st_lock(h)
+    cdef uint32_t now = st_ld_count(count)
+    for i in range(seen, now):
+        if table[i].hash == hv and table[i].len == n and memcmp(table[i].name, name, n) == 0:
+            st_unlock(h)
+            return <int>i
+    if now >= cap:
+        st_unlock(h)
+        return ST_OTHER
+    table[now].hash = hv
+    table[now].len = n
+    memcpy(table[now].name, name, n)
+    st_publish_count(count, now + 1)
+    st_unlock(h)
+    return <int>now
+
+
+cdef bytes _name_bytes(name):
+    cdef bytes b = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+    if PyBytes_GET_SIZE(b) == 0 or PyBytes_GET_SIZE(b) > ST_NAME_BYTES:
+        raise ValueError(f"a stats name is 1..{ST_NAME_BYTES} bytes, got {PyBytes_GET_SIZE(b)}")
+    return b
+
+
+cdef list _names(st_name* table, uint32_t n):
+    cdef uint32_t i
+    return [table[i].name[:table[i].len].decode("utf-8", "replace") for i in range(n)]
+
+
+cdef dict _classes(uint64_t* status):
+    cdef int c
+    return {STATUS_CLASSES[c]: status[c] for c in range(ST_NCLASSES)}
+
+
+# --- layout helpers (module-level: the class's C methods are the ones stats.pxd declares) -------
+
+cdef inline st_header* _hdr(Stats s) noexcept nogil:
+    return <st_header*>s.mem
+
+cdef inline st_name* _route_names(Stats s) noexcept nogil:
+    return <st_name*>(s.mem + sizeof(st_header))
+
+cdef inline st_name* _cluster_names(Stats s) noexcept nogil:
+    return _route_names(s) + s.max_routes
+
+cdef inline st_name* _endpoint_names(Stats s) noexcept nogil:
+    return _cluster_names(s) + s.max_clusters
+
+cdef inline st_worker* _worker(Stats s, int w) noexcept nogil:
+    return (<st_worker*>s.workers_base) + w
+
+cdef inline st_route* _route(Stats s, int w, int r) noexcept nogil:
+    return (<st_route*>s.routes_base) + (<size_t>w * <size_t>s.max_routes + <size_t>r)
+
+cdef inline st_cluster* _cluster(Stats s, int w, int c) noexcept nogil:
+    return (<st_cluster*>s.clusters_base) + (<size_t>w * <size_t>s.max_clusters + <size_t>c)
+
+cdef inline size_t _endpoint_stride(int max_endpoints) noexcept nogil:
+    return _align64(<size_t>max_endpoints * sizeof(st_endpoint))
+
+cdef inline st_endpoint* _endpoint(Stats s, int w, int e) noexcept nogil:
+    return (<st_endpoint*>(s.endpoints_base + <size_t>w * _endpoint_stride(s.max_endpoints))) + e
+
+cdef int _check_worker(Stats s, int worker) except -1:
+    if worker < 0 or worker >= s.max_workers:
+        raise IndexError(f"worker slot {worker} is not in 0..{s.max_workers - 1}")
+    return 0
+
+cdef void _reset_live(Stats s, int worker) noexcept nogil:
+    # gauges, in-flight counts, heartbeat and version of a slot whose process starts or is gone
+    cdef st_worker* w = _worker(s, worker)
+    cdef int i
+    cdef uint32_t e, ne = st_ld_count(&_hdr(s).nendpoints)
+    for i in range(ST_NGAUGES):
+        st_seti(&w.gauges[i], 0)
+    for e in range(ne):
+        st_seti(&_endpoint(s, worker, e).active, 0)
+    st_st_d(&w.heartbeat, 0.0)
+    st_write_version(w, "", 0)
+
+cdef str _version_of(Stats s, int worker):
+    cdef char buf[ST_VERSION_BYTES]
+    cdef int n = st_read_version(_worker(s, worker), buf)
+    if n <= 0:
+        return None
+    return buf[:n].decode("utf-8", "replace")
+
+
+@cython.final
+cdef class Stats:
+    """Stats(max_workers=64, max_routes=4096, max_clusters=1024, max_endpoints=8192): the node's
+    shared-memory metrics. Create it in the supervisor before forking the workers."""
+
+    def __cinit__(self, int max_workers=64, int max_routes=4096, int max_clusters=1024,
+                  int max_endpoints=8192):
+        self.mem = NULL
+        self.size = 0
+        if max_workers < 1 or max_workers > ST_MAX_WORKERS:
+            raise ValueError(f"max_workers must be in 1..{ST_MAX_WORKERS}, got {max_workers}")
+        for what, n, least in (("max_routes", max_routes, 2), ("max_clusters", max_clusters, 1),
+                               ("max_endpoints", max_endpoints, 1)):
+            if n < least or n > ST_MAX_NAMES:
+                raise ValueError(f"{what} must be in {least}..{ST_MAX_NAMES}, got {n}")
+        self.max_workers = max_workers
+        self.max_routes = max_routes
+        self.max_clusters = max_clusters
+        self.max_endpoints = max_endpoints
+        cdef size_t W = max_workers, R = max_routes, C = max_clusters, E = max_endpoints
+        cdef size_t off_workers = _align64(sizeof(st_header) + (R + C + E) * sizeof(st_name))
+        cdef size_t off_routes = _align64(off_workers + W * sizeof(st_worker))
+        cdef size_t off_clusters = _align64(off_routes + W * R * sizeof(st_route))
+        cdef size_t ep_stride = _endpoint_stride(max_endpoints)
+        cdef size_t off_endpoints = _align64(off_clusters + W * C * sizeof(st_cluster))
+        cdef size_t size = off_endpoints + W * ep_stride
+        cdef void* m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if m == MAP_FAILED:
+            raise OSError(errno, os.strerror(errno))
+        self.mem = <char*>m
+        self.size = size
+        self.workers_base = self.mem + off_workers
+        self.routes_base = self.mem + off_routes
+        self.clusters_base = self.mem + off_clusters
+        self.endpoints_base = self.mem + off_endpoints
+        cdef st_header* h = <st_header*>self.mem
+        h.layout = ST_LAYOUT
+        h.max_workers = <uint32_t>W
+        h.max_routes = <uint32_t>R
+        h.max_clusters = <uint32_t>C
+        h.max_endpoints = <uint32_t>E
+        # reserved names, in slot order
+        for name in (OTHER, UNROUTED):
+            self.route_slot(name)
+        self.cluster_slot(OTHER)
+        self.endpoint_slot(OTHER)
+        st_publish_magic(h)
+
+    def __dealloc__(self):
+        if self.mem != NULL:
+            munmap(self.mem, self.size)
+            self.mem = NULL
+
+    # --- the hot path (see stats.pxd) --------------------------------------------------------
+
+    cdef void record(self, int worker, int route_slot, int cluster_slot, int status,
+                     double seconds, long bytes_in, long bytes_out) noexcept nogil:
+        cdef st_route* r
+        cdef int b
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if route_slot < 0:
+            route_slot = ST_UNROUTED
+        elif route_slot >= self.max_routes:
+            route_slot = ST_OTHER
+        cdef int c = _status_class(status)
+        r = _route(self, worker, route_slot)
+        st_add(&r.status[c], 1)
+        if not (seconds >= 0.0):        # negative or NaN: never poison the sum
+            seconds = 0.0
+        b = 0
+        while b < ST_NBOUNDS and seconds > ST_BOUND[b]:
+            b += 1
+        st_add(&r.bucket[b], 1)
+        st_add(&r.count, 1)
+        st_add_d(&r.sum, seconds)
+        if bytes_in > 0:
+            st_add(&r.bytes_in, <uint64_t>bytes_in)
+        if bytes_out > 0:
+            st_add(&r.bytes_out, <uint64_t>bytes_out)
+        if cluster_slot >= 0:
+            if cluster_slot >= self.max_clusters:
+                cluster_slot = ST_OTHER
+            st_add(&_cluster(self, worker, cluster_slot).status[c], 1)
+
+    cdef void set_gauge(self, int worker, int which, long value) noexcept nogil:
+        if 0 <= worker < self.max_workers and 0 <= which < ST_NGAUGES:
+            st_seti(&_worker(self, worker).gauges[which], value)
+
+    cdef void add_gauge(self, int worker, int which, long delta) noexcept nogil:
+        if 0 <= worker < self.max_workers and 0 <= which < ST_NGAUGES:
+            st_addi(&_worker(self, worker).gauges[which], delta)
+
+    cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil:
+        cdef st_endpoint* e
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
+            endpoint_slot = ST_OTHER
+        e = _endpoint(self, worker, endpoint_slot)
+        st_addi(&e.active, 1)
+        st_add(&e.requests, 1)
+
+    cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil:
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
+            endpoint_slot = ST_OTHER
+        st_addi(&_endpoint(self, worker, endpoint_slot).active, -1)
+
+    cdef void heartbeat(self, int worker, double now) noexcept nogil:
+        if 0 <= worker < self.max_workers:
+            st_st_d(&_worker(self, worker).heartbeat, now)
+
+    # --- Python surface of the hot path (tests, embedding, the policy layer) -----------------
+
+    def record_py(self, int worker, int route_slot, int cluster_slot, int status, double seconds,
+                  long bytes_in=0, long bytes_out=0):
+        _check_worker(self, worker)
+        self.record(worker, route_slot, cluster_slot, status, seconds, bytes_in, bytes_out)
+
+    def set_gauge_py(self, int worker, int which, long value):
+        _check_worker(self, worker)
+        self.set_gauge(worker, which, value)
+
+    def add_gauge_py(self, int worker, int which, long delta):
+        _check_worker(self, worker)
+        self.add_gauge(worker, which, delta)
+
+    def endpoint_begin_py(self, int worker, int endpoint_slot):
+        _check_worker(self, worker)
+        self.endpoint_begin(worker, endpoint_slot)
+
+    def endpoint_end_py(self, int worker, int endpoint_slot):
+        _check_worker(self, worker)
+        self.endpoint_end(worker, endpoint_slot)
+
+    def beat(self, int worker, now=None):
+        """Set the worker's heartbeat to `now` (CLOCK_MONOTONIC seconds; default: read it)."""
+        _check_worker(self, worker)
+        self.heartbeat(worker, st_monotonic() if now is None else <double>now)
+
+    # --- names -> slots (link time) ----------------------------------------------------------
+
+    def route_slot(self, name):
+        """The slot of route `name`, the same in every process and every reload."""
+        cdef bytes b = _name_bytes(name)
+        cdef st_header* h = _hdr(self)
+        return _register(h, _route_names(self), &h.nroutes, <uint32_t>self.max_routes,
+                         PyBytes_AS_STRING(b), <uint32_t>PyBytes_GET_SIZE(b))
+
+    def cluster_slot(self, name):
+        """The slot of cluster `name` (see route_slot)."""
+        cdef bytes b = _name_bytes(name)
+        cdef st_header* h = _hdr(self)
+        return _register(h, _cluster_names(self), &h.nclusters, <uint32_t>self.max_clusters,
+                         PyBytes_AS_STRING(b), <uint32_t>PyBytes_GET_SIZE(b))
+
+    def endpoint_slot(self, name):
+        """The slot of an endpoint, named e.g. "cluster/host:port" (see route_slot)."""
+        cdef bytes b = _name_bytes(name)
+        cdef st_header* h = _hdr(self)
+        return _register(h, _endpoint_names(self), &h.nendpoints, <uint32_t>self.max_endpoints,
+                         PyBytes_AS_STRING(b), <uint32_t>PyBytes_GET_SIZE(b))
+
+    def route_names(self):
+        """Registered route names, indexed by slot."""
+        return _names(_route_names(self), st_ld_count(&_hdr(self).nroutes))
+
+    def cluster_names(self):
+        return _names(_cluster_names(self), st_ld_count(&_hdr(self).nclusters))
+
+    def endpoint_names(self):
+        return _names(_endpoint_names(self), st_ld_count(&_hdr(self).nendpoints))
+
+    @property
+    def lock_steals(self):
+        """Name-table locks taken from a dead (or stuck) holder."""
+        return st_ld(&_hdr(self).lock_steals)
+
+    # --- worker slots ------------------------------------------------------------------------
+
+    def attach_worker(self, int worker, pid=None):
+        """The process serving slot `worker` starts (in the worker, right after fork): its gauges
+        and in-flight counts start from zero; its counters go on from where the slot was."""
+        _check_worker(self, worker)
+        cdef st_worker* w = _worker(self, worker)
+        _reset_live(self, worker)
+        st_set(&w.used, 1)
+        st_set(&w.pid, <uint64_t>(os.getpid() if pid is None else pid))
+
+    def release_worker(self, int worker):
+        """The process of slot `worker` is gone (the supervisor, when it reaps it): it no longer
+        counts as a worker, and what it had in flight no longer counts as active."""
+        _check_worker(self, worker)
+        st_set(&_worker(self, worker).pid, 0)
+        _reset_live(self, worker)
+
+    def set_version(self, int worker, version):
+        """The snapshot version slot `worker` now serves (str or bytes, at most 64 bytes kept)."""
+        _check_worker(self, worker)
+        cdef bytes b = (b"" if version is None else
+                        version.encode("utf-8") if isinstance(version, str) else bytes(version))
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        if n > ST_VERSION_BYTES:
+            n = ST_VERSION_BYTES
+        st_write_version(_worker(self, worker), PyBytes_AS_STRING(b), <uint32_t>n)
+
+    def worker_versions(self):
+        """{worker slot: snapshot version} of the slots with a live process."""
+        cdef int i
+        out = {}
+        for i in range(self.max_workers):
+            if st_ld(&_worker(self, i).pid) != 0:
+                out[i] = _version_of(self, i)
+        return out
+
+    def workers(self):
+        """One dict per slot with a live process: slot, pid, version, heartbeat, gauges."""
+        cdef int i
+        cdef st_worker* w
+        out = []
+        for i in range(self.max_workers):
+            w = _worker(self, i)
+            if st_ld(&w.pid) == 0:
+                continue
+            out.append({
+                "slot": i,
+                "pid": st_ld(&w.pid),
+                "version": _version_of(self, i),
+                "heartbeat": st_ld_d(&w.heartbeat),
+                "active_connections": st_ldi(&w.gauges[ST_GAUGE_CONNECTIONS]),
+                "active_requests": st_ldi(&w.gauges[ST_GAUGE_REQUESTS]),
+            })
+        return out
+
+    # --- the read side -----------------------------------------------------------------------
+
+    def aggregate(self):
+        """Everything summed over the workers. Counters include every slot that ever had a
+        process; gauges only slots with a live one.
+
+        {"routes": {name: {"requests": {"other"|"1xx".."5xx": n}, "buckets": [n] * 15 (per
+                    bucket, upper bounds BOUNDS), "count": n, "sum": seconds,
+                    "bytes_in": n, "bytes_out": n}},
+         "clusters": {name: {"requests": {...}}},
+         "endpoints": {name: {"active": n, "requests": n}},
+         "gauges": {"active_connections": n, "active_requests": n},
+         "workers": live worker count}
+        """
+        cdef st_header* h = _hdr(self)
+        cdef uint32_t nr = st_ld_count(&h.nroutes), nc = st_ld_count(&h.nclusters)
+        cdef uint32_t ne = st_ld_count(&h.nendpoints)
+        cdef int w, nused = 0, nlive = 0, k
+        cdef uint32_t i
+        cdef int used[ST_MAX_WORKERS]
+        cdef st_worker* wk
+        cdef int64_t conns = 0, reqs = 0
+        cdef uint64_t status[ST_NCLASSES]
+        cdef uint64_t bucket[ST_NBUCKETS]
+        cdef uint64_t count, bin_, bout, ereq
+        cdef int64_t eact
+        cdef double total
+        cdef st_route* r
+        cdef st_cluster* c
+        cdef st_endpoint* e
+        for w in range(self.max_workers):
+            wk = _worker(self, w)
+            if st_ld(&wk.used) != 0:
+                used[nused] = w
+                nused += 1
+            if st_ld(&wk.pid) != 0:
+                nlive += 1
+                conns += st_ldi(&wk.gauges[ST_GAUGE_CONNECTIONS])
+                reqs += st_ldi(&wk.gauges[ST_GAUGE_REQUESTS])
+
+        routes = {}
+        route_names = _names(_route_names(self), nr)
+        for i in range(nr):
+            memset(status, 0, sizeof(status))
+            memset(bucket, 0, sizeof(bucket))
+            count = bin_ = bout = 0
+            total = 0.0
+            for k in range(nused):
+                r = _route(self, used[k], i)
+                for w in range(ST_NCLASSES):
+                    status[w] += st_ld(&r.status[w])
+                for w in range(ST_NBUCKETS):
+                    bucket[w] += st_ld(&r.bucket[w])
+                count += st_ld(&r.count)
+                total += st_ld_d(&r.sum)
+                bin_ += st_ld(&r.bytes_in)
+                bout += st_ld(&r.bytes_out)
+            routes[route_names[i]] = {
+                "requests": _classes(status),
+                "buckets": [bucket[w] for w in range(ST_NBUCKETS)],
+                "count": count, "sum": total, "bytes_in": bin_, "bytes_out": bout,
+            }
+
+        clusters = {}
+        cluster_names = _names(_cluster_names(self), nc)
+        for i in range(nc):
+            memset(status, 0, sizeof(status))
+            for k in range(nused):
+                c = _cluster(self, used[k], i)
+                for w in range(ST_NCLASSES):
+                    status[w] += st_ld(&c.status[w])
+            clusters[cluster_names[i]] = {"requests": _classes(status)}
+
+        endpoints = {}
+        endpoint_names = _names(_endpoint_names(self), ne)
+        for i in range(ne):
+            eact = 0
+            ereq = 0
+            for k in range(nused):
+                e = _endpoint(self, used[k], i)
+                if st_ld(&_worker(self, used[k]).pid) != 0:
+                    eact += st_ldi(&e.active)
+                ereq += st_ld(&e.requests)
+            endpoints[endpoint_names[i]] = {"active": eact, "requests": ereq}
+
+        return {
+            "routes": routes,
+            "clusters": clusters,
+            "endpoints": endpoints,
+            "gauges": {"active_connections": conns, "active_requests": reqs},
+            "workers": nlive,
+        }
+
+    def __repr__(self):
+        return (f"<Stats workers={self.max_workers} routes={self.max_routes} "
+                f"clusters={self.max_clusters} endpoints={self.max_endpoints}>")
+
+
+def endpoint_key(cluster, address):
+    """The name an endpoint is registered under: "cluster/host:port" (cluster names have no "/")."""
+    return f"{cluster}/{address}"
+
+
+def monotonic():
+    """clock_gettime(CLOCK_MONOTONIC) in seconds: the clock of heartbeats."""
+    return st_monotonic()

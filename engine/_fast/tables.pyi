@@ -1,0 +1,69 @@
+from engine._fast.balancer import Balancer
+from engine._fast.limiter import Limiter
+from engine._fast.pool import Pool
+from engine._fast.router import Router
+
+LIMIT_PER: dict[str, int]
+HASH_ON: dict[str, int]
+
+class Endpoint:
+    pool: Pool
+    def __init__(self, pool: Pool) -> None: ...
+
+class Cluster:
+    name: str
+    balancer: Balancer
+    endpoints: list[Endpoint]
+    hash_kind: int
+    hash_name: bytes
+    def __init__(self, name: str, balancer: Balancer, endpoints: list[Endpoint],
+                 hash_kind: int = ..., hash_name: bytes = ...) -> None: ...
+
+class Route:
+    name: str
+    index: int
+    direct: bool
+    direct_status: int
+    direct_head: bytes | None
+    direct_body: bytes
+    prefix_from: bytes | None
+    prefix_to: bytes | None
+    add_lines: list[bytes]
+    drop_names: tuple[bytes, ...]
+    limiter: Limiter | None
+    limit_per: int
+    limit_header: bytes
+    timeout: float
+    split: Balancer | None
+    clusters: list[Cluster]
+    req_filters: tuple | None
+    resp_filters: tuple | None
+    def __init__(self, name: str, index: int, *, direct: bool = ..., direct_status: int = ...,
+                 direct_head: bytes | None = ..., direct_body: bytes = ...,
+                 prefix_from: bytes | None = ..., prefix_to: bytes | None = ...,
+                 add_lines: list[bytes] | None = ..., drop_names: tuple[bytes, ...] = ...,
+                 limiter: Limiter | None = ..., limit_per: int = ..., limit_header: bytes = ...,
+                 timeout: float = ..., split: Balancer | None = ...,
+                 clusters: list[Cluster] | None = ..., req_filters: tuple | None = ...,
+                 resp_filters: tuple | None = ...) -> None: ...
+
+class Listener:
+    name: str
+    host: str
+    port: int
+    router: Router
+    routes: list[Route]
+    max_head_bytes: int
+    max_headers: int
+    max_uri_bytes: int
+    def __init__(self, name: str, host: str, port: int, router: Router, routes: list[Route],
+                 max_head_bytes: int = ..., max_headers: int = ...,
+                 max_uri_bytes: int = ...) -> None: ...
+
+class Tables:
+    version: object
+    listeners: dict[str, Listener]
+    clusters: dict[str, Cluster]
+    pools: dict[tuple, Pool]
+    def __init__(self, version: object, listeners: dict[str, Listener],
+                 clusters: dict[str, Cluster], pools: dict[tuple, Pool]) -> None: ...

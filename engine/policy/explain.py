@@ -1,0 +1,518 @@
+"""`sluice explain`: what the data plane would do with one request, and why.
+
+Theory of operation
+-------------------
+Who calls it. `sluice explain -c FILE.yaml 'GET http://host/path' [-H 'name: value']...` (or
+`-s FILE.msgpack`) through `cmd_explain`; tests and tools through `explain(config, request)`,
+which returns an `Explanation` (data, plus `text()` for people).
+
+One matcher. The route is chosen by the compiled `Router` itself, built from the same
+`link.router_entry` tuples a worker builds, and fed what the proxy feeds it
+(engine/_fast/proxy.pyx): the host from the absolute-form URL (else the Host header), lowercased
+with a trailing `:port` removed; the path up to `?`; the method exactly as typed (methods are
+case-sensitive); each header's first value. So explain answers what serving answers. The only
+Python judgement of conditions here is the *reason* a route was passed over: for every route
+before the winner (or every route, when none matched) it names the first condition that fails,
+checked in the order host, path, methods, headers. The two must agree; when they do not, the
+line says so instead of guessing (the tests hold them together).
+
+What it shows: the listener (the one whose port is the request's port, else the first; or
+`--listener NAME`) and why; the matched route with its index in the listener; the rewrite as
+the proxy applies it (the upstream request target, headers set and removed); the rate limit and
+the bucket key this request falls in; the timeout; the filters; the traffic split with weights
+and percentages; each cluster's balancer and endpoints with weights and percentages (for a
+ring_hash cluster with the request's hash key, the endpoint the ring picks: the ring never
+depends on the worker). A direct response is shown instead of the upstream part. Without a
+match: the request as the router saw it and, per route of the listener, the first failed
+condition.
+
+Exit status: 0 when a route matches, 1 when none does (CONFIG.md), 2 when there is nothing to
+explain: an invalid config or snapshot (its problems on stderr, one per line), a malformed
+request line or header, or an unknown `--listener` (as grep: 0 found, 1 not found, 2 error).
+
+This module imports the compiled modules only inside the functions that match (`engine.policy`
+must import without a compiler; tests/policy/test_init.py).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .durations import format_duration
+from .errors import ConfigError
+from .model import Cluster, Config, Listener, Route
+
+# router.pyx's kinds, as router.pyi declares them (checked against the module in the tests)
+HOST_ANY, HOST_EXACT, HOST_SUFFIX = 0, 1, 2
+PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX = 0, 1, 2, 3
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# what the proxy adds to every upstream request (engine/_fast/proxy.pyx, start_proxy)
+PROXY_HEADERS = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                 "x-request-id (when the client sent none)")
+
+
+class ExplainError(ValueError):
+    """Nothing to explain: a malformed request line or header, or an unknown listener."""
+
+
+# -- the request -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the proxy sees it. `host` and `path` are what the router matches."""
+
+    method: bytes
+    target: bytes                      # request target with its query, as sent upstream
+    path: bytes                        # target up to '?'
+    host: bytes                        # lowercase, port removed; b"" when there is none
+    port: int | None                   # from the URL or Host header (scheme default), if any
+    headers: dict[bytes, bytes]        # lowercase name -> first value
+    authority: bytes | None = None     # from an absolute-form URL
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name.encode())
+        return None if value is None else value.decode("utf-8", "replace")
+
+    def shown(self, what: bytes) -> str:
+        return what.decode("utf-8", "replace")
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def parse_header(text: str) -> tuple[bytes, bytes]:
+    """'name: value' -> (lowercase name, value without surrounding whitespace)."""
+    name, sep, value = text.partition(":")
+    if not sep or not _TOKEN.match(name):
+        raise ExplainError(f"-H '{text}': expected 'name: value'")
+    return name.lower().encode(), value.strip(" \t").encode()
+
+
+def routing_host(authority: bytes) -> tuple[bytes, int | None]:
+    """The proxy's routing host: trailing digits after a ':' removed, lowercased (ASCII);
+    also the port, if one was given."""
+    end = len(authority)
+    i = end - 1
+    while i >= 0 and 0x30 <= authority[i] <= 0x39:
+        i -= 1
+    port = None
+    if i >= 0 and authority[i] == 0x3A:  # ':'
+        digits = authority[i + 1:]
+        port = int(digits) if digits else None
+        end = i
+    return authority[:end].lower(), port
+
+
+def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
+    """`'GET http://host/path?q'`, `'GET /path'` (with a Host header), or a bare URL (GET)."""
+    parts = line.split()
+    if len(parts) == 1:
+        method, url = "GET", parts[0]
+    elif len(parts) == 2:
+        method, url = parts
+    else:
+        raise ExplainError(f"expected 'METHOD URL', got '{line}'")
+    if not _TOKEN.match(method):
+        raise ExplainError(f"'{method}' is not an HTTP method")
+    pairs = [parse_header(h) for h in headers]
+    first: dict[bytes, bytes] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    raw = url.encode()
+    authority = None
+    scheme = ""
+    if raw.startswith(b"/") or raw == b"*":
+        target = raw
+        host_value = first.get(b"host", b"")
+    else:
+        i = raw.find(b"://")
+        if i <= 0:
+            raise ExplainError(f"'{url}' is neither an absolute URL (http://host/path) nor a "
+                               "path starting with '/'")
+        scheme = raw[:i].decode().lower()
+        slash = raw.find(b"/", i + 3)
+        authority = raw[i + 3:] if slash < 0 else raw[i + 3:slash]
+        target = b"/" if slash < 0 else raw[slash:]
+        host_value = authority
+    if b"#" in target:
+        target = target[:target.index(b"#")]  # a client never sends the fragment
+    host, port = routing_host(host_value)
+    if port is None and host:
+        port = DEFAULT_PORTS.get(scheme or "http")
+    path = target.partition(b"?")[0]
+    return Request(method.encode(), target, path, host, port, first, authority)
+
+
+# -- why a route did not match -----------------------------------------------------------------
+
+
+def first_failure(entry: tuple, request: Request) -> str | None:
+    """The first condition of a router entry (`link.router_entry`) the request fails, in words;
+    None when every condition holds. Semantics of engine/_fast/router.pyx."""
+    hk, hv, pk, pv, methods, headers = entry
+    host = request.shown(request.host) if request.host else ""
+    shown_host = f"host '{host}'" if host else "the request has no host, and"
+    if hk == HOST_EXACT and request.host != hv:
+        return f"{shown_host} is not '{hv.decode()}'"
+    if hk == HOST_SUFFIX and not (request.host.endswith(hv) and len(request.host) > len(hv)):
+        if request.host == hv[1:]:
+            return f"{shown_host} is not under '*{hv.decode()}' (the wildcard needs a label " \
+                   "before it)"
+        return f"{shown_host} does not match '*{hv.decode()}'"
+    path = request.shown(request.path)
+    pattern = pv.pattern if isinstance(pv, re.Pattern) else pv
+    if pk == PATH_EXACT and request.path != pv:
+        return f"path '{path}' is not '{pv.decode()}'"
+    if pk == PATH_PREFIX and not request.path.startswith(pv):
+        return f"path '{path}' does not start with '{pv.decode()}'"
+    if pk == PATH_REGEX and re.fullmatch(pattern, request.path) is None:
+        return f"path '{path}' does not match the regex '{pattern.decode()}' (whole path)"
+    if pk not in (PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX) or \
+            hk not in (HOST_ANY, HOST_EXACT, HOST_SUFFIX):
+        return "an unknown match kind (never produced by the policy layer)"
+    if methods is not None and request.method not in methods:
+        allowed = ", ".join(m.decode() for m in methods)
+        hint = " (methods are case-sensitive)" if request.method.upper() in methods else ""
+        return f"method {request.shown(request.method)} is not {allowed}{hint}" \
+            if len(methods) == 1 else \
+            f"method {request.shown(request.method)} is not one of {allowed}{hint}"
+    for name, value in headers:
+        got = request.headers.get(name)
+        if got is None:
+            return f"header {name.decode()} is absent (needs '{value.decode()}')"
+        if got != value:
+            return f"header {name.decode()} is '{request.shown(got)}', not '{value.decode()}'"
+    return None
+
+
+# -- the explanation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Miss:
+    index: int        # in the listener's routes
+    route: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClusterShare:
+    cluster: Cluster
+    weight: int
+    percent: str
+    picked: str | None = None   # ring_hash: the endpoint this request's key maps to
+
+
+@dataclass
+class Explanation:
+    request: Request
+    listener: Listener
+    listener_reason: str
+    index: int                            # in the listener's routes; -1 when none matched
+    route: Route | None
+    passed_over: list[Miss] = field(default_factory=list)  # routes before it, or all of them
+    upstream_target: bytes | None = None  # after the rewrite (None for a direct response)
+    set_headers: dict[str, str] = field(default_factory=dict)
+    removed_headers: tuple[str, ...] = ()
+    split: list[ClusterShare] = field(default_factory=list)
+    config: Config | None = field(default=None, repr=False)
+    disagreement: str | None = None  # the router and the reasons disagree: a bug
+
+    @property
+    def matched(self) -> bool:
+        return self.route is not None
+
+    def text(self) -> str:
+        return "\n".join(_render(self)) + "\n"
+
+
+def choose_listener(config: Config, request: Request,
+                    name: str | None = None) -> tuple[Listener, str]:
+    """The listener a request would arrive on, and why it was chosen."""
+    if name is not None:
+        for listener in config.listeners:
+            if listener.name == name:
+                return listener, "chosen with --listener"
+        known = ", ".join(listener.name for listener in config.listeners)
+        raise ExplainError(f"no listener named '{name}' (the listeners: {known})")
+    if len(config.listeners) == 1:
+        return config.listeners[0], "the only listener"
+    on_port = [lst for lst in config.listeners if lst.address.port == request.port]
+    if len(on_port) == 1:
+        return on_port[0], f"the listener on port {request.port}"
+    if on_port:
+        return on_port[0], (f"the first of {len(on_port)} listeners on port {request.port}; "
+                            "choose another with --listener")
+    where = f"on port {request.port}" if request.port is not None else "for a request without " \
+                                                                       "a port"
+    return config.listeners[0], (f"no listener {where}: the first listener; choose another "
+                                 "with --listener")
+
+
+def explain(config: Config, request: Request | str, headers: Sequence[str] = (), *,
+            listener: str | None = None, client_ip: str | None = None) -> Explanation:
+    """Which route of which listener `request` takes, with everything that follows from it.
+    `request` is a `Request` or a request line (then `headers` are its `-H` values)."""
+    from engine._fast.router import Router
+
+    from .link import router_entry
+
+    if isinstance(request, str):
+        request = parse_request(request, headers)
+    chosen, reason = choose_listener(config, request, listener)
+    routes = [config.route(name) for name in chosen.routes]
+    entries = [router_entry(route.match) for route in routes]
+    index = Router(entries).match_py(request.host, request.path, request.method,
+                                     request.headers)
+    misses = []
+    for i in range(len(routes) if index < 0 else index):
+        why = first_failure(entries[i], request) or (
+            "every condition seems to hold, yet the router passed it over (please report "
+            "this as a bug)")
+        misses.append(Miss(i, routes[i].name, why))
+    result = Explanation(request, chosen, reason, index, None if index < 0 else routes[index],
+                         misses, config=config)
+    if index >= 0:
+        why = first_failure(entries[index], request)
+        if why is not None:
+            result.disagreement = f"the router chose it, but {why} (please report this as a bug)"
+        _follow(result, config, routes[index], client_ip)
+    return result
+
+
+def _follow(result: Explanation, config: Config, route: Route, client_ip: str | None) -> None:
+    if route.direct_response is not None:
+        return
+    request = result.request
+    target = request.target
+    rewrite = route.rewrite
+    if rewrite is not None:
+        prefix = route.match.path_prefix
+        if rewrite.path_prefix is not None and prefix is not None \
+                and target.startswith(prefix.encode()):
+            target = rewrite.path_prefix.encode() + target[len(prefix.encode()):]
+            if not target.startswith(b"/"):
+                target = b"/" + target
+        result.set_headers = {k.lower(): str(v) for k, v in rewrite.set_headers.items()}
+        result.removed_headers = tuple(h.lower() for h in rewrite.remove_headers)
+    result.upstream_target = target
+    total = sum(t.weight for t in route.to)
+    for target_spec in route.to:
+        cluster = config.cluster(target_spec.cluster)
+        result.split.append(ClusterShare(cluster, target_spec.weight,
+                                         _percent(target_spec.weight, total),
+                                         _ring_pick(cluster, request, client_ip)))
+
+
+def _ring_pick(cluster: Cluster, request: Request, client_ip: str | None) -> str | None:
+    """For ring_hash, the endpoint the request's key maps to (the ring is the same in every
+    worker); a reason when it cannot be known here."""
+    if cluster.balancer != "ring_hash" or not cluster.hash_on:
+        return None
+    kind, _, name = cluster.hash_on.partition(":")
+    name = name.strip()
+    if kind == "header":
+        key = request.headers.get(name.lower().encode())
+    elif kind == "cookie":
+        key = _cookie(request.headers.get(b"cookie"), name.encode())
+    else:
+        if client_ip is None:
+            return "depends on the client's address (give one with --client-ip)"
+        key = client_ip.encode()
+    if not key:
+        return f"no {cluster.hash_on} in the request: a weighted random endpoint"
+    from .link import _link_cluster
+
+    index = _link_cluster(cluster, {}, {}).balancer.pick_py(key)
+    return str(cluster.endpoints[index].address) if index >= 0 else None
+
+
+def _cookie(header: bytes | None, name: bytes) -> bytes | None:
+    """proxy.pyx's cookie_value: the value of cookie `name` (RFC 6265 section 4.2.1)."""
+    if header is None:
+        return None
+    for part in header.split(b";"):
+        key, sep, value = part.strip().partition(b"=")
+        if sep and key == name:
+            return value
+    return None
+
+
+def _percent(part: int, total: int) -> str:
+    text = f"{100 * part / total:.1f}" if total else "0"
+    return (text[:-2] if text.endswith(".0") else text) + "%"
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _render(e: Explanation) -> list[str]:
+    r = e.request
+    method, host, path = r.shown(r.method), r.shown(r.host), r.shown(r.path)
+    lines = [f"request:     {method} host '{host}' path '{path}'"
+             + ("" if r.host else " (no host)")]
+    lines.append(f"listener:    {e.listener.name} ({e.listener.address}; {e.listener_reason})")
+    if e.route is None:
+        lines.append(f"no route matched host '{host}' path '{path}' method {method}")
+        lines.append(f"routes of listener {e.listener.name}, in order:")
+        lines += [f"  [{m.index}] {m.route}: {m.reason}" for m in e.passed_over]
+        return lines
+    route = e.route
+    lines.append(f"route:       {route.name} (index {e.index} of listener {e.listener.name}: "
+                 + (f"{len(e.passed_over)} earlier routes did not match)" if e.passed_over
+                    else "the first route)"))
+    for m in e.passed_over:
+        lines.append(f"  [{m.index}] {m.route}: {m.reason}")
+    lines.append(f"  match:     {_match_text(route)}")
+    if e.disagreement:
+        lines.append(f"  warning:   {e.disagreement}")
+    if route.rate_limit is None:
+        lines.append("rate limit:  none")
+    else:
+        rl = route.rate_limit
+        lines.append(f"rate limit:  {_number(rl.rate)} requests/s, burst {rl.burst}, "
+                     f"per {rl.per}: {_bucket(rl.per, r)}; shared by all workers, 429 when empty")
+    if route.filters:
+        specs = {spec.name: spec for spec in (e.config.filters if e.config else ())}
+        shown = [f"{name} ({specs[name].python})" if name in specs and specs[name].python
+                 else f"{name} (provided by the embedding program)" for name in route.filters]
+        lines.append(f"filters:     {', '.join(shown)}, in this order (they may change the "
+                     "request or answer it)")
+    if route.direct_response is not None:
+        d = route.direct_response
+        extra = "".join(f", {k}: {v}" for k, v in d.headers.items())
+        lines.append(f"direct response: {d.status}, body {len(d.body.encode())} bytes{extra} "
+                     "(answered by the proxy, no upstream)")
+        return lines
+    lines.append("timeout:     " + (f"{format_duration(route.timeout)} (whole request, upstream "
+                                    "response included)" if route.timeout else "none"))
+    rewritten = e.upstream_target != r.target
+    lines.append(f"upstream:    {method} {r.shown(e.upstream_target or b'')}"
+                 + (f" (rewritten from {r.shown(r.target)})" if rewritten else " (unchanged)"))
+    for name, value in e.set_headers.items():
+        had = r.header(name)
+        lines.append(f"  set        {name}: {value}"
+                     + (f" (replaces '{had}')" if had is not None else ""))
+    for name in e.removed_headers:
+        present = r.header(name) is not None
+        lines.append(f"  remove     {name}" + ("" if present else " (not in this request)"))
+    lines.append(f"  and the proxy adds {', '.join(PROXY_HEADERS)}")
+    if len(e.split) > 1:
+        lines.append("split:       " + ", ".join(
+            f"{s.cluster.name} weight {s.weight} ({s.percent})" for s in e.split))
+    for share in e.split:
+        lines += _cluster_lines(share)
+    return lines
+
+
+def _cluster_lines(share: ClusterShare) -> list[str]:
+    c = share.cluster
+    how = c.balancer + (f" on {c.hash_on}" if c.hash_on and c.balancer == "ring_hash" else "")
+    lines = [f"cluster {c.name}: {how}, connect timeout {format_duration(c.connect_timeout)}, "
+             f"up to {c.pool.max_connections} connections per worker"]
+    total = sum(ep.weight for ep in c.endpoints)
+    for ep in c.endpoints:
+        lines.append(f"  {ep.address}  weight {ep.weight} ({_percent(ep.weight, total)})")
+    if share.picked is not None:
+        lines.append(f"  this request: {share.picked}")
+    return lines
+
+
+def _match_text(route: Route) -> str:
+    m = route.match
+    parts = []
+    if m.host is not None:
+        parts.append(f"host {m.host}")
+    for kind in ("path", "path_prefix", "path_regex"):
+        if getattr(m, kind) is not None:
+            parts.append(f"{kind} {getattr(m, kind)}")
+    if m.methods is not None:
+        parts.append("methods " + " ".join(m.methods))
+    parts += [f"header {k}: {v}" for k, v in m.headers.items()]
+    return ", ".join(parts) or "any request"
+
+
+def _bucket(per: str, request: Request) -> str:
+    if per == "route":
+        return "one bucket for the route"
+    if per == "client_ip":
+        return "one bucket per client address"
+    name = per.partition(":")[2].strip().lower()
+    value = request.header(name)
+    if value is None:
+        return f"one bucket per {name} value; this request has none (the empty key, shared by " \
+               f"all requests without {name})"
+    return f"one bucket per {name} value; this request's is '{value}'"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "explain", help="show which route, rewrite, limits and cluster a request would get",
+        description="Exit status: 0 when a route matches, 1 when none does, 2 when the config "
+                    "or the request is invalid.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-c", "--config", help="YAML config file")
+    source.add_argument("-s", "--snapshot", help="compiled msgpack snapshot")
+    parser.add_argument("request", nargs="+",
+                        help="'METHOD URL', e.g. 'GET http://api.example.com/api/users'")
+    parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="a request header (repeatable)")
+    parser.add_argument("--listener", help="the listener's name (default: by the URL's port)")
+    parser.add_argument("--client-ip", help="the client's address (for ring_hash on client_ip)")
+    parser.set_defaults(handler=cmd_explain)
+    return parser
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return 2
+    try:
+        result = explain(config, " ".join(args.request), args.header,
+                         listener=args.listener, client_ip=args.client_ip)
+    except ExplainError as error:
+        print(f"sluice explain: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(result.text())
+    return 0 if result.matched else 1
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    try:
+        if args.snapshot:
+            from .snapshot import load_snapshot
+
+            return load_snapshot(args.snapshot)[1]
+        from .load import check_file
+
+        return check_file(args.config).raise_for_errors()
+    except ConfigError as error:  # SnapshotError is one too
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.policy.explain -c FILE.yaml 'GET http://host/path'` (before the CLI
+    wires it)."""
+    parser = argparse.ArgumentParser(prog="sluice")
+    add_explain_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["explain", *(sys.argv[1:] if argv is None else argv)])
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Prometheus text rendering of the node's shared-memory stats (GET /stats/prometheus).
+
+A custom `prometheus_client` Collector reads `Stats.aggregate()` (already summed over the workers,
+see engine/_fast/stats.pyx) at scrape time: nothing is copied into prometheus_client's own metric
+objects, and the workers never do more than their plain stores. Metric names:
+
+    sluice_requests_total{route, status_class}          counter   finished exchanges per route
+    sluice_cluster_requests_total{cluster, status_class} counter  ... per cluster they went to
+    sluice_request_duration_seconds{route}              histogram request start to response end
+    sluice_bytes_received_total{route}                  counter   request body bytes from clients
+    sluice_bytes_sent_total{route}                      counter   response bytes to clients
+    sluice_endpoint_active_requests{cluster, endpoint}  gauge     requests in flight per endpoint
+    sluice_endpoint_requests_total{cluster, endpoint}   counter
+    sluice_active_connections                           gauge     open client connections
+    sluice_active_requests                              gauge     exchanges in flight
+    sluice_workers                                      gauge     live worker processes
+    sluice_ratelimit_live_evictions_total               counter   (with the limiter's table)
+    sluice_ratelimit_lock_steals_total                  counter   (with the limiter's table)
+
+status_class is 1xx..5xx, and "other" (a status outside 100..599) only once it happened. The
+reserved rows "_unrouted" (answered before a route matched) and "_other" (the name table was
+full) appear once they have counted something; configured routes and clusters appear from the
+moment a worker linked them, with zeros. Counters never go back: a route removed by a reload keeps
+its last values, and a restarted worker goes on counting in its slot.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from engine._fast.stats import BOUNDS, OTHER, STATUS_CLASSES, UNROUTED
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+RESERVED = (OTHER, UNROUTED)
+_LE = [floatToGoString(b) for b in BOUNDS]
+
+
+def _classes(requests: dict[str, int]) -> Iterator[tuple[str, int]]:
+    for cls in STATUS_CLASSES:
+        n = requests.get(cls, 0)
+        if cls != "other" or n:
+            yield cls, n
+
+
+def _quiet(name: str, total: int) -> bool:
+    """A reserved row that never counted anything is left out."""
+    return name in RESERVED and total == 0
+
+
+class StatsCollector(Collector):
+    """Reads the shared-memory `Stats` (and, optionally, the limiter's `SharedBuckets`) at each
+    scrape."""
+
+    def __init__(self, stats, buckets=None):
+        self.stats = stats
+        self.buckets = buckets
+
+    def collect(self) -> Iterator[Metric]:
+        agg = self.stats.aggregate()
+
+        requests = CounterMetricFamily("sluice_requests", "Finished exchanges by route and "
+                                       "response status class.", labels=["route", "status_class"])
+        duration = HistogramMetricFamily("sluice_request_duration_seconds",
+                                         "From the request head to the end of the response.",
+                                         labels=["route"])
+        received = CounterMetricFamily("sluice_bytes_received", "Request body bytes received "
+                                       "from clients.", labels=["route"])
+        sent = CounterMetricFamily("sluice_bytes_sent", "Response bytes sent to clients.",
+                                   labels=["route"])
+        for name, r in agg["routes"].items():
+            if _quiet(name, r["count"]):
+                continue
+            for cls, n in _classes(r["requests"]):
+                requests.add_metric([name, cls], n)
+            cumulative, buckets = 0, []
+            for le, n in zip(_LE, r["buckets"]):
+                cumulative += n
+                buckets.append((le, cumulative))
+            duration.add_metric([name], buckets, sum_value=r["sum"])
+            received.add_metric([name], r["bytes_in"])
+            sent.add_metric([name], r["bytes_out"])
+        yield from (requests, duration, received, sent)
+
+        clusters = CounterMetricFamily("sluice_cluster_requests", "Finished exchanges by the "
+                                       "cluster they were sent to and response status class.",
+                                       labels=["cluster", "status_class"])
+        for name, c in agg["clusters"].items():
+            if _quiet(name, sum(c["requests"].values())):
+                continue
+            for cls, n in _classes(c["requests"]):
+                clusters.add_metric([name, cls], n)
+        yield clusters
+
+        ep_active = GaugeMetricFamily("sluice_endpoint_active_requests",
+                                      "Requests in flight to an endpoint.",
+                                      labels=["cluster", "endpoint"])
+        ep_total = CounterMetricFamily("sluice_endpoint_requests", "Requests sent to an endpoint.",
+                                       labels=["cluster", "endpoint"])
+        for name, e in agg["endpoints"].items():
+            if _quiet(name, e["requests"]):
+                continue
+            cluster, _, address = name.partition("/")
+            ep_active.add_metric([cluster, address], e["active"])
+            ep_total.add_metric([cluster, address], e["requests"])
+        yield from (ep_active, ep_total)
+
+        gauges = agg["gauges"]
+        yield GaugeMetricFamily("sluice_active_connections", "Open client connections.",
+                                value=gauges["active_connections"])
+        yield GaugeMetricFamily("sluice_active_requests", "Exchanges in flight.",
+                                value=gauges["active_requests"])
+        yield GaugeMetricFamily("sluice_workers", "Live worker processes.", value=agg["workers"])
+
+        if self.buckets is not None:
+            yield CounterMetricFamily(
+                "sluice_ratelimit_live_evictions", "Rate-limit buckets evicted before they were "
+                "full again (each may over-admit up to a burst): the table is too small.",
+                value=self.buckets.live_evictions)
+            yield CounterMetricFamily(
+                "sluice_ratelimit_lock_steals", "Rate-limit bucket locks taken from a dead or "
+                "stuck holder.", value=self.buckets.lock_steals)
+
+
+def registry_for(stats, buckets=None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats, buckets))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition (content type CONTENT_TYPE)."""
+    return generate_latest(registry)

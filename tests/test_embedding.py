@@ -1,0 +1,125 @@
+"""The embedding API (engine/__init__.py): a Proxy in the caller's own loop, hot apply, drain,
+Python filters; and the example application in config/ run as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+import uvloop
+
+import engine
+from support import ROOT, free_port, wait_port
+
+
+def cfg(port: int, body: str, filters=None, route_filters=()) -> dict:
+    c = {
+        "listeners": [{"name": "main", "address": f"127.0.0.1:{port}", "routes": ["r"]}],
+        "routes": [{"name": "r", "match": {"path_prefix": "/"}, "filters": list(route_filters),
+                    "direct_response": {"status": 200, "body": body}}],
+    }
+    if filters:
+        c["filters"] = filters
+    return c
+
+
+def run(coro):
+    return uvloop.run(coro)
+
+
+def test_start_apply_stop_in_the_callers_loop():
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "one"))
+        await proxy.start()
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"http://127.0.0.1:{port}/")).text == "one"
+            await proxy.apply(cfg(port, "two"))
+            assert (await c.get(f"http://127.0.0.1:{port}/")).text == "two"
+        with pytest.raises(Exception):
+            await proxy.apply({"listeners": []})          # refused: nothing changes
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"http://127.0.0.1:{port}/")).text == "two"
+        assert proxy.requests == 3
+        await proxy.stop(drain=1.0)
+        assert not proxy.running
+
+    run(main())
+
+
+class Deny(engine.Filter):
+    def __init__(self, word: str = "no"):
+        self.word = word
+
+    def request(self, ctx):
+        if ctx.header("x-word") == self.word:
+            return engine.Reply(403, "denied\n", {"x-why": "word"})
+        return None
+
+
+class Boom(engine.Filter):
+    def request(self, ctx):
+        raise RuntimeError("bug in a filter")
+
+
+def test_python_filter_answers_locally_or_passes():
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "fine", [{"name": "deny", "config": {"word": "stop"}}],
+                                 ["deny"]), filters={"deny": Deny})
+        await proxy.start()
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"http://127.0.0.1:{port}/", headers={"x-word": "stop"})
+            assert r.status_code == 403 and r.text == "denied\n" and r.headers["x-why"] == "word"
+            r = await c.get(f"http://127.0.0.1:{port}/", headers={"x-word": "go"})
+            assert r.status_code == 200 and r.text == "fine"
+        await proxy.stop(drain=1.0)
+
+    run(main())
+
+
+def test_a_filter_that_raises_gives_500_and_the_connection_lives_on():
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "x", [{"name": "boom"}], ["boom"]), filters={"boom": Boom()})
+        await proxy.start()
+        async with httpx.AsyncClient() as c:
+            for _ in range(3):
+                assert (await c.get(f"http://127.0.0.1:{port}/")).status_code == 500
+        await proxy.stop(drain=1.0)
+
+    run(main())
+
+
+def test_a_filter_named_but_not_provided_is_refused():
+    with pytest.raises(ValueError, match="no 'python' class"):
+        async def main():
+            proxy = engine.Proxy(cfg(free_port(), "x", [{"name": "ghost"}], ["ghost"]))
+            await proxy.start()
+        run(main())
+
+
+def test_the_embedding_example_runs():
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))    # as if sluice were installed
+    proc = subprocess.Popen([sys.executable, str(ROOT / "config" / "embed_example.py"), str(port)],
+                            cwd=ROOT, env=env)
+    try:
+        wait_port(port, proc=proc)
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/healthz").text == "ok\n"
+        r = httpx.get(url + "/api/hello")
+        assert r.status_code == 401 and "www-authenticate" in r.headers
+        r = httpx.get(url + "/api/hello", headers={"x-api-key": "s3cret"})
+        assert r.status_code == 200 and r.text == "hello, alice\n"
+        assert r.headers["x-served-by"] == "sluice-embedded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
