@@ -124,6 +124,6 @@ class Proxy:
 
 def _version(config) -> str:
     """The content-derived version a snapshot of `config` carries in its header."""
-    from engine.policy.snapshot import decode_snapshot
+    from engine.policy.snapshot import snapshot_of
 
-    return decode_snapshot(encode_snapshot(config))[0].config_version
+    return snapshot_of(config, "<embedded>")[0].config_version

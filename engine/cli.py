@@ -28,6 +28,18 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a config and print every error")
     val.add_argument("file")
+    val.set_defaults(handler=cmd_validate)
+
+    from engine.policy.snapshot import add_compile_parser
+
+    add_compile_parser(sub)
+    try:
+        from engine.policy.explain import add_explain_parser
+    except ImportError:      # explain needs the compiled router
+        pass
+    else:
+        add_explain_parser(sub)
+    run.set_defaults(handler=cmd_run)
     return ap
 
 
@@ -69,6 +81,13 @@ def cmd_run(args) -> int:
     except (ConfigError, SnapshotError, OSError) as exc:
         _print_problems(exc)
         return 1
+    unbuilt = [i for i, f in enumerate(config.filters) if f.python is None]
+    if unbuilt:
+        # only an embedding program can provide a filter without an import path
+        for i in unbuilt:
+            print(f"{source}: filters[{i}].python: required to run this filter in the sluice "
+                  "binary (module:Class)", file=sys.stderr)
+        return 1
     from engine.runtime.supervisor import Supervisor
 
     return Supervisor(config, workers=args.workers, drain_timeout=args.drain_timeout,
@@ -79,10 +98,9 @@ def cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
-    if args.command == "validate":
-        return cmd_validate(args)
-    return cmd_run(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import h11
 
 ENDPOINTS = {"echo", "sink", "bytes", "chunked", "close", "status", "hop", "drop-idle", "stats",
              "ws", "slow"}
-STATS = {"connections": 0, "requests": 0, "cancelled": 0, "port": 0}
+STATS = {"connections": 0, "requests": 0, "cancelled": 0, "slow_started": 0, "port": 0}
 MiB = 1 << 20
 BLOCK = b"x" * MiB
 
@@ -118,6 +118,7 @@ async def serve(req: h11.Request, reader, writer, conn) -> bool:
             await writer.drain()
     if head == "slow":
         ms = int(parts[1])
+        STATS["slow_started"] += 1
         try:
             await asyncio.wait_for(reader.read(1), ms / 1000.0)
             # the client side went away before we answered

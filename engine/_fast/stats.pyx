@@ -599,6 +599,10 @@ cdef class Stats:
     def endpoint_names(self):
         return _names(_endpoint_names(self), st_ld_count(&_hdr(self).nendpoints))
 
+    def _hold_name_lock(self):
+        """Test hook: take the name tables' lock and never release it."""
+        st_lock(_hdr(self))
+
     @property
     def lock_steals(self):
         """Name-table locks taken from a dead (or stuck) holder."""

@@ -156,15 +156,18 @@ def first_failure(entry: tuple, request: Request) -> str | None:
     """The first condition of a router entry (`link.router_entry`) the request fails, in words;
     None when every condition holds. Semantics of engine/_fast/router.pyx."""
     hk, hv, pk, pv, methods, headers = entry
-    host = request.shown(request.host) if request.host else ""
-    shown_host = f"host '{host}'" if host else "the request has no host, and"
+    host = request.shown(request.host)
     if hk == HOST_EXACT and request.host != hv:
-        return f"{shown_host} is not '{hv.decode()}'"
+        if not host:
+            return f"the request has no host (needs '{hv.decode()}')"
+        return f"host '{host}' is not '{hv.decode()}'"
     if hk == HOST_SUFFIX and not (request.host.endswith(hv) and len(request.host) > len(hv)):
+        if not host:
+            return f"the request has no host (needs one under '*{hv.decode()}')"
         if request.host == hv[1:]:
-            return f"{shown_host} is not under '*{hv.decode()}' (the wildcard needs a label " \
+            return f"host '{host}' is not under '*{hv.decode()}' (the wildcard needs a label " \
                    "before it)"
-        return f"{shown_host} does not match '*{hv.decode()}'"
+        return f"host '{host}' does not match '*{hv.decode()}'"
     path = request.shown(request.path)
     pattern = pv.pattern if isinstance(pv, re.Pattern) else pv
     if pk == PATH_EXACT and request.path != pv:
@@ -272,15 +275,15 @@ def explain(config: Config, request: Request | str, headers: Sequence[str] = (),
                                      request.headers)
     misses = []
     for i in range(len(routes) if index < 0 else index):
-        why = first_failure(entries[i], request) or (
+        reason_i = first_failure(entries[i], request) or (
             "every condition seems to hold, yet the router passed it over (please report "
             "this as a bug)")
-        misses.append(Miss(i, routes[i].name, why))
+        misses.append(Miss(i, routes[i].name, reason_i))
     result = Explanation(request, chosen, reason, index, None if index < 0 else routes[index],
                          misses, config=config)
     if index >= 0:
         why = first_failure(entries[index], request)
-        if why is not None:
+        if why is not None:  # never, unless the two disagree
             result.disagreement = f"the router chose it, but {why} (please report this as a bug)"
         _follow(result, config, routes[index], client_ip)
     return result
@@ -346,7 +349,7 @@ def _cookie(header: bytes | None, name: bytes) -> bytes | None:
 
 def _percent(part: int, total: int) -> str:
     text = f"{100 * part / total:.1f}" if total else "0"
-    return (text[:-2] if text.endswith(".0") else text) + "%"
+    return text.removesuffix(".0") + "%"
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -365,7 +368,8 @@ def _render(e: Explanation) -> list[str]:
         return lines
     route = e.route
     lines.append(f"route:       {route.name} (index {e.index} of listener {e.listener.name}: "
-                 + (f"{len(e.passed_over)} earlier routes did not match)" if e.passed_over
+                 + (f"{_count(len(e.passed_over), 'earlier route')} did not match)"
+                    if e.passed_over
                     else "the first route)"))
     for m in e.passed_over:
         lines.append(f"  [{m.index}] {m.route}: {m.reason}")
@@ -376,8 +380,9 @@ def _render(e: Explanation) -> list[str]:
         lines.append("rate limit:  none")
     else:
         rl = route.rate_limit
-        lines.append(f"rate limit:  {_number(rl.rate)} requests/s, burst {rl.burst}, "
-                     f"per {rl.per}: {_bucket(rl.per, r)}; shared by all workers, 429 when empty")
+        lines.append(f"rate limit:  {_number(rl.rate)} requests/s, burst {rl.burst}, per "
+                     f"{rl.per} (buckets shared by all workers; 429 when empty)")
+        lines.append(f"  bucket:    {_bucket(rl.per, r)}")
     if route.filters:
         specs = {spec.name: spec for spec in (e.config.filters if e.config else ())}
         shown = [f"{name} ({specs[name].python})" if name in specs and specs[name].python
@@ -414,8 +419,8 @@ def _render(e: Explanation) -> list[str]:
 def _cluster_lines(share: ClusterShare) -> list[str]:
     c = share.cluster
     how = c.balancer + (f" on {c.hash_on}" if c.hash_on and c.balancer == "ring_hash" else "")
-    lines = [f"cluster {c.name}: {how}, connect timeout {format_duration(c.connect_timeout)}, "
-             f"up to {c.pool.max_connections} connections per worker"]
+    lines = [(f"cluster {c.name}: {how}, connect timeout {format_duration(c.connect_timeout)}, "
+              f"up to {c.pool.max_connections} connections per worker")]
     total = sum(ep.weight for ep in c.endpoints)
     for ep in c.endpoints:
         lines.append(f"  {ep.address}  weight {ep.weight} ({_percent(ep.weight, total)})")
@@ -449,6 +454,10 @@ def _bucket(per: str, request: Request) -> str:
         return f"one bucket per {name} value; this request has none (the empty key, shared by " \
                f"all requests without {name})"
     return f"one bucket per {name} value; this request's is '{value}'"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _number(value: float) -> str:

@@ -140,15 +140,16 @@ def encode_snapshot(config: Config, source_name: str, *,
     """The snapshot of a validated `config`. `created_at` is seconds since the epoch; by default
     SOURCE_DATE_EPOCH if set, else now (pass it for byte-identical output; `compile_file` passes
     the file's mtime)."""
-    return _encode(config, source_name, created_at)[1]
+    return snapshot_of(config, source_name, created_at=created_at)[1]
 
 
-def _encode(config: Config, source_name: str,
-            created_at: float | None) -> tuple[SnapshotHeader, bytes]:
+def snapshot_of(config: Config, source_name: str, *,
+                created_at: float | None = None) -> tuple[SnapshotHeader, bytes]:
+    """`encode_snapshot` with the header too (its config version and digest), without decoding
+    the bytes again."""
     if created_at is None:
-        created_at = source_date_epoch()
-        if created_at is None:
-            created_at = time.time()
+        epoch = source_date_epoch()
+        created_at = time.time() if epoch is None else epoch
     content = content_bytes(config)
     digest = hashlib.sha256(content).hexdigest()
     header = SnapshotHeader(SCHEMA_VERSION, config_version(config, digest), digest,
@@ -166,10 +167,9 @@ def compile_file(path: str | os.PathLike[str]) -> tuple[SnapshotHeader, bytes, t
     file's base name (see the module docstring)."""
     result = check_file(path)
     config = result.raise_for_errors()
-    created_at = source_date_epoch()
-    if created_at is None:
-        created_at = os.stat(path).st_mtime
-    header, data = _encode(config, os.path.basename(os.fspath(path)), created_at)
+    epoch = source_date_epoch()
+    created_at = os.stat(path).st_mtime if epoch is None else epoch
+    header, data = snapshot_of(config, os.path.basename(os.fspath(path)), created_at=created_at)
     return header, data, result.warnings
 
 
@@ -234,10 +234,16 @@ def _unpack_outer(data: bytes, label: str) -> dict:
         raise SnapshotError.one(label, _not_a_snapshot(data)) from None
     except (ValueError, TypeError, msgpack.UnpackException) as error:
         common = min(len(data), len(_PREFIX))
-        if data[:common] == _PREFIX[:common] and "incomplete" in str(error):
+        if data[:common] != _PREFIX[:common]:
+            raise SnapshotError.one(label, _not_a_snapshot(data)) from None
+        # msgpack bounds every declared length by the input's size (no allocation on trust):
+        # "exceeds max_..._len" means, like "incomplete", that the data ends before it should
+        why = str(error)
+        if "incomplete" in why or "exceeds max_" in why:
             raise SnapshotError.one(label, (
-                f"truncated: the snapshot ends early ({len(data)} bytes read)")) from None
-        raise SnapshotError.one(label, _not_a_snapshot(data)) from None
+                f"truncated: the snapshot ends early ({_count(len(data), 'byte')} read)")) \
+                from None
+        raise SnapshotError.one(label, f"corrupted: not valid msgpack ({_why(error)})") from None
     if not isinstance(outer, dict) or MAGIC_KEY not in outer:
         raise SnapshotError.one(label, _not_a_snapshot(data))
     return outer

@@ -59,14 +59,14 @@ class Supervisor:
                  load_source=None):
         """`load_source()` re-reads the config source (file) and returns (config, source name);
         it raises ConfigError/SnapshotError for a bad one. `watch` is the path to watch."""
-        from engine.policy.snapshot import encode_snapshot, load_snapshot
+        from engine.policy.snapshot import load_snapshot, snapshot_of
 
-        self.encode_snapshot = encode_snapshot
+        self.snapshot_of = snapshot_of
         self.load_snapshot = load_snapshot
         self.config = config
         self.source = source
-        self.snapshot = encode_snapshot(config, source)
-        self.version = snapshot_version(self.snapshot, load_snapshot)
+        header, self.snapshot = snapshot_of(config, source)
+        self.version = header.config_version
         self.nworkers = max(1, workers)
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
@@ -76,6 +76,7 @@ class Supervisor:
         self.loop = None
         self.done = None
         self.watch_path = watch
+        self.watch_digest = _digest(watch) if watch else None   # of what was just loaded
         self.load_source = load_source
         self.reload_lock: asyncio.Lock | None = None
         self.last_rejection: dict | None = None
@@ -106,6 +107,11 @@ class Supervisor:
             loop.close()
 
     async def _main(self) -> int:
+        watcher = None
+        if self.watch_path:
+            # before the workers: a change made as soon as we serve must not be missed
+            watcher = self.loop.create_task(self._watch())
+            await asyncio.sleep(0.05)
         results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
         if not all(results):
             log.error("a worker failed to start")
@@ -114,9 +120,6 @@ class Supervisor:
             addrs = ", ".join(f"{l.name}=http://{l.address}" for l in self.config.listeners)
             log.info("sluice serving %s with %d worker(s), snapshot %s", addrs, self.nworkers,
                      self.version)
-        watcher = None
-        if self.watch_path and not self.stopping:
-            watcher = self.loop.create_task(self._watch())
         status = await self.done
         if watcher is not None:
             watcher.cancel()
@@ -257,8 +260,8 @@ class Supervisor:
         return await self.apply_config(config, "admin PUT /snapshot", why)
 
     async def apply_config(self, config, source: str, why: str) -> tuple[bool, list[str]]:
-        snapshot = self.encode_snapshot(config, source)
-        version = snapshot_version(snapshot, self.load_snapshot)
+        header, snapshot = self.snapshot_of(config, source)
+        version = header.config_version
         async with self.reload_lock:
             if version == self.version:
                 return True, []
@@ -297,7 +300,7 @@ class Supervisor:
 
         path = os.path.abspath(self.watch_path)
         directory = os.path.dirname(path)
-        last = _digest(path)
+        last = self.watch_digest
         async for _ in awatch(directory, debounce=200, step=50, recursive=False):
             digest = _digest(path)
             if digest is None or digest == last:
@@ -313,12 +316,6 @@ class Supervisor:
 
     def worker_versions(self) -> dict[int, str | None]:
         return {h.pid: h.version for h in self.handles.values()}
-
-
-def snapshot_version(snapshot: bytes, load_snapshot) -> str:
-    """The config version in the snapshot's header (derived from its content)."""
-    header, _ = load_snapshot(snapshot)
-    return header.config_version
 
 
 def _digest(path: str) -> str | None:

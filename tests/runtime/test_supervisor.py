@@ -34,8 +34,10 @@ def test_two_workers_serve_and_a_killed_worker_is_restarted(upstream, start_slui
 def test_sigterm_drains_in_flight_requests_then_exits_zero(upstream, start_sluice):
     s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}), workers=2)
     with cf.ThreadPoolExecutor(4) as ex:
-        futures = [ex.submit(httpx.get, s.url + "/slow/1000", timeout=10) for _ in range(4)]
-        time.sleep(0.3)
+        futures = [ex.submit(httpx.get, s.url + "/slow/1500", timeout=10) for _ in range(4)]
+        deadline = time.monotonic() + 10     # wait until all four are in flight upstream
+        while upstream.stats()["slow_started"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
         s.proc.send_signal(signal.SIGTERM)
         assert [f.result().status_code for f in futures] == [200] * 4
     assert s.proc.wait(15) == 0

@@ -1,0 +1,461 @@
+"""The admin HTTP API (CONFIG.md, "Admin API"), served by the supervisor on `admin.address`.
+
+    GET  /ready              200 "ready" once every worker serves the current snapshot, else 503
+    GET  /stats/prometheus   Prometheus text, aggregated over the workers from shared memory
+    GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection
+    GET  /clusters           JSON: each cluster's endpoints with weight, health, active requests
+    PUT  /snapshot           body: a compiled snapshot (msgpack); 200 {"applied": version} when
+                             every worker applied it, 400 {"errors": [...]} when refused
+    POST /drain              202: start a graceful drain (the process exits once it is done)
+
+Anything else is 404, a known path with another method 405 (with Allow); HEAD works wherever GET
+does. A query string is ignored.
+
+Who calls it. The supervisor starts one `AdminServer` on its own event loop before it forks the
+workers (so /ready answers 503 while they start) and talks to it only through the `Controller`
+protocol below; `SupervisorController` adapts a `Supervisor` to it. The stats are read straight
+from the shared memory the workers write (`engine._fast.stats`): a scrape is no IPC.
+
+Security. The API can replace the running config, so it listens on loopback unless the config
+names `admin.token` (the model refuses a non-loopback address without one, and so does this
+server, for an address given on the command line). With a token, every request must carry
+`Authorization: Bearer <token>` (compared in constant time) or gets 401; an unauthenticated
+request's body is never read beyond MAX_BODY.
+
+HTTP. h11 over asyncio streams: keep-alive, HEAD, `Expect: 100-continue` (curl sends it for a
+large PUT), Content-Length checked before a body is read (413), bodies read with a bound, a stalled
+read dropped after READ_TIMEOUT and an idle connection after IDLE_TIMEOUT, at most
+MAX_CONNECTIONS at once. A response sent before the request body was read closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import http
+import ipaddress
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+import h11
+
+from engine.runtime import metrics
+
+if TYPE_CHECKING:
+    from engine._fast.stats import Stats
+
+log = logging.getLogger("sluice.admin")
+
+MAX_SNAPSHOT = 64 * 1024 * 1024   # PUT /snapshot body
+MAX_BODY = 64 * 1024              # any other request's body (read and dropped)
+MAX_HEAD = 16 * 1024              # request line + headers
+READ_TIMEOUT = 30.0               # a request whose next bytes take longer is dropped
+IDLE_TIMEOUT = 60.0               # a keep-alive connection with no request is closed
+MAX_CONNECTIONS = 128
+
+Reply = tuple[int, bytes, bytes]  # status, content type, body
+
+TEXT = b"text/plain; charset=utf-8"
+JSON = b"application/json"
+
+
+class Controller(Protocol):
+    """What the admin API needs from the process it administers (the supervisor)."""
+
+    stats: "Stats"            # the shared-memory stats the workers write
+    version: str              # the version of the snapshot in force
+
+    def ready(self) -> bool:
+        """Every worker serves the current snapshot (and we are not draining)."""
+
+    def config_dump(self) -> dict:
+        """Plain data: active config, version, hash, per-worker versions, last rejection."""
+
+    def clusters(self) -> dict:
+        """Plain data: each cluster's endpoints with weight, health and active requests."""
+
+    async def apply_snapshot(self, data: bytes) -> tuple[bool, list[str]]:
+        """Validate and apply snapshot bytes on every worker: (applied, problems)."""
+
+    def drain(self) -> None:
+        """Start a graceful drain."""
+
+
+# ---- the endpoints, as data ----------------------------------------------------------------------
+
+class _Endpoint:
+    __slots__ = ("handler", "max_body")
+
+    def __init__(self, handler: str, max_body: int = MAX_BODY):
+        self.handler = handler      # name of an AdminServer method: async (body) -> Reply
+        self.max_body = max_body
+
+
+ENDPOINTS: dict[str, dict[str, _Endpoint]] = {
+    "/ready": {"GET": _Endpoint("get_ready")},
+    "/stats/prometheus": {"GET": _Endpoint("get_prometheus")},
+    "/config_dump": {"GET": _Endpoint("get_config_dump")},
+    "/clusters": {"GET": _Endpoint("get_clusters")},
+    "/snapshot": {"PUT": _Endpoint("put_snapshot", MAX_SNAPSHOT)},
+    "/drain": {"POST": _Endpoint("post_drain")},
+}
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`: reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") == "localhost"
+
+
+def to_json(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, default=_jsonable).encode() + b"\n"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=str)
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json")
+    return str(obj)
+
+
+class AdminServer:
+    """AdminServer(controller, host, port, token=None): `await start()`, `await close()`.
+
+    `token` may be changed on a live server (a reload that rotates admin.token)."""
+
+    def __init__(self, controller: Controller, host: str = "127.0.0.1", port: int = 9901,
+                 token: str | None = None):
+        if token is not None and not token:
+            raise ValueError("admin.token is empty")
+        if token is None and not is_loopback(host):
+            raise ValueError(f"admin address {host}:{port} is not a loopback address: it needs "
+                             "admin.token (the admin API can replace the running config)")
+        self.controller = controller
+        self.host = host
+        self.port = port
+        self.token = token
+        self.server: asyncio.base_events.Server | None = None
+        self.conns: set[asyncio.StreamWriter] = set()
+        self.registry = metrics.registry_for(controller.stats,
+                                             getattr(controller, "buckets", None))
+
+    @classmethod
+    def for_config(cls, controller: Controller, admin) -> AdminServer:
+        """From the config's `admin` block (engine.policy.model.Admin)."""
+        return cls(controller, admin.address.host, admin.address.port, admin.token)
+
+    async def start(self) -> None:
+        """Listen; raises OSError when the address cannot be bound."""
+        self.server = await asyncio.start_server(self._connection, self.host, self.port,
+                                                 reuse_address=True)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        for w in list(self.conns):
+            w.close()
+        await self.server.wait_closed()
+        self.server = None
+
+    def close_in_child(self) -> None:
+        """In a process forked from the one serving (a worker): close our copies of the
+        listening socket and of every open admin connection, without touching the event loop.
+        Otherwise the child keeps them open, and a connection the server closes (Connection:
+        close, idle timeout) never reaches its client as a FIN."""
+        sockets = list(self.server.sockets) if self.server is not None else []
+        sockets += [w.get_extra_info("socket") for w in self.conns]
+        for sock in sockets:
+            try:
+                if sock is not None and sock.fileno() >= 0:
+                    os.close(sock.fileno())
+            except OSError:
+                pass
+
+    # ---- one connection --------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        if len(self.conns) >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self.conns.add(writer)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        try:
+            while True:
+                event = await _next_event(conn, reader, IDLE_TIMEOUT)
+                if not isinstance(event, h11.Request):
+                    break
+                await self._exchange(conn, reader, writer, event)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    await _send(conn, writer, exc.error_status_hint, TEXT,
+                                b"bad request: %s\n" % str(exc).encode(), close=True)
+                except (ConnectionError, h11.LocalProtocolError):
+                    pass
+        except (asyncio.TimeoutError, ConnectionError, h11.LocalProtocolError):
+            pass
+        except Exception:      # a bug here must not take the supervisor's loop down
+            log.exception("admin connection failed")
+        finally:
+            self.conns.discard(writer)
+            writer.close()
+
+    async def _exchange(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, req: h11.Request) -> None:
+        method = req.method.decode("ascii", "replace")
+        path = req.target.split(b"?", 1)[0].decode("ascii", "replace")
+        headers = dict(req.headers)          # h11 lowercases names
+        head_only = method == "HEAD"
+
+        async def reply(status: int, ctype: bytes, body: bytes, extra=(), *,
+                        read_rest: bool = True) -> None:
+            # An early answer (401, 404, 405) reads and drops a small body so that the
+            # connection can carry the next request; a body not read (too large, or the client
+            # waits for 100-continue) closes the connection.
+            if (read_rest and conn.their_state is h11.SEND_BODY
+                    and not conn.they_are_waiting_for_100_continue):
+                await _read_body(conn, reader, MAX_BODY)
+            await _send(conn, writer, status, ctype, body, extra, head_only=head_only,
+                        close=conn.their_state is not h11.DONE)
+
+        if self.token is not None and not self._authorized(headers.get(b"authorization")):
+            await reply(401, TEXT, b"unauthorized: Authorization: Bearer <admin.token> "
+                        b"required\n", [(b"www-authenticate", b'Bearer realm="sluice-admin"')])
+            return
+        methods = ENDPOINTS.get(path)
+        if methods is None:
+            await reply(404, TEXT, b"not found\n")
+            return
+        endpoint = methods.get("GET" if head_only else method)
+        if endpoint is None:
+            allow = sorted(methods) + (["HEAD"] if "GET" in methods else [])
+            await reply(405, TEXT, b"method not allowed\n",
+                        [(b"allow", ", ".join(allow).encode())])
+            return
+        length = _content_length(headers.get(b"content-length"))
+        if length > endpoint.max_body:
+            await reply(413, JSON, to_json({"errors": [
+                f"request body of {length} bytes is over the limit of {endpoint.max_body}"]}),
+                read_rest=False)
+            return
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        body = await _read_body(conn, reader, endpoint.max_body)
+        if body is None:
+            await reply(413, JSON, to_json({"errors": [
+                f"request body over the limit of {endpoint.max_body} bytes"]}), read_rest=False)
+            return
+        try:
+            status, ctype, payload = await getattr(self, endpoint.handler)(body)
+        except Exception as exc:
+            log.exception("admin %s %s failed", method, path)
+            status, ctype, payload = 500, JSON, to_json({"errors": [f"internal error: {exc!r}"]})
+        await reply(status, ctype, payload)
+
+    def _authorized(self, value: bytes | None) -> bool:
+        token = self.token
+        if token is None:
+            return True
+        if value is None:
+            return False
+        scheme, _, given = value.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        return hmac.compare_digest(given.strip(), token.encode())
+
+    # ---- handlers: async (request body) -> (status, content type, body) --------------------
+
+    async def get_ready(self, body: bytes) -> Reply:
+        if self.controller.ready():
+            return 200, TEXT, b"ready\n"
+        return 503, TEXT, b"not ready\n"
+
+    async def get_prometheus(self, body: bytes) -> Reply:
+        return 200, metrics.CONTENT_TYPE.encode(), metrics.render(self.registry)
+
+    async def get_config_dump(self, body: bytes) -> Reply:
+        return 200, JSON, to_json(self.controller.config_dump())
+
+    async def get_clusters(self, body: bytes) -> Reply:
+        return 200, JSON, to_json(self.controller.clusters())
+
+    async def put_snapshot(self, body: bytes) -> Reply:
+        if not body:
+            return 400, JSON, to_json({"errors": ["empty body: PUT a compiled snapshot (the "
+                                                  "msgpack file `sluice compile` writes)"]})
+        ok, problems = await self.controller.apply_snapshot(body)
+        if ok:
+            return 200, JSON, to_json({"applied": self.controller.version})
+        return 400, JSON, to_json({"errors": list(problems)})
+
+    async def post_drain(self, body: bytes) -> Reply:
+        self.controller.drain()
+        return 202, JSON, to_json({"draining": True})
+
+
+def _content_length(value: bytes | None) -> int:
+    """h11 has checked the syntax (and refused conflicting values); 0 when absent."""
+    try:
+        return int(value.split(b",")[0]) if value else 0
+    except ValueError:
+        return 0
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeout: float):
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        data = await asyncio.wait_for(reader.read(65536), timeout)
+        conn.receive_data(data)       # b"" is EOF: h11 answers ConnectionClosed or an error
+
+
+async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader,
+                     limit: int) -> bytes | None:
+    """The request body, or None once it is over `limit` bytes (the rest is left unread)."""
+    body = bytearray()
+    while True:
+        event = await _next_event(conn, reader, READ_TIMEOUT)
+        if isinstance(event, h11.Data):
+            if len(body) + len(event.data) > limit:
+                return None
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        else:
+            raise ConnectionError("the client went away in the middle of a request body")
+
+
+async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, ctype: bytes,
+                body: bytes, extra=(), *, head_only: bool = False, close: bool = False) -> None:
+    headers = [(b"content-type", ctype), (b"content-length", b"%d" % len(body)),
+               (b"cache-control", b"no-store"), *extra]
+    if close:
+        headers.append((b"connection", b"close"))
+    try:
+        reason = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        reason = b""
+    writer.write(conn.send(h11.Response(status_code=status, headers=headers, reason=reason)))
+    if body and not head_only:
+        writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+
+
+# ---- the supervisor as a Controller -------------------------------------------------------------
+
+class SupervisorController:
+    """Adapts `engine.runtime.supervisor.Supervisor` to `Controller`: reads its state, never
+    changes it except through its own apply_snapshot and shutdown."""
+
+    def __init__(self, supervisor):
+        self.sup = supervisor
+        self._header_for: tuple[str, dict] | None = None    # (version, snapshot header)
+
+    @property
+    def stats(self):
+        return self.sup.stats
+
+    @property
+    def buckets(self):
+        return getattr(self.sup, "buckets", None)
+
+    @property
+    def version(self) -> str:
+        return self.sup.version
+
+    def ready(self) -> bool:
+        return self.sup.ready()
+
+    async def apply_snapshot(self, data: bytes) -> tuple[bool, list[str]]:
+        return await self.sup.apply_snapshot(data, "admin PUT /snapshot")
+
+    def drain(self) -> None:
+        self.sup.shutdown()
+
+    def _header(self) -> dict:
+        sup = self.sup
+        if self._header_for is None or self._header_for[0] != sup.version:
+            try:
+                header, _ = sup.load_snapshot(sup.snapshot)
+            except Exception:       # it loaded when it was applied; never fail a dump over it
+                header = {}
+            if hasattr(header, "as_dict"):          # engine.policy.snapshot.SnapshotHeader
+                header = header.as_dict()
+            self._header_for = (sup.version, header if isinstance(header, dict) else {})
+        return self._header_for[1]
+
+    def config_dump(self) -> dict:
+        from engine._fast.stats import monotonic
+
+        sup = self.sup
+        header = self._header()
+        beats = {w["slot"]: w for w in sup.stats.workers()}
+        now = monotonic()
+        workers = []
+        for h in sorted(sup.handles.values(), key=lambda h: h.slot):
+            beat = beats.get(h.slot, {}).get("heartbeat") or 0.0
+            workers.append({
+                "slot": h.slot, "pid": h.pid, "version": h.version, "ready": h.ready,
+                "current": h.version == sup.version,
+                "heartbeat_age": round(now - beat, 3) if beat > 0 else None,
+            })
+        return {
+            "version": sup.version,
+            "hash": (header.get("sha256") or header.get("hash")
+                     or hashlib.sha256(sup.snapshot).hexdigest()),
+            "source": sup.source,
+            "applied_at": sup.applied_at,
+            "header": header,
+            "ready": sup.ready(),
+            "draining": sup.stopping,
+            "workers": workers,
+            "last_rejection": sup.last_rejection,
+            "config": plain_config(sup.config),
+        }
+
+    def clusters(self) -> dict:
+        from engine._fast.stats import endpoint_key
+
+        sup = self.sup
+        seen = sup.stats.aggregate()["endpoints"]
+        out = {}
+        for c in sup.config.clusters:
+            eps = []
+            for ep in c.endpoints:
+                s = seen.get(endpoint_key(c.name, ep.address), {})
+                eps.append({
+                    "address": str(ep.address),
+                    "weight": ep.weight,
+                    # no health checking is configured (yet): every endpoint is eligible
+                    "health": "healthy",
+                    "active_requests": s.get("active", 0),
+                    "requests": s.get("requests", 0),
+                })
+            out[c.name] = {"balancer": c.balancer, "endpoints": eps}
+        return {"version": sup.version, "clusters": out}
+
+
+def plain_config(config) -> dict:
+    """The config as JSON-ready data, admin.token redacted."""
+    dump = getattr(config, "model_dump", None)
+    data = dump(mode="json") if dump is not None else json.loads(to_json(config))
+    admin = data.get("admin") if isinstance(data, dict) else None
+    if isinstance(admin, dict) and admin.get("token") is not None:
+        admin["token"] = "<redacted>"
+    return data
