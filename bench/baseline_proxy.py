@@ -2,11 +2,15 @@
 
 sluice must stay well above it (issue 4: at least 1.4x), or its compiled hot path is not earning
 its keep. It does the same work as the peers in bench/: parse the request, match a list of path
-prefixes in order (`--routes`), rebuild the head without hop-by-hop fields plus X-Forwarded-For,
-take a pooled keep-alive upstream connection (LIFO), stream the request body, and stream the
-response back as the upstream sent it (its head is not rewritten), with backpressure both ways.
-No pipelining. `should_keep_alive()` is read inside `on_message_complete`, the only place where
-httptools makes it meaningful: read later, it quietly turns the pool into a connection per request.
+prefixes in order (`--routes`), rebuild the request head without hop-by-hop fields plus
+X-Forwarded-For, take a pooled keep-alive upstream connection (LIFO), stream the request body,
+parse the response and rebuild its head the same way (re-chunking a chunked body), with
+backpressure both ways. No pipelining, no trailers, no upgrades.
+
+`should_keep_alive()` is read inside `on_message_complete`, the only place where httptools makes
+it meaningful; `--keepalive-bug` reads it afterwards instead, which quietly turns the pool into
+one connection per request: the warm-up check of bench/run.py must catch that
+(bench/test_checks.py).
 
     python bench/baseline_proxy.py --listen 127.0.0.1:8000 --upstream 127.0.0.1:9000 [--routes N]
 """
@@ -19,28 +23,73 @@ import uvloop
 
 HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
        b"transfer-encoding"}
+KEEPALIVE_BUG = False
+
+
+def rebuild(first_line, headers, extra):
+    """A head without hop-by-hop fields; returns (head, chunked)."""
+    out, chunked = [first_line], False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            chunked = True
+        elif lower not in HOP:
+            out.append(b"%s: %s\r\n" % (name, value))
+    out.extend(extra)
+    if chunked:
+        out.append(b"transfer-encoding: chunked\r\n")
+    out.append(b"\r\n")
+    return b"".join(out), chunked
 
 
 class Upstream(asyncio.Protocol):
     def __init__(self, pool):
-        self.pool, self.client, self.transport, self.keep = pool, None, None, False
+        self.pool, self.client, self.transport, self.late = pool, None, None, False
         self.parser = httptools.HttpResponseParser(self)
 
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, data):
-        self.client.transport.write(data)          # the response streams back untouched
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.client.transport.close()
+            self.client and self.client.transport.close()
             self.transport.close()
+        if self.late:                              # --keepalive-bug: always False here
+            self.finish(self.parser.should_keep_alive())
+
+    def on_message_begin(self):
+        self.headers, self.status, self.late = [], b"", False
+
+    def on_status(self, status):
+        self.status += status
+
+    def on_header(self, name, value):
+        self.headers.append((name, value))
+
+    def on_headers_complete(self):
+        client = self.client
+        code = self.parser.get_status_code()
+        extra = [] if client.keep else [b"connection: close\r\n"]
+        head, self.chunked = rebuild(b"HTTP/1.1 %d %s\r\n" % (code, self.status), self.headers,
+                                     extra)
+        client.transport.write(head)
+
+    def on_body(self, body):
+        self.client.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
 
     def on_message_complete(self):
-        self.keep = self.parser.should_keep_alive()
-        client, self.client = self.client, None
-        if self.keep and client.req_done:       # else the upstream still expects body bytes
+        if KEEPALIVE_BUG:
+            self.late = True
+        else:
+            self.finish(self.parser.should_keep_alive())
+
+    def finish(self, keep):
+        client, self.client, self.late = self.client, None, False
+        if self.chunked:
+            client.transport.write(b"0\r\n\r\n")
+        if keep and client.req_done:               # else the upstream still expects body bytes
             self.pool.append(self)
         else:
             self.transport.close()
@@ -65,10 +114,11 @@ class Client(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport = self.up = None
         self.pending: list[bytes] = []             # request bytes waiting for a connection
-        self.keep = True
+        self.keep, self.req_done = True, False
 
     def connection_made(self, transport):
         self.transport = transport
+        self.xff = b"x-forwarded-for: %s\r\n" % transport.get_extra_info("peername")[0].encode()
 
     def data_received(self, data):
         try:
@@ -78,7 +128,7 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def on_message_begin(self):
-        self.url, self.headers, self.chunked, self.req_done = b"", [], False, False
+        self.url, self.headers, self.req_done = b"", [], False
 
     def on_url(self, url):
         self.url += url
@@ -87,24 +137,15 @@ class Client(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self):
+        self.keep = self.parser.should_keep_alive()  # provisional: final in on_message_complete
         path = self.url.split(b"?", 1)[0]
         if self.prefixes and not any(path.startswith(p) for p in self.prefixes):
             self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             self.req_done = True                   # drop its body
             return
-        out = [b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), self.url)]
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding":
-                self.chunked = True
-            if lower not in HOP:
-                out.append(b"%s: %s\r\n" % (name, value))
-        peer = self.transport.get_extra_info("peername")
-        out.append(b"x-forwarded-for: %s\r\n" % peer[0].encode())
-        if self.chunked:
-            out.append(b"transfer-encoding: chunked\r\n")
-        out.append(b"\r\n")
-        self.send(b"".join(out))
+        head, self.chunked = rebuild(b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), self.url),
+                                     self.headers, [self.xff])
+        self.send(head)
         if self.pool:
             self.attach(self.pool.pop())
         else:
@@ -160,11 +201,14 @@ class Client(asyncio.Protocol):
 
 
 def main():
+    global KEEPALIVE_BUG
     ap = argparse.ArgumentParser()
     ap.add_argument("--listen", required=True)
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--routes", type=int, default=0, help="match /svc0/ .. /svc{N-1}/ in order")
+    ap.add_argument("--keepalive-bug", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    KEEPALIVE_BUG = args.keepalive_bug
     host, port = args.listen.rsplit(":", 1)
     uhost, uport = args.upstream.rsplit(":", 1)
     prefixes = [b"/svc%d/" % i for i in range(args.routes)]

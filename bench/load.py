@@ -13,7 +13,7 @@ _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def _num(pattern: str, text: str, default: float = 0.0) -> float:
-    m = re.search(pattern, text, re.M)
+    m = re.search(pattern, text, re.MULTILINE)
     return float(m.group(1)) if m else default
 
 
@@ -29,7 +29,7 @@ def wrk(url: str, duration: float, conns: int, *, post_body: Path | None = None,
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     text = out.stdout + out.stderr
     lat = {}
-    for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
+    for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE):
         lat[m.group(1)] = float(m.group(2)) * _UNIT[m.group(3)]
     errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)",
                                            _line("Socket errors", text)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import free_port, raise_nofile, stop_tree, tree, wait_port
+from bench.procs import free_port, stop_tree, tree, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,17 @@ SMALL_BODY = b"hello, world\n"
 POST_REPLY = b"ok\n"
 SIZES = {"/16k": 16 * 1024, "/1m": 1024 * 1024}
 RATE = 1_000_000_000          # requests per second: on, but never refusing
-FD_LIMIT = 40000
+
+def _fd_limit() -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 20 if hard == resource.RLIM_INFINITY else hard
+
+
+FD_LIMIT = _fd_limit()                        # what a peer may raise its RLIMIT_NOFILE to
+NGINX_CONNS = min(30000, FD_LIMIT - 100)
+# HAProxy refuses to start unless ulimit-n >= 2 * maxconn + a few: under a hard limit of 20,000
+# it takes 9,990 connections at most (the idle scenario then reports the rest as not opened)
+HAPROXY_MAXCONN = min(30000, (FD_LIMIT - 20) // 2)
 
 
 def payload(size: int) -> bytes:
@@ -76,9 +87,10 @@ class Process:
             self.proc = None
 
     def _popen(self, argv: list[str], log: Path, **kw) -> None:
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile, **kw)
+        """Output to `log`; RLIMIT_NOFILE is inherited (the caller ran raise_nofile)."""
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, **kw)
         self.logfile = log
 
     def log_tail(self, n: int = 5) -> str:
@@ -108,7 +120,7 @@ master_process on;
 worker_processes 1;
 worker_rlimit_nofile {FD_LIMIT};
 pid {d}/upstream.pid;
-events {{ worker_connections 30000; }}
+events {{ worker_connections {NGINX_CONNS}; }}
 http {{
   access_log off;
   error_log {d}/upstream-error.log warn;
@@ -146,7 +158,7 @@ http {{
         """stub_status counters, minus this query's own connection and request."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/", timeout=5) as r:
             lines = r.read().decode().splitlines()
-        accepts, handled, requests = (int(x) for x in lines[2].split())
+        accepts, _handled, requests = (int(x) for x in lines[2].split())
         return {"accepts": accepts, "requests": requests,
                 "active": int(lines[0].split(":")[1]) - 1, "_queries": 1}
 
@@ -168,6 +180,10 @@ class Peer(Process):
 
 
 class Sluice(Peer):
+    """`python -m engine run` from `root` (default: this checkout, built in place)."""
+
+    root = ROOT
+
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.name = f"sluice-{workers}w"
@@ -195,8 +211,9 @@ class Sluice(Peer):
         self.port = free_port()
         path = d / f"{self.name}.json"        # JSON is YAML: no yaml dependency here
         path.write_text(json.dumps(self.config(variant, upstream), indent=1))
-        self._popen([sys.executable, "-m", "engine", "run", "-c", str(path), "--workers",
-                     str(self.workers), "--access-log", "off"], d / f"{self.name}.out", cwd=ROOT)
+        self._popen([sys.executable, "-m", "engine", "run", "-c", str(path),
+                     "--workers", str(self.workers), "--access-log", "off"],
+                    d / f"{self.name}.out", cwd=self.root)
         wait_port(self.port, self.proc)
         # every worker binds its own SO_REUSEPORT socket: wait until all are forked, then a bit
         for _ in range(100):
@@ -206,7 +223,7 @@ class Sluice(Peer):
         time.sleep(0.3 if self.workers > 1 else 0)
 
     def versions(self):
-        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        out = subprocess.run(["git", "-C", str(self.root), "describe", "--always", "--dirty"],
                              capture_output=True, text=True)
         return out.stdout.strip()
 
@@ -233,7 +250,7 @@ master_process on;
 worker_processes 1;
 worker_rlimit_nofile {FD_LIMIT};
 pid {d}/nginx-proxy.pid;
-events {{ worker_connections 30000; }}
+events {{ worker_connections {NGINX_CONNS}; }}
 http {{
   access_log off;
   error_log {d}/nginx-proxy-error.log warn;
@@ -291,10 +308,11 @@ class Haproxy(Peer):
         conf.write_text(f"""
 global
   nbthread 1
-  maxconn 30000
+  ulimit-n {FD_LIMIT}
+  maxconn {HAPROXY_MAXCONN}
 defaults
   mode http
-  maxconn 30000
+  maxconn {HAPROXY_MAXCONN}
   timeout connect 5s
   timeout client 600s
   timeout server 600s
@@ -313,7 +331,7 @@ frontend fe
 backend up
   server s1 {upstream.address}
 """)
-        self._popen(["haproxy", "-db", "-q", "-f", str(conf)], d / "haproxy.out")
+        self._popen(["haproxy", "-db", "-f", str(conf)], d / "haproxy.out")
         wait_port(self.port, self.proc)
 
     def versions(self):
@@ -327,11 +345,14 @@ class Baseline(Peer):
     name = "baseline"
     ok_variant = staticmethod(lambda v: not v.ratelimit)
 
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self.extra = list(extra)
+
     def start(self, variant, upstream, d):
         self.port = free_port()
         self._popen([sys.executable, str(ROOT / "bench" / "baseline_proxy.py"),
                      "--listen", f"127.0.0.1:{self.port}", "--upstream", upstream.address,
-                     "--routes", str(variant.routes)], d / "baseline.out")
+                     "--routes", str(variant.routes), *self.extra], d / "baseline.out")
         wait_port(self.port, self.proc)
 
     def versions(self):

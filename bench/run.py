@@ -2,7 +2,7 @@
 the upstream itself, on the same upstream, rounds interleaved (issue 4).
 
     python -m bench                       # every scenario, 3 rounds of 5 s per tool and peer
-    python -m bench --quick               # the CI smoke: about 2 minutes in all
+    python -m bench --quick --strict      # the CI smoke: about 2 minutes in all
     python -m bench --scenarios get,idle --rounds 5 --duration 10
 
 Absolute numbers on a small shared machine are noise, so every figure that matters is a ratio
@@ -18,7 +18,8 @@ compared), keep-alive honoured, and no connection churn to the upstream during a
 (upstream connections opened, from nginx's stub_status, must stay within the pool a proxy needs
 for the load's concurrency). A peer with a wrong answer is reported and not measured; one that
 churns is measured and flagged, never silently. Speed never fails the run: the exit status is 1
-only when the harness itself could not run a scenario.
+when the harness itself could not run a scenario, and with --strict also when a peer did not
+start or answered wrong (so that CI notices the harness rotting).
 """
 
 from __future__ import annotations
@@ -40,8 +41,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import load
-from bench.peers import (POST_REPLY, ROOT, SIZES, SMALL_BODY, Direct, Peer, UpstreamNginx,
-                         Variant, all_peers, payload)
+from bench.peers import (
+    POST_REPLY,
+    ROOT,
+    SIZES,
+    SMALL_BODY,
+    Direct,
+    Peer,
+    Sluice,
+    UpstreamNginx,
+    Variant,
+    all_peers,
+    payload,
+)
 from bench.procs import cpu_seconds, raise_nofile, rss_kib
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,7 +106,7 @@ def check_answers(peer: Peer, sc: Scenario) -> str | None:
         headers["Connection"] = "close"
     conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=10)
     try:
-        for i in range(2 if not sc.close else 1):
+        for _ in range(2 if not sc.close else 1):
             conn.request("POST" if sc.post else "GET", sc.path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
@@ -205,7 +217,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def add_ratios(peers: dict) -> None:
     """vs_nginx / vs_direct (req/s) and cpu_vs_nginx (req per CPU-second), per tool."""
-    for name, p in peers.items():
+    for p in peers.values():
         for tool, s in p.get("summary", {}).items():
             ref = peers.get("nginx", {}).get("summary", {}).get(tool, {})
             top = peers.get("direct", {}).get("summary", {}).get(tool, {})
@@ -258,7 +270,15 @@ class Bench:
         path = self.save()
         print_report(self.results, sys.stdout)
         print(f"\nJSON: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        if self.args.strict and (self.results.get("peer_failures") or self.unmeasured()):
+            log("bench: --strict: a peer did not start or failed its answer check")
+            return 1
         return 1 if self.broken else 0
+
+    def unmeasured(self) -> list[str]:
+        return [f"{sc}/{peer}" for sc, rec in self.results["scenarios"].items()
+                for peer, p in rec["peers"].items()
+                if not p.get("check", {}).get("measured", "conns" in p)]
 
     def start_peers(self, variant: Variant) -> list[Peer]:
         started = []
@@ -376,10 +396,9 @@ def meta(args, ncpu: int) -> dict:
         commit += "-dirty"
     cpu = ""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), "")
     except OSError:
         pass
     import uvloop
@@ -501,8 +520,9 @@ def print_report(results: dict, f) -> None:
             if "conns" not in r:
                 print(f"{peer:11}  not measured: {'; '.join(r['check']['problems'])}", file=f)
                 continue
+            ratio = _f(_ratio(r["bytes_per_conn"], ref), "{:.2f}")
             print(f"{peer:11}  {r['conns']:6}  {r['rss_before_kib']:8} K  {r['rss_after_kib']:8} K"
-                  f"  {_f(r['bytes_per_conn']):>10}  {_f(_ratio(r['bytes_per_conn'], ref), '{:.2f}'):>7}"
+                  f"  {_f(r['bytes_per_conn']):>10}  {ratio:>7}"
                   + (f"  ! {'; '.join(r['problems'])}" if r.get("problems") else ""), file=f)
     for fail in results.get("peer_failures", []):
         print(f"\n! {fail['peer']}: {fail['why']}", file=f)
@@ -517,17 +537,24 @@ def print_report(results: dict, f) -> None:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="CI smoke: 1 round of 1 s, h2load only where quick_tools says, "
+                    help="CI smoke: 1 round of 1 s, h2load only in get and post4k, "
                          "2,000 idle connections")
     ap.add_argument("--scenarios", type=lambda s: [x for x in s.split(",") if x],
                     help="comma-separated, from: " + ",".join(BY_NAME))
     ap.add_argument("--peers", type=lambda s: [x for x in s.split(",") if x],
-                    help="only these peers (sluice-1w, sluice-Nw, nginx, haproxy, baseline, direct)")
+                    help="only these peers: sluice-1w, sluice-Nw (N = CPUs), nginx, haproxy, "
+                         "baseline, direct")
     ap.add_argument("--tools", type=lambda s: [x for x in s.split(",") if x],
                     help="only these load generators (wrk, h2load)")
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 5, quick 1)")
     ap.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of the warm-up burst")
+    ap.add_argument("--sluice-root", type=Path, metavar="DIR",
+                    help="run sluice from this checkout (built in place) instead of this one: "
+                         "for before/after comparisons")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 when a peer does not start or answers wrong (CI: the harness "
+                         "must not rot); speed figures never fail the run")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp dir (configs and logs of every peer)")
     ap.add_argument("--idle-conns", type=int, help="idle scenario (default 10000, quick 2000)")
@@ -546,6 +573,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.sluice_root:
+        Sluice.root = args.sluice_root.resolve()
     raise_nofile()
     return Bench(args).run()
 

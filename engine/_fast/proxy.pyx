@@ -128,6 +128,11 @@ cdef bytes new_request_id_line():
     return out
 
 
+cdef inline bytes sub(bytes b, Py_ssize_t start, Py_ssize_t end):
+    """b[start:end] without the slice object Cython's generic slicing builds."""
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b) + start, end - start)
+
+
 cdef inline bint valid_request_id(const char* s, Py_ssize_t n) noexcept:
     """A client's X-Request-Id is kept when it is 1..128 of [A-Za-z0-9._:-]."""
     cdef Py_ssize_t i
@@ -457,8 +462,8 @@ cdef class Downstream:
             if len(out) == 1:
                 self.transport.write(out[0])
             else:
-                self.transport.writelines(out)
-        self.out = []
+                self.transport.writelines(out)   # one writev
+        out.clear()                              # the transport keeps the bytes, not the list
 
     cdef on_bad_request(self):
         cdef H1Parser p = self.parser
@@ -527,12 +532,12 @@ cdef class Downstream:
             p.body_kind == BODY_LENGTH and p.content_length == 0)
         self.upgrade = p.upgrade
         head = PyBytes_AS_STRING(p.head)
-        self.method = p.head[p.method_s:p.method_e]
+        self.method = sub(p.head, p.method_s, p.method_e)
         self.request_id = b""
         self.request_id_line = False
 
         if self.upgrade and p.method_e - p.method_s == 7 and self.method == b"CONNECT":
-            self.path = p.head[p.target_s:p.target_e]
+            self.path = sub(p.head, p.target_s, p.target_e)
             self.local(501, b"CONNECT is not supported\n", None, True)
             return
 
@@ -541,7 +546,7 @@ cdef class Downstream:
         path = head + p.target_s
         pl = p.target_e - p.target_s
         if pl > 0 and path[0] != b'/' and path[0] != b'*':
-            target = p.head[p.target_s:p.target_e]
+            target = sub(p.head, p.target_s, p.target_e)
             i = target.find(b"://")
             if i < 0:
                 self.path = target
@@ -587,7 +592,7 @@ cdef class Downstream:
             q += 1
         idx = l.router.match(hostbuf, hl, path, q, head + p.method_s, p.method_e - p.method_s, p)
         if self.path is None:
-            self.path = p.head[p.target_s:p.target_e]
+            self.path = sub(p.head, p.target_s, p.target_e)
         if idx < 0:
             self.local(404, b"no route\n", None, False)
             return
@@ -800,7 +805,7 @@ cdef class Downstream:
                 extra.append(HDR_CONN_UPGRADE)
                 extra.append(b"upgrade: " + p.header_value(i) + CRLF)
         if target is self.path and authority is None and p.version_minor == 1:
-            first = p.head[p.method_s:p.target_e + 11]   # "METHOD target HTTP/1.1\r\n" as received
+            first = sub(p.head, p.method_s, p.target_e + 11)   # "METHOD target HTTP/1.1\r\n" as received
         else:
             first = self.method + b" " + target + HTTP11
         self.up_head = build_head(p, first, extra)
@@ -899,7 +904,7 @@ cdef class Downstream:
         if p.ev_start == 0 and n == PyBytes_GET_SIZE(p.data):
             chunk = p.data
         else:
-            chunk = p.data[p.ev_start:p.ev_end]
+            chunk = sub(p.data, p.ev_start, p.ev_end)
         if self.req_chunked:
             self.to_upstream(chunk_size_line(n))
             self.to_upstream(chunk)
@@ -936,7 +941,7 @@ cdef class Downstream:
                 if rp.ev_start == 0 and n == PyBytes_GET_SIZE(rp.data):
                     chunk = rp.data
                 else:
-                    chunk = rp.data[rp.ev_start:rp.ev_end]
+                    chunk = sub(rp.data, rp.ev_start, rp.ev_end)
                 if self.resp_chunked:
                     self.send(chunk_size_line(n))
                     self.send(chunk)
@@ -1197,9 +1202,20 @@ cdef class Downstream:
 cdef bytes status_line(H1Parser rp):
     """The response's first line as HTTP/1.1 (we speak 1.1 to the client whatever the upstream)."""
     cdef Py_ssize_t end = rp.reason_e
+    cdef bytes line
+    cdef char* out
     if rp.version_minor == 1:
-        return rp.head[0:end] + CRLF
-    return b"HTTP/1.1" + rp.head[8:end] + CRLF
+        line = PyBytes_FromStringAndSize(NULL, end + 2)
+        out = PyBytes_AS_STRING(line)
+        memcpy(out, PyBytes_AS_STRING(rp.head), end)
+    else:
+        line = PyBytes_FromStringAndSize(NULL, end + 2)
+        out = PyBytes_AS_STRING(line)
+        memcpy(out, b"HTTP/1.1", 8)
+        memcpy(out + 8, PyBytes_AS_STRING(rp.head) + 8, end - 8)
+    out[end] = b'\r'
+    out[end + 1] = b'\n'
+    return line
 
 
 cdef bytes cookie_value(object header, bytes name):
