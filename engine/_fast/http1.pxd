@@ -56,7 +56,7 @@ cdef enum:
 @cython.final
 cdef class H1Parser:
     cdef readonly bint is_request
-    cdef public Py_ssize_t max_head_bytes     # 413 (request) when the head grows past this... see pyx
+    cdef public Py_ssize_t max_head_bytes     # 431 when the head (or trailer section) grows past this
     cdef public Py_ssize_t max_headers        # 431 when exceeded
     cdef public Py_ssize_t max_uri_bytes      # 414 when exceeded
 
@@ -83,7 +83,7 @@ cdef class H1Parser:
 
     # framing and connection semantics of the current message, valid from EV_HEAD
     cdef int body_kind
-    cdef int64_t content_length               # BODY_LENGTH: declared length
+    cdef int64_t content_length               # BODY_LENGTH: declared length (-1 otherwise)
     cdef int64_t remaining                    # bytes of body (or of the current chunk) still due
     cdef bint keep_alive                      # this message allows another on the connection
     cdef bint expect_continue                 # request had "Expect: 100-continue"

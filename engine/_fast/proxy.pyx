@@ -248,6 +248,7 @@ cdef class Upstream(PooledConn):
     cdef Downstream ds
     cdef bint got_bytes
     cdef bint paused_reading     # we paused its reading because the client is slow
+    cdef object write            # transport.write, bound once (a lookup by name per call costs)
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -255,6 +256,7 @@ cdef class Upstream(PooledConn):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.write = transport.write
 
     def data_received(self, bytes data):
         cdef Downstream ds = self.ds
@@ -277,6 +279,7 @@ cdef class Upstream(PooledConn):
         cdef Downstream ds = self.ds
         self.pool.forget(self)
         self.transport = None
+        self.write = None
         if ds is not None:
             self.ds = None
             ds.on_upstream_lost(self)
@@ -299,6 +302,8 @@ cdef class Downstream:
     cdef Tables tables
     cdef Listener listener
     cdef object transport
+    cdef object write              # transport.write and .writelines, bound once
+    cdef object writelines
     cdef object loop
     cdef H1Parser parser
     cdef bytes client_ip
@@ -358,6 +363,8 @@ cdef class Downstream:
 
     def connection_made(self, transport):
         self.transport = transport
+        self.write = transport.write
+        self.writelines = transport.writelines
         peer = transport.get_extra_info("peername")
         self.client_ip = (peer[0] if peer else "").encode()
         self.refresh_tables()
@@ -391,6 +398,7 @@ cdef class Downstream:
     def connection_lost(self, exc):
         self.closed = True
         self.transport = None
+        self.write = self.writelines = None
         self.worker.conns.discard(self)
         if self.xstate != X_IDLE:
             self.status = self.status or 499
@@ -460,9 +468,9 @@ cdef class Downstream:
             return
         if self.transport is not None:
             if len(out) == 1:
-                self.transport.write(out[0])
+                self.write(out[0])
             else:
-                self.transport.writelines(out)   # one writev
+                self.writelines(out)             # one writev
         out.clear()                              # the transport keeps the bytes, not the list
 
     cdef on_bad_request(self):
@@ -870,7 +878,7 @@ cdef class Downstream:
         up.ds = self
         up.got_bytes = False
         rp.expect_response(self.method_head)
-        up.transport.write(self.up_head)
+        up.write(self.up_head)
         if self.pending is not None:
             up.transport.writelines(self.pending)
             self.pending = None
@@ -885,7 +893,7 @@ cdef class Downstream:
 
     cdef void to_upstream(self, bytes b):
         if self.up is not None:
-            self.up.transport.write(b)
+            self.up.write(b)
         else:
             if self.pending is None:
                 self.pending = []
