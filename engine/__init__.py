@@ -93,13 +93,16 @@ class Proxy:
         import asyncio
 
         from engine._fast.limiter import SharedBuckets
+        from engine._fast.stats import Stats
         from engine.runtime.worker import WorkerServer
 
         if self._server is not None:
             raise RuntimeError("this proxy is already running")
         loop = asyncio.get_running_loop()
+        stats = Stats(max_workers=1)
+        stats.attach_worker(0)
         server = WorkerServer(loop, self.config, SharedBuckets(self.bucket_slots),
-                              self.access_log, _version(self.config), self.filters)
+                              self.access_log, _version(self.config), self.filters, stats=stats)
         await server.start()
         self._server = server
 

@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("-s", "--snapshot", help="compiled msgpack snapshot")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="worker processes (default: one per CPU)")
+    run.add_argument("--admin", metavar="ADDR",
+                     help="admin API address host:port (overrides admin.address)")
     run.add_argument("--drain-timeout", type=float, default=30.0,
                      help="seconds a drain waits for in-flight requests (default 30)")
     run.add_argument("--access-log", help="stderr | stdout | off | FILE (overrides access_log.path)")
@@ -81,6 +83,17 @@ def cmd_run(args) -> int:
     except (ConfigError, SnapshotError, OSError) as exc:
         _print_problems(exc)
         return 1
+    if args.admin:
+        from pydantic import ValidationError
+
+        from engine.policy import Admin
+
+        try:
+            admin = Admin(address=args.admin, token=config.admin.token)
+        except ValidationError as exc:
+            print(f"--admin {args.admin}: {exc.errors()[0]['msg']}", file=sys.stderr)
+            return 1
+        config = config.model_copy(update={"admin": admin})
     unbuilt = [i for i, f in enumerate(config.filters) if f.python is None]
     if unbuilt:
         # only an embedding program can provide a filter without an import path

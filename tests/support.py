@@ -111,6 +111,7 @@ def simple_config(port: int, clusters: dict[str, list[str]] | None = None, route
     routes = routes or [{"name": "all", "match": {"path_prefix": "/"},
                          "to": [{"cluster": "up"}]}]
     return {
+        "admin": {"address": f"127.0.0.1:{free_port()}"},   # never the shared default 9901
         "listeners": [{"name": "main", "address": f"127.0.0.1:{port}",
                        "routes": [r["name"] for r in routes]}],
         "routes": routes,

@@ -47,6 +47,7 @@ from engine._fast.tables cimport (
 )
 from engine._fast.balancer cimport Balancer
 from engine._fast.limiter cimport Limiter, TakeResult, format_headers, monotonic_now
+from engine._fast.stats cimport Stats, ST_GAUGE_CONNECTIONS, ST_GAUGE_REQUESTS
 
 import os
 import time
@@ -195,8 +196,11 @@ cdef class Worker:
     cdef public object on_idle           # called when draining and the last connection closed
     cdef public object filter_context    # the FilterContext class (engine.filters), set by runtime
     cdef public object log_error         # callable(msg) for errors raised by Python filters
+    cdef public Stats stats              # shared-memory metrics, or None
+    cdef public int stats_worker         # this process's worker slot in `stats`
 
-    def __init__(self, loop, Tables tables, access_log=None):
+    def __init__(self, loop, Tables tables, access_log=None, Stats stats=None,
+                 int stats_worker=0):
         self.loop = loop
         self.tables = tables
         self.access_log = access_log
@@ -206,6 +210,8 @@ cdef class Worker:
         self.on_idle = None
         self.filter_context = None
         self.log_error = None
+        self.stats = stats
+        self.stats_worker = stats_worker
 
     def protocol_factory(self, str listener_name):
         """The factory for loop.create_server(): one Downstream per accepted connection."""
@@ -333,6 +339,8 @@ cdef class Downstream:
     cdef Pool pool
     cdef int ep_index
     cdef bint lb_active            # balancer.begin() was called and end() is still due
+    cdef int ep_slot               # the picked endpoint's Stats slot
+    cdef bint counted              # this exchange is in the active_requests gauge
     cdef bint read_paused          # the upstream is above its high-water mark (upload)
     cdef Upstream up
     cdef bytes up_head
@@ -372,6 +380,9 @@ cdef class Downstream:
         self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
                                max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
         self.worker.conns.add(self)
+        if self.worker.stats is not None:
+            self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
+                                        len(self.worker.conns))
 
     def data_received(self, bytes data):
         if self.xstate == X_TUNNEL:
@@ -400,6 +411,9 @@ cdef class Downstream:
         self.transport = None
         self.write = self.writelines = None
         self.worker.conns.discard(self)
+        if self.worker.stats is not None:
+            self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
+                                        len(self.worker.conns))
         if self.xstate != X_IDLE:
             self.status = self.status or 499
             self.abort_upstream()
@@ -492,13 +506,20 @@ cdef class Downstream:
 
     cdef void start_exchange_for_error(self):
         self.xstate = X_LOCAL
+        self.begin_counted()
         self.t0 = monotonic_now()
         self.method = b"-"
         self.path = b"-"
         self.request_id = b""
         self.request_id_line = False
         self.route = None
+        self.cluster = None
         self.pool = None
+
+    cdef inline void begin_counted(self):
+        if self.worker.stats is not None and not self.counted:
+            self.counted = True
+            self.worker.stats.add_gauge(self.worker.stats_worker, ST_GAUGE_REQUESTS, 1)
 
     cdef on_head(self):
         cdef H1Parser p = self.parser
@@ -526,6 +547,7 @@ cdef class Downstream:
         self.route = None
         self.cluster = None
         self.fctx = None
+        self.begin_counted()
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -738,6 +760,7 @@ cdef class Downstream:
             self.local(503, b"no healthy upstream\n", None, False)
             return
         self.ep_index = ei
+        self.ep_slot = (<Endpoint>cluster.endpoints[ei]).stats_slot
         self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
 
         # the upstream head: rewritten target, forwarded headers, framing
@@ -821,8 +844,7 @@ cdef class Downstream:
         self.pending_size = 0
         if route.timeout > 0:
             self.timer = self.loop.call_later(route.timeout, self.on_timeout)
-        cluster.balancer.begin(ei)
-        self.lb_active = True
+        self.lb_begin()
         self.xstate = X_CONNECTING
         self.get_connection(False)
 
@@ -886,10 +908,18 @@ cdef class Downstream:
             if self.transport is not None:
                 self.transport.resume_reading()
 
+    cdef void lb_begin(self):
+        self.cluster.balancer.begin(self.ep_index)
+        self.lb_active = True
+        if self.worker.stats is not None:
+            self.worker.stats.endpoint_begin(self.worker.stats_worker, self.ep_slot)
+
     cdef void lb_done(self):
         if self.lb_active:
             self.lb_active = False
             self.cluster.balancer.end(self.ep_index)
+            if self.worker.stats is not None:
+                self.worker.stats.endpoint_end(self.worker.stats_worker, self.ep_slot)
 
     cdef void to_upstream(self, bytes b):
         if self.up is not None:
@@ -1091,8 +1121,7 @@ cdef class Downstream:
                 and self.method in IDEMPOTENT):
             self.retried = True
             self.xstate = X_CONNECTING
-            self.cluster.balancer.begin(self.ep_index)
-            self.lb_active = True
+            self.lb_begin()
             self.get_connection(True)
             return
         if not self.resp_started:
@@ -1159,6 +1188,9 @@ cdef class Downstream:
         if log:
             self.log_exchange()
         self.worker.requests += 1
+        if self.counted:
+            self.counted = False
+            self.worker.stats.add_gauge(self.worker.stats_worker, ST_GAUGE_REQUESTS, -1)
         self.xstate = X_IDLE
         self.up = None
         self.pending = None
@@ -1177,6 +1209,14 @@ cdef class Downstream:
             self.process()
 
     cdef log_exchange(self):
+        """Once per exchange, when its response is complete: the stats, then the access log."""
+        cdef double now = monotonic_now()
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.record(self.worker.stats_worker,
+                      self.route.stats_slot if self.route is not None else -1,
+                      self.cluster.stats_slot if self.cluster is not None else -1,
+                      self.status, now - self.t0, self.bytes_in, self.bytes_out)
         log = self.worker.access_log
         if log is None:
             return
@@ -1189,7 +1229,7 @@ cdef class Downstream:
             "status": self.status,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "duration_ms": round((monotonic_now() - self.t0) * 1000.0, 3),
+            "duration_ms": round((now - self.t0) * 1000.0, 3),
             "upstream": self.pool.address.decode() if self.pool is not None else None,
             "route": self.route.name if self.route is not None else None,
             "listener": self.lname,

@@ -17,6 +17,7 @@ cdef enum:
 
 cdef class Endpoint:
     cdef readonly object pool          # engine._fast.pool.Pool
+    cdef readonly int stats_slot       # Stats.endpoint_slot("cluster/host:port"), -1 = none
 
 
 cdef class Cluster:
@@ -25,6 +26,7 @@ cdef class Cluster:
     cdef readonly list endpoints       # [Endpoint]
     cdef readonly int hash_kind
     cdef readonly bytes hash_name      # lowercase header or cookie name
+    cdef readonly int stats_slot       # Stats.cluster_slot(name), -1 = not counted
 
 
 cdef class Route:
@@ -45,6 +47,7 @@ cdef class Route:
     cdef readonly double timeout       # seconds; 0 = none
     cdef readonly Balancer split       # over `clusters`; None when there is one
     cdef readonly list clusters        # [Cluster]
+    cdef readonly int stats_slot       # Stats.route_slot(name), -1 = counted as "_unrouted"
     cdef readonly tuple req_filters    # Python filters overriding request(), or None
     cdef readonly tuple resp_filters   # Python filters overriding response(), or None
 

@@ -17,15 +17,17 @@ cimport cython
 
 @cython.final
 cdef class Endpoint:
-    def __init__(self, pool):
+    def __init__(self, pool, int stats_slot=-1):
         self.pool = pool
+        self.stats_slot = stats_slot
 
 
 @cython.final
 cdef class Cluster:
     def __init__(self, str name, Balancer balancer, list endpoints, int hash_kind=HASH_NONE,
-                 bytes hash_name=b""):
+                 bytes hash_name=b"", int stats_slot=-1):
         self.name = name
+        self.stats_slot = stats_slot
         self.balancer = balancer
         self.endpoints = endpoints
         self.hash_kind = hash_kind
@@ -39,8 +41,9 @@ cdef class Route:
                  list add_lines=None, tuple drop_names=(), Limiter limiter=None,
                  int limit_per=LIMIT_PER_ROUTE, bytes limit_header=b"", double timeout=0.0,
                  Balancer split=None, list clusters=None, tuple req_filters=None,
-                 tuple resp_filters=None):
+                 tuple resp_filters=None, int stats_slot=-1):
         self.name = name
+        self.stats_slot = stats_slot
         self.index = index
         self.direct = direct
         self.direct_status = direct_status

@@ -19,6 +19,7 @@ import os
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
 from engine._fast.pool import Pool
+from engine._fast.stats import endpoint_key
 from engine._fast.router import (
     HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
 )
@@ -54,7 +55,7 @@ def _split_on(spec: str | None) -> tuple[str, bytes]:
     return kind, (name if kind == "cookie" else name.lower()).encode()
 
 
-def _link_cluster(cluster, old_pools: dict, pools: dict) -> Cluster:
+def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
     endpoints = []
     for ep in cluster.endpoints:
         key = _pool_key(cluster, ep)
@@ -66,14 +67,16 @@ def _link_cluster(cluster, old_pools: dict, pools: dict) -> Cluster:
                         idle_timeout=cluster.pool.idle_timeout,
                         connect_timeout=cluster.connect_timeout)
         pools[key] = pool
-        endpoints.append(Endpoint(pool))
+        endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
+                                  if stats is not None else -1))
     balancer = Balancer(policy_from_name(cluster.balancer),
                         [ep.weight for ep in cluster.endpoints],
                         [str(ep.address).encode() for ep in cluster.endpoints],
                         # per process: workers must not draw random picks in lockstep
                         (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF)
     kind, name = _split_on(cluster.hash_on)
-    return Cluster(cluster.name, balancer, endpoints, HASH_ON[kind], name)
+    return Cluster(cluster.name, balancer, endpoints, HASH_ON[kind], name,
+                   stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
 def _direct_head(resp) -> tuple[bytes, bytes]:
@@ -108,7 +111,7 @@ def build_filters(config, provided: dict | None) -> dict:
     return built
 
 
-def _link_route(route, index: int, clusters: dict, buckets, filters: dict) -> Route:
+def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats=None) -> Route:
     kw: dict = {}
     if route.filters:
         from engine.filters.base import overrides
@@ -146,6 +149,8 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict) -> Ro
         kw["limit_header"] = header.strip().lower().encode()
     if route.timeout:
         kw["timeout"] = float(route.timeout)
+    if stats is not None:
+        kw["stats_slot"] = stats.route_slot(route.name)
     return Route(route.name, index, **kw)
 
 
@@ -172,17 +177,17 @@ def router_entry(match) -> tuple:
 
 
 def link(config, buckets, previous: Tables | None = None, version: object = None,
-         filters: dict | None = None) -> Tables:
+         filters: dict | None = None, stats=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
     `filters` maps filter names to instances or classes the embedding program provides."""
     built = build_filters(config, filters)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
-    clusters = {c.name: _link_cluster(c, old_pools, pools) for c in config.clusters}
+    clusters = {c.name: _link_cluster(c, old_pools, pools, stats) for c in config.clusters}
     routes_by_name = {r.name: r for r in config.routes}
     listeners = {}
     for lst in config.listeners:
-        routes = [_link_route(routes_by_name[name], i, clusters, buckets, built)
+        routes = [_link_route(routes_by_name[name], i, clusters, buckets, built, stats)
                   for i, name in enumerate(lst.routes)]
         router = Router([router_entry(routes_by_name[name].match) for name in lst.routes])
         lim = lst.limits

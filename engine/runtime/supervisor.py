@@ -29,6 +29,8 @@ import sys
 import time
 
 from engine._fast.limiter import SharedBuckets
+from engine._fast.stats import Stats
+from engine.runtime.admin import AdminServer, SupervisorController
 from engine.runtime.channel import read_message, write_message
 from engine.runtime.sockets import check_bindable
 from engine.runtime.worker import run_worker
@@ -71,6 +73,8 @@ class Supervisor:
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
         self.buckets = SharedBuckets(bucket_slots)
+        self.stats = Stats(max_workers=max(64, self.nworkers))
+        self.admin: AdminServer | None = None
         self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
         self.stopping = False
         self.loop = None
@@ -107,6 +111,20 @@ class Supervisor:
             loop.close()
 
     async def _main(self) -> int:
+        # the admin API first, so that /ready says 503 while the workers start
+        try:
+            self.admin = AdminServer.for_config(SupervisorController(self), self.config.admin)
+            await self.admin.start()
+        except (OSError, ValueError) as exc:
+            log.error("admin: cannot listen on %s: %s", self.config.admin.address,
+                      getattr(exc, "strerror", None) or exc)
+            return 1
+        try:
+            return await self._serve()
+        finally:
+            await self.admin.close()
+
+    async def _serve(self) -> int:
         watcher = None
         if self.watch_path:
             # before the workers: a change made as soon as we serve must not be missed
@@ -133,12 +151,14 @@ class Supervisor:
             parent.close()
             for h in self.handles.values():
                 h.chan.close()
+            if self.admin is not None:
+                self.admin.close_in_child()
             status = 1
             try:
                 signal.set_wakeup_fd(-1)
                 asyncio.events._set_running_loop(None)
                 status = run_worker(self.config, self.buckets, self.access_log_path,
-                                    self.drain_timeout, child, self.version)
+                                    self.drain_timeout, child, self.version, self.stats, slot)
             except BaseException:
                 logging.getLogger("sluice.worker").exception("worker crashed")
             finally:
@@ -202,6 +222,7 @@ class Supervisor:
         handle = self.handles.pop(pid, None)
         if handle is None:
             return
+        self.stats.release_worker(handle.slot)
         handle.chan.close()
         if self.stopping:
             if not self.handles and not self.done.done():

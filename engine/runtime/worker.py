@@ -37,15 +37,22 @@ SWEEP_INTERVAL = 1.0
 
 class WorkerServer:
     def __init__(self, loop, config, buckets, access_log_path: str = "stderr",
-                 version: str | None = None, filters: dict | None = None):
+                 version: str | None = None, filters: dict | None = None, stats=None,
+                 stats_slot: int = 0):
         self.loop = loop
         self.buckets = buckets
+        self.stats = stats
+        self.stats_slot = stats_slot
         self.config = config
         self.version = version
         self.filters = filters
         self.access_log = AccessLog.open(loop, access_log_path)
-        self.worker = Worker(loop, link(config, buckets, version=version, filters=filters),
-                             self.access_log)
+        self.worker = Worker(loop, link(config, buckets, version=version, filters=filters,
+                                        stats=stats),
+                             self.access_log, stats, stats_slot)
+        if stats is not None:
+            stats.set_version(stats_slot, version)
+            stats.beat(stats_slot)
         self.worker.filter_context = FilterContext
         self.worker.log_error = log.error
         self.servers: dict[str, tuple[str, object]] = {}   # listener name -> (address, server)
@@ -64,6 +71,8 @@ class WorkerServer:
 
     def _sweep(self) -> None:
         self.worker.sweep_pools()
+        if self.stats is not None:
+            self.stats.beat(self.stats_slot)
         still = []
         for pool in self.retired:
             pool.close_idle()
@@ -75,7 +84,8 @@ class WorkerServer:
     async def apply(self, config, version: str | None = None) -> None:
         """Serve `config` from the next request on; raises (and changes nothing) on failure."""
         old = self.worker.tables
-        tables = link(config, self.buckets, previous=old, version=version, filters=self.filters)
+        tables = link(config, self.buckets, previous=old, version=version, filters=self.filters,
+                      stats=self.stats)
         wanted = {lst.name: lst for lst in config.listeners}
         opened: dict[str, tuple[str, object]] = {}
         try:
@@ -100,6 +110,8 @@ class WorkerServer:
                     self.retired.append(pool)
         self.config = config
         self.version = version
+        if self.stats is not None:
+            self.stats.set_version(self.stats_slot, version)
 
     async def stop(self, drain: float = 30.0) -> None:
         """Stop accepting, let in-flight exchanges finish (up to `drain` seconds), close."""
@@ -158,19 +170,22 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
 
 
 def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
-               chan: socket.socket, version: str | None) -> int:
+               chan: socket.socket, version: str | None, stats=None, slot: int = 0) -> int:
     """Entry point of a forked worker process; returns its exit status."""
     import uvloop
 
     reseed_request_ids()
     _die_with_parent()
+    if stats is not None:
+        stats.attach_worker(slot)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor turns ^C into SIGTERM
     signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reloads come from the supervisor
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = WorkerServer(loop, config, buckets, access_log_path, version)
+    server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
+                          stats_slot=slot)
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
 

@@ -29,8 +29,7 @@ def versioned(port: int, upstream_addr: str, version: str, admin: int | None = N
         ],
         "clusters": [{"name": "up", "endpoints": [{"address": upstream_addr}]}],
     }
-    if admin:
-        cfg["admin"] = {"address": f"127.0.0.1:{admin}"}
+    cfg["admin"] = {"address": f"127.0.0.1:{admin or free_port()}"}
     return cfg
 
 
