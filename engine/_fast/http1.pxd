@@ -6,6 +6,7 @@ from libc.stdint cimport int64_t, uint8_t, int32_t
 
 cdef enum:
     H1_MAX_HEADERS_HARD = 256      # hard ceiling of the header arrays; max_headers is <= this
+    H1_INITIAL_HEADERS = 16        # header slots a new parser starts with (grown on demand)
 
 # Events returned by H1Parser.next_event()
 cdef enum:
@@ -73,12 +74,16 @@ cdef class H1Parser:
     cdef int version_minor                    # 0 or 1 (HTTP/1.0 or HTTP/1.1)
     cdef int status                           # responses: the status code
     cdef int nheaders
-    cdef int32_t name_s[H1_MAX_HEADERS_HARD]
-    cdef int32_t name_e[H1_MAX_HEADERS_HARD]
-    cdef int32_t value_s[H1_MAX_HEADERS_HARD]  # value with leading/trailing OWS removed
-    cdef int32_t value_e[H1_MAX_HEADERS_HARD]
-    cdef uint8_t hdr_id[H1_MAX_HEADERS_HARD]
-    cdef uint8_t hdr_flags[H1_MAX_HEADERS_HARD]
+    # Per-header arrays, hcap entries each, in one malloc'd block that starts small and grows
+    # (up to H1_MAX_HEADERS_HARD) when a head has more fields: an idle keep-alive connection
+    # must not carry 4.6 KB of offsets for the 256 headers it will never send.
+    cdef int hcap
+    cdef int32_t* name_s
+    cdef int32_t* name_e
+    cdef int32_t* value_s                     # value with leading/trailing OWS removed
+    cdef int32_t* value_e
+    cdef uint8_t* hdr_id
+    cdef uint8_t* hdr_flags
     cdef int host_index                       # index of the Host header, -1 if absent
 
     # framing and connection semantics of the current message, valid from EV_HEAD
@@ -123,6 +128,7 @@ cdef class H1Parser:
     cdef int _materialize(self) except -1
     cdef int _head(self) except -1
     cdef int _head_done(self, Py_ssize_t he) except -1
+    cdef int _grow(self, int need) except -1
     cdef int _parse_head(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t he) noexcept
     cdef int _chunk_size(self) except -1
     cdef int _chunk_crlf(self) except -1

@@ -56,6 +56,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_GET_SIZE,
                                 PyByteArray_FromStringAndSize, PyByteArray_Resize)
 from libc.string cimport memchr, memcpy, memcmp
+from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t, uint8_t, int32_t, INT64_MAX, INT32_MAX
 
 
@@ -468,6 +469,8 @@ cdef class H1Parser:
     def __cinit__(self, bint is_request=True, Py_ssize_t max_head_bytes=65536,
                   Py_ssize_t max_headers=100, Py_ssize_t max_uri_bytes=8192):
         self.is_request = is_request
+        self.hcap = 0
+        self._grow(H1_INITIAL_HEADERS)
         self.max_head_bytes = max_head_bytes
         self.max_headers = max_headers
         self.max_uri_bytes = max_uri_bytes
@@ -727,8 +730,38 @@ cdef class H1Parser:
             return self._fail(E_HEAD_TOO_LARGE)
         return EV_NEED_DATA
 
+    def __dealloc__(self):
+        free(self.name_s)
+
+    cdef int _grow(self, int need) except -1:
+        """Make room for `need` header fields (one block: 4 int32 arrays, then 2 uint8)."""
+        cdef int cap = self.hcap if self.hcap > 0 else H1_INITIAL_HEADERS
+        cdef char* block
+        if need <= self.hcap:
+            return 0
+        while cap < need:
+            cap *= 2
+        if cap > H1_MAX_HEADERS_HARD:
+            cap = H1_MAX_HEADERS_HARD
+        block = <char*>malloc(<size_t>cap * (4 * sizeof(int32_t) + 2 * sizeof(uint8_t)))
+        if block == NULL:
+            raise MemoryError()
+        free(self.name_s)
+        self.name_s = <int32_t*>block
+        self.name_e = self.name_s + cap
+        self.value_s = self.name_e + cap
+        self.value_e = self.value_s + cap
+        self.hdr_id = <uint8_t*>(self.value_e + cap)
+        self.hdr_flags = self.hdr_id + cap
+        self.hcap = cap
+        self.nheaders = 0      # the old offsets are gone: callers grow before parsing a head
+        return 0
+
     cdef int _head_done(self, Py_ssize_t he) except -1:
-        cdef int err, bk
+        cdef int err, bk, lines = 0
+        cdef const char* q
+        cdef const char* scan
+        cdef const char* stop
         if self.acc is not None:
             he -= self.pos
             self._materialize()
@@ -738,6 +771,17 @@ cdef class H1Parser:
             self.data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.data) + self.pos,
                                                   PyBytes_GET_SIZE(self.data) - self.pos)
             self._rebase(self.pos)
+        # at most one field per line of the head: make room before parsing (which cannot fail)
+        scan = PyBytes_AS_STRING(self.data) + self.pos
+        stop = PyBytes_AS_STRING(self.data) + he
+        while scan < stop:
+            q = <const char*>memchr(scan, LF, <size_t>(stop - scan))
+            if q == NULL:
+                break
+            lines += 1
+            scan = q + 1
+        if lines > self.hcap:
+            self._grow(lines if lines < H1_MAX_HEADERS_HARD else H1_MAX_HEADERS_HARD)
         err = self._parse_head(<const unsigned char*>PyBytes_AS_STRING(self.data), self.pos, he)
         if err:
             return self._fail(err)
@@ -830,7 +874,7 @@ cdef class H1Parser:
         # -- field lines (RFC 9112 5) ----------------------------------------------------
         self.host_index = -1
         while p[k] != CR:
-            if n >= H1_MAX_HEADERS_HARD:
+            if n >= self.hcap:
                 return E_TOO_MANY_HEADERS
             err = _field_line(p, k, he, &ne, &vs, &ve, &nxt)
             if err:

@@ -1001,3 +1001,22 @@ def test_module_exports_event_and_body_constants_as_ints():
 def test_constructor_takes_keyword_limits():
     p = H1Parser(is_request=False, max_head_bytes=1, max_headers=2, max_uri_bytes=3)
     assert (p.is_request, p.max_head_bytes, p.max_headers, p.max_uri_bytes) == (False, 1, 2, 3)
+
+
+def test_header_arrays_grow_for_a_large_head_and_keep_serving_small_ones():
+    """A parser starts with room for 16 fields and grows on demand (memory per idle connection)."""
+    p = http1.H1Parser(is_request=True, max_headers=200)
+    small = b"GET /a HTTP/1.1\r\nHost: a\r\nX-1: one\r\n\r\n"
+    big = (b"GET /b HTTP/1.1\r\nHost: b\r\n"
+           + b"".join(b"X-%d: v%d\r\n" % (i, i) for i in range(150)) + b"\r\n")
+    p.feed(small + big + small)
+    seen = []
+    while True:
+        ev = p.next_event()
+        if ev == http1.EV_HEAD:
+            seen.append(p.headers)
+        elif ev in (http1.EV_NEED_DATA, http1.EV_ERROR):
+            break
+    assert [len(h) for h in seen] == [2, 151, 2]
+    assert seen[1][-1] == (b"X-149", b"v149")
+    assert seen[2] == [(b"Host", b"a"), (b"X-1", b"one")]
