@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -266,6 +268,11 @@ class Bench:
             self.upstream.stop()
             if not self.args.keep:
                 shutil.rmtree(self.d, ignore_errors=True)
+        if build_id(Sluice.root) != self.results["sluice"]["build"]:
+            self.results.setdefault("warnings", []).append(
+                "the sluice build (engine/_fast/*.so) changed during the run: peers started "
+                "before and after the rebuild ran different code; run again, or pin a copy "
+                "with --sluice-root")
         self.results["targets"] = targets(self.results)
         path = self.save()
         print_report(self.results, sys.stdout)
@@ -391,8 +398,11 @@ def meta(args, ncpu: int) -> dict:
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    commit = cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD") or "nogit"
-    if cmd("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"):
+    root = str(Sluice.root)
+    commit = cmd("git", "-C", root, "rev-parse", "--short", "HEAD")
+    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):     # a copy (--sluice-root): name it by ours
+        commit = (cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD") or "nogit") + "-copy"
+    elif cmd("git", "-C", root, "status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     cpu = ""
     try:
@@ -416,7 +426,18 @@ def meta(args, ncpu: int) -> dict:
         },
         "args": {"quick": args.quick, "rounds": args.rounds, "duration_s": args.duration,
                  "warmup_s": args.warmup, "idle_conns": args.idle_conns},
+        "sluice": {"root": root, "build": build_id(Sluice.root)},
     }
+
+
+def build_id(root: Path) -> str:
+    """A hash of the compiled modules sluice runs from: an in-place rebuild during a run (the
+    team rebuilds in place) would mix two builds in one table, and is reported."""
+    h = hashlib.sha256()
+    for so in sorted((root / "engine" / "_fast").glob("*.so")):
+        h.update(so.name.encode())
+        h.update(so.read_bytes())
+    return h.hexdigest()[:12]
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -479,8 +500,12 @@ def print_report(results: dict, f) -> None:
           f"Linux {m['kernel']}, load {m['loadavg_at_start']:.2f} at start | "
           f"{a['rounds']} round(s) x {a['duration_s']:g}s, medians", file=f)
     v = results["versions"]
+    sl = results.get("sluice", {})
     print(f"nginx {v['nginx']}, HAProxy {v['haproxy']}, {v['wrk']}, h2load {v['h2load']}, "
-          f"Python {v['python']}, uvloop {v['uvloop']}", file=f)
+          f"Python {v['python']}, uvloop {v['uvloop']}; sluice build {sl.get('build', '?')} "
+          f"from {sl.get('root', '?')}", file=f)
+    for w in results.get("warnings", []):
+        print(f"! {w}", file=f)
     cols = ("peer", "tool", "req/s", "p50 ms", "p99 ms", "req/CPU-s", "x nginx", "x direct",
             "CPU x nginx", "up conn/1k", "check")
     widths = (11, 6, 8, 7, 7, 9, 7, 8, 11, 10, 0)
