@@ -1,7 +1,7 @@
 # The two things a newcomer does: `make demo` (install + run the example) and `make test`.
 PY ?= python3
 
-.PHONY: deps install demo test annotate clean
+.PHONY: deps install demo test bench annotate clean
 
 deps:
 	bash .ci/deps
@@ -14,6 +14,10 @@ demo:
 
 test: deps install
 	$(PY) -m pytest -q
+
+# side-by-side benchmarks against nginx, HAProxy and a uvloop+httptools proxy (bench/)
+bench:
+	$(PY) -m bench
 
 # Cython's HTML annotation of the hot path (yellow = Python interaction), for performance work
 annotate:

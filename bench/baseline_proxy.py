@@ -86,14 +86,10 @@ class Upstream(asyncio.Protocol):
             self.finish(self.parser.should_keep_alive())
 
     def finish(self, keep):
-        client, self.client, self.late = self.client, None, False
+        self.late = False
         if self.chunked:
-            client.transport.write(b"0\r\n\r\n")
-        if keep and client.req_done:               # else the upstream still expects body bytes
-            self.pool.append(self)
-        else:
-            self.transport.close()
-        client.response_done()
+            self.client.transport.write(b"0\r\n\r\n")
+        self.client.response_done(keep)
 
     def connection_lost(self, exc):
         if self in self.pool:
@@ -114,7 +110,7 @@ class Client(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport = self.up = None
         self.pending: list[bytes] = []             # request bytes waiting for a connection
-        self.keep, self.req_done = True, False
+        self.keep, self.req_done, self.resp_keep, self.drop = True, False, None, False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -128,7 +124,8 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def on_message_begin(self):
-        self.url, self.headers, self.req_done = b"", [], False
+        self.url, self.headers = b"", []
+        self.req_done, self.resp_keep, self.drop = False, None, False
 
     def on_url(self, url):
         self.url += url
@@ -141,7 +138,7 @@ class Client(asyncio.Protocol):
         path = self.url.split(b"?", 1)[0]
         if self.prefixes and not any(path.startswith(p) for p in self.prefixes):
             self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
-            self.req_done = True                   # drop its body
+            self.drop = True                       # and its body
             return
         head, self.chunked = rebuild(b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), self.url),
                                      self.headers, [self.xff])
@@ -167,7 +164,7 @@ class Client(asyncio.Protocol):
         self.pending = []
 
     def send(self, data):
-        if self.req_done:                          # answered early: drop the rest of the body
+        if self.drop:
             return
         if self.up is None:
             self.pending.append(data)
@@ -182,10 +179,24 @@ class Client(asyncio.Protocol):
         if self.chunked:
             self.send(b"0\r\n\r\n")
         self.req_done = True
+        if self.resp_keep is not None:
+            self.done()
 
-    def response_done(self):
-        self.up = None
-        if not (self.keep and self.req_done):
+    def response_done(self, keep):
+        """The response is complete; an upstream that answered before the end of the request
+        body (nginx's `return` does) gets the rest of it before going back to the pool."""
+        self.resp_keep = keep
+        if self.req_done:
+            self.done()
+
+    def done(self):
+        up, self.up = self.up, None
+        up.client = None
+        if self.resp_keep:
+            self.pool.append(up)
+        else:
+            up.transport.close()
+        if not self.keep:
             self.transport.close()
 
     def connection_lost(self, exc):

@@ -5,7 +5,9 @@ Same work means: HTTP/1.1 keep-alive on both sides with a pool of upstream conne
 request head rewritten with X-Forwarded-For/-Proto/-Host and X-Request-Id (what sluice adds), no
 access log, and for the route and rate-limit variants the equivalent routing table and a limiter
 that never refuses. nginx runs with `proxy_max_temp_file_size 0` so a 1 MiB response streams
-instead of going through a temporary file (sluice and HAProxy stream).
+instead of going through a temporary file (sluice and HAProxy stream), and with
+`proxy_buffers 8 64k`: with its default 8 x 4 KiB it moves a 1 MiB response at a quarter of the
+speed, which would flatter everyone else.
 
 A `Variant` is what changes a proxy's config: the number of routes (0 = one catch-all; N = the
 prefixes /svc0/ .. /svc{N-1}/ tried in order, the request matching the last) and whether a
@@ -274,6 +276,7 @@ http {{
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header X-Forwarded-Host $host;
     proxy_set_header X-Request-Id $request_id;
+    proxy_buffers 8 64k;
     proxy_max_temp_file_size 0;
     {limit}
 {locations}

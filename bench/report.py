@@ -1,0 +1,88 @@
+"""A results file as the README's "Performance" summary (markdown), or as the full table again.
+
+    python -m bench.report                      # the newest full (non --quick) run, markdown
+    python -m bench.report bench/results/X.json --table
+    python -m bench.report --tool h2load
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.run import RESULTS, print_report
+
+
+def newest() -> Path | None:
+    runs = sorted(p for p in RESULTS.glob("*.json") if not p.stem.endswith("_quick"))
+    return runs[-1] if runs else None
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def markdown(res: dict, tool: str) -> str:
+    m, a = res["machine"], res["args"]
+    rounds = f"{a['rounds']} round{'s' * (a['rounds'] != 1)}"
+    out = [f"sluice with 1 worker against its peers, `{tool}`, {rounds} of "
+           f"{a['duration_s']:g} s interleaved, medians; ratios above 1 favour sluice except "
+           f"p99 (lower is better). Commit {res['commit']}, {res['date'][:10]}, "
+           f"{m['cpus']} × {m['cpu']} (shared), Linux {m['kernel']}; "
+           f"nginx {res['versions']['nginx']}, HAProxy {res['versions']['haproxy']}.", "",
+           "| scenario | req/s | × nginx | × HAProxy | × baseline | × direct "
+           "| req/CPU-s × nginx | p99 × nginx | 2 workers × 1 |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, sc in res["scenarios"].items():
+        if name == "idle":
+            continue
+        peers = sc["peers"]
+
+        def s(peer, peers=peers):
+            return peers.get(peer, {}).get("summary", {}).get(tool)
+
+        me = s("sluice-1w")
+        if not me:
+            continue
+        many = next((s(p) for p in peers if p.startswith("sluice-") and p != "sluice-1w"), None)
+
+        def r(other, key="rps"):
+            return me[key] / other[key] if other and other.get(key) and me.get(key) else None
+
+        out.append(f"| {name}: {sc['title']} | {me['rps']:,.0f} | {_x(r(s('nginx')))} | "
+                   f"{_x(r(s('haproxy')))} | {_x(r(s('baseline')))} | {_x(r(s('direct')))} | "
+                   f"{_x(r(s('nginx'), 'req_per_cpu_s'))} | "
+                   f"{_x(me['p99_ms'] / s('nginx')['p99_ms'] if s('nginx') else None)} | "
+                   f"{_x(many['rps'] / me['rps'] if many else None)} |")
+    idle = res["scenarios"].get("idle", {}).get("peers", {})
+    if idle:
+        cells = ", ".join(f"{p} {v['bytes_per_conn']:,} B" for p, v in idle.items()
+                          if v.get("bytes_per_conn") is not None)
+        conns = res["scenarios"]["idle"]["conns"]
+        out += ["", (f"Memory per idle keep-alive connection ({conns:,} connections, "
+                     f"RSS delta / count): {cells}.")]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.report")
+    ap.add_argument("file", nargs="?", type=Path)
+    ap.add_argument("--tool", default="wrk", choices=("wrk", "h2load"))
+    ap.add_argument("--table", action="store_true", help="the full table, as `python -m bench`")
+    args = ap.parse_args(argv)
+    path = args.file or newest()
+    if path is None:
+        print("no results yet: run `python -m bench`", file=sys.stderr)
+        return 1
+    res = json.loads(path.read_text())
+    if args.table:
+        print_report(res, sys.stdout)
+    else:
+        print(markdown(res, args.tool))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
