@@ -55,6 +55,7 @@ own region (every index is range-checked, out-of-range slots count under "_other
 """
 
 cimport cython
+from engine._fast.limiter cimport monotonic_now   # the one clock of the data plane
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport errno
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -231,11 +232,6 @@ cdef extern from *:
     static const double ST_BOUND[14] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                         0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
 
-    static inline double st_monotonic(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
     """
     ctypedef struct st_header:
         uint64_t magic
@@ -298,7 +294,6 @@ cdef extern from *:
     void st_lock(st_header* h) nogil
     void st_unlock(st_header* h) nogil
     uint64_t st_fnv1a(const char* p, size_t n) nogil
-    double st_monotonic() nogil
     const double* ST_BOUND
 
 
@@ -564,7 +559,7 @@ cdef class Stats:
     def beat(self, int worker, now=None):
         """Set the worker's heartbeat to `now` (CLOCK_MONOTONIC seconds; default: read it)."""
         _check_worker(self, worker)
-        self.heartbeat(worker, st_monotonic() if now is None else <double>now)
+        self.heartbeat(worker, monotonic_now() if now is None else <double>now)
 
     # --- names -> slots (link time) ----------------------------------------------------------
 
@@ -769,4 +764,4 @@ def endpoint_key(cluster, address):
 
 def monotonic():
     """clock_gettime(CLOCK_MONOTONIC) in seconds: the clock of heartbeats."""
-    return st_monotonic()
+    return monotonic_now()
