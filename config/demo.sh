@@ -5,4 +5,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 python3 "$here/demo_upstream.py" 9001 9002 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null' EXIT
-sluice run -c "$here/example.yaml" "$@"
+# the installed sluice (run from / so that a source checkout's uncompiled engine/ never shadows it)
+cd / && python3 -m engine run -c "$here/example.yaml" "$@"
