@@ -713,6 +713,9 @@ cdef class Downstream:
         self.xstate = X_LOCAL
         self.resp_started = True
         self.status = route.direct_status
+        if self.client_11 and not self.close_after and not self.method_head:
+            self.send(route.direct_full)
+            return
         parts = [route.direct_head]
         if self.close_after:
             parts.append(HDR_CLOSE)

@@ -37,6 +37,7 @@ cdef class Route:
     cdef readonly bytes direct_head    # status line + header lines; the connection header and the
                                        # empty line are added per exchange
     cdef readonly bytes direct_body
+    cdef readonly bytes direct_full    # head + CRLF + body: the whole keep-alive HTTP/1.1 reply
     cdef readonly bytes prefix_from    # rewrite.path_prefix: the matched prefix, or None
     cdef readonly bytes prefix_to
     cdef readonly list add_lines       # [b"name: value\r\n"] from rewrite.set_headers

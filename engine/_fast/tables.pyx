@@ -49,6 +49,8 @@ cdef class Route:
         self.direct_status = direct_status
         self.direct_head = direct_head
         self.direct_body = direct_body
+        # the common case (HTTP/1.1 client, keep-alive, not HEAD) sends this one object as is
+        self.direct_full = direct_head + b"\r\n" + direct_body if direct else None
         self.prefix_from = prefix_from
         self.prefix_to = prefix_to
         self.add_lines = add_lines if add_lines is not None else []

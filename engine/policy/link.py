@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from http import HTTPStatus
 
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
@@ -26,12 +27,6 @@ from engine._fast.router import (
 from engine._fast.tables import (
     HASH_ON, LIMIT_PER, Cluster, Endpoint, Listener, Route, Tables,
 )
-
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-           302: "Found", 307: "Temporary Redirect", 308: "Permanent Redirect",
-           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-
 
 def stable_id(*parts: object) -> int:
     """A 64-bit identity that is the same in every process and every run."""
@@ -81,11 +76,9 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
 
 def _direct_head(resp) -> tuple[bytes, bytes]:
     body = resp.body.encode()
-    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, REASONS.get(resp.status, "").encode())]
-    names = set()
+    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, HTTPStatus(resp.status).phrase.encode())]
     for name, value in resp.headers.items():
         lines.append(b"%s: %s\r\n" % (name.encode(), str(value).encode()))
-        names.add(name.lower())
     if resp.status not in (204, 304) and resp.status >= 200:
         lines.append(b"content-length: %d\r\n" % len(body))
     return b"".join(lines), body
