@@ -43,6 +43,7 @@ cdef enum:
     H_X_FORWARDED_HOST = 13
     H_X_REQUEST_ID = 14
     H_COOKIE = 15
+    H_HTTP2_SETTINGS = 16  # hop-by-hop (RFC 7540 3.2.1): an h2c upgrade is never forwarded
 
 # Per-header flags (hdr_flags[i])
 cdef enum:
@@ -122,6 +123,7 @@ cdef class H1Parser:
                                                # (truncated message) or EV_NEED_DATA (clean close)
     cpdef expect_connect_response(self)        # response parser: the next response answers a CONNECT
     cpdef resume(self)                         # after EV_PAUSED: the upgrade was refused, parse on
+    cdef Py_ssize_t buffered(self) noexcept    # bytes fed and not consumed yet
     # internal
     cdef int _fail(self, int code) except -1
     cdef int _rebase(self, Py_ssize_t shift) noexcept
@@ -141,6 +143,9 @@ cdef class H1Parser:
 # bytes object of `extra` (each already a complete "Name: value\r\n" line), then the final CRLF.
 # One allocation, one pass.
 cdef bytes build_head(H1Parser p, bytes first_line, list extra)
+
+# E_OK (0) when p[s:e] is a valid Host value / absolute-form authority (see http1.pyx)
+cdef int check_authority(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil
 
 # b"%x\r\n" % n: the chunk-size line of a chunked body
 cdef bytes chunk_size_line(Py_ssize_t n)

@@ -108,7 +108,7 @@ cdef enum:   # error codes; ERR_STATUS / ERR_REASON give status and reason
     E_MULTI_HOST
     E_BAD_HOST
     E_BAD_CL
-    E_CONFLICT_CL
+    E_MULTI_CL
     E_TE_AND_CL
     E_TE_HTTP10
     E_CHUNKED_TWICE
@@ -137,7 +137,7 @@ cdef enum:
 cdef uint8_t CT[256]
 cdef uint8_t LOWER[256]
 cdef uint8_t HEXVAL[256]        # 0..15, or 0xFF for a non-HEXDIG
-cdef uint8_t HOP_BY_ID[16]      # HF_HOP for the ids that are hop-by-hop by definition
+cdef uint8_t HOP_BY_ID[32]      # HF_HOP for the ids that are hop-by-hop by definition
 cdef int ERR_STATUS[E_COUNT]
 cdef tuple ERR_REASON
 cdef bytes EMPTY = b""
@@ -170,11 +170,12 @@ cdef int _init_tables() except -1:
     for c in range(6):
         HEXVAL[97 + c] = 10 + c
         HEXVAL[65 + c] = 10 + c
-    for c in range(16):
+    for c in range(32):
         HOP_BY_ID[c] = 0
     for c in (H_CONNECTION, H_KEEP_ALIVE, H_PROXY_CONNECTION, H_TE, H_TRAILER,
-              H_TRANSFER_ENCODING, H_UPGRADE):
-        HOP_BY_ID[c] = HF_HOP                     # RFC 9110 7.6.1, RFC 9112 7.4 and 6.1
+              H_TRANSFER_ENCODING, H_UPGRADE, H_HTTP2_SETTINGS):
+        HOP_BY_ID[c] = HF_HOP                     # RFC 9110 7.6.1, RFC 9112 7.4 and 6.1;
+                                                  # HTTP2-Settings: RFC 7540 3.2.1
     errors = {
         E_OK: (0, ""),
         E_BARE_LF: (400, "bare LF"),
@@ -196,7 +197,7 @@ cdef int _init_tables() except -1:
         E_MULTI_HOST: (400, "multiple host"),
         E_BAD_HOST: (400, "bad host"),
         E_BAD_CL: (400, "bad content-length"),
-        E_CONFLICT_CL: (400, "conflicting content-length"),
+        E_MULTI_CL: (400, "duplicate content-length"),
         E_TE_AND_CL: (400, "content-length and transfer-encoding"),
         E_TE_HTTP10: (400, "transfer-encoding in http/1.0"),
         E_CHUNKED_TWICE: (400, "chunked applied twice"),
@@ -299,6 +300,7 @@ cdef uint8_t _header_id(const unsigned char* s, Py_ssize_t n) noexcept nogil:
         if _ieq(s, b"host", 4): return H_HOST
     elif n == 14:
         if _ieq(s, b"content-length", 14): return H_CONTENT_LENGTH
+        if _ieq(s, b"http2-settings", 14): return H_HTTP2_SETTINGS
     elif n == 10:
         if _ieq(s, b"connection", 10): return H_CONNECTION
         if _ieq(s, b"keep-alive", 10): return H_KEEP_ALIVE
@@ -341,34 +343,25 @@ cdef inline Py_ssize_t _next_elem(const unsigned char* p, Py_ssize_t k, Py_ssize
 
 
 cdef int _parse_cl(const unsigned char* p, Py_ssize_t vs, Py_ssize_t ve, int64_t* cl) noexcept nogil:
-    """RFC 9110 8.6: Content-Length = 1*DIGIT. A list of identical values (in one field or
-    several) is accepted as one; anything else, including overflow of int64, is an error."""
-    cdef Py_ssize_t k = vs, ds
-    cdef int64_t v
+    """RFC 9110 8.6: Content-Length = 1*DIGIT. RFC 9110 allows a recipient to take a list of
+    identical values (in one field or several) as one; we refuse it instead (as nginx does):
+    forwarding such a head would pass the ambiguity on, and rewriting it costs every request.
+    A second field is E_MULTI_CL (the caller checks), a list or overflow of int64 is E_BAD_CL."""
+    cdef Py_ssize_t k = vs
+    cdef int64_t v = 0
     cdef int d
-    while True:
-        while k < ve and _ws(p[k]):
-            k += 1
-        ds = k
-        v = 0
-        while k < ve and 48 <= p[k] <= 57:
-            d = p[k] - 48
-            if v > (INT64_MAX - d) // 10:
-                return E_BAD_CL
-            v = v * 10 + d
-            k += 1
-        if k == ds:
+    if k == ve:
+        return E_BAD_CL
+    while k < ve and 48 <= p[k] <= 57:
+        d = p[k] - 48
+        if v > (INT64_MAX - d) // 10:
             return E_BAD_CL
-        while k < ve and _ws(p[k]):
-            k += 1
-        if cl[0] >= 0 and cl[0] != v:
-            return E_CONFLICT_CL
-        cl[0] = v
-        if k == ve:
-            return E_OK
-        if p[k] != 44:
-            return E_BAD_CL
+        v = v * 10 + d
         k += 1
+    if k != ve:
+        return E_BAD_CL
+    cl[0] = v
+    return E_OK
 
 
 cdef inline int _field_line(const unsigned char* p, Py_ssize_t k, Py_ssize_t end, Py_ssize_t* ne,
@@ -407,6 +400,48 @@ cdef inline int _field_line(const unsigned char* p, Py_ssize_t k, Py_ssize_t end
     ve[0] = v
     nxt[0] = k + 2
     return E_OK
+
+
+cdef inline bint _ends_with_version(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    """The line p[s:e] ends with SP "HTTP/" DIGIT "." DIGIT (the rest is checked by _version)."""
+    return (e - s >= 12 and p[e - 8] == 72 and p[e - 7] == 84 and p[e - 6] == 84
+            and p[e - 5] == 80 and p[e - 4] == 47 and p[e - 9] == SP)
+
+
+cdef int check_authority(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    """RFC 9110 7.2 / RFC 3986 3.2: Host = uri-host [ ":" port ], stricter than the grammar
+    where the grammar only invites trouble: a reg-name is ALPHA / DIGIT / "-" "." "_" "~" (no
+    userinfo "@", no percent-escapes, no sub-delims such as "," that make a host look like a
+    list), an IP-literal is "[" HEXDIG / ":" / "." "]", and a port is 1 to 5 digits up to
+    65535. Empty is refused (a proxy routes on it). Also used for an absolute-form authority."""
+    cdef Py_ssize_t k = s
+    cdef long port = 0
+    if k == e:
+        return E_BAD_HOST
+    if p[k] == 91:                            # "[" IPv6 "]"
+        k += 1
+        while k < e and (HEXVAL[p[k]] != 0xFF or p[k] == 58 or p[k] == 46):
+            k += 1
+        if k == e or p[k] != 93 or k == s + 1:
+            return E_BAD_HOST
+        k += 1
+    else:
+        while k < e and (CT[p[k]] & C_ALPHA or 48 <= p[k] <= 57 or p[k] == 45 or p[k] == 46
+                         or p[k] == 95 or p[k] == 126):
+            k += 1
+        if k == s:
+            return E_BAD_HOST
+    if k == e:
+        return E_OK
+    if p[k] != 58 or k + 1 == e or e - k - 1 > 5:
+        return E_BAD_HOST
+    k += 1
+    while k < e:
+        if not 48 <= p[k] <= 57:
+            return E_BAD_HOST
+        port = port * 10 + (p[k] - 48)
+        k += 1
+    return E_OK if port <= 65535 else E_BAD_HOST
 
 
 cdef inline int _version(const unsigned char* p, Py_ssize_t k, int* minor) noexcept nogil:
@@ -569,6 +604,12 @@ cdef class H1Parser:
             return EV_NEED_DATA
         return self._fail(E_INCOMPLETE)
 
+    cdef Py_ssize_t buffered(self) noexcept:
+        """Input held and not consumed yet: what a connection would carry into its next use."""
+        if self.acc is not None:
+            return PyByteArray_GET_SIZE(self.acc) - self.pos
+        return PyBytes_GET_SIZE(self.data) - self.pos
+
     cpdef bytes leftover(self):
         """Unconsumed input (after EV_PAUSED: the first bytes of the tunnel)."""
         if self.acc is not None:
@@ -708,6 +749,10 @@ cdef class H1Parser:
                     return self._fail(E_URI_TOO_LONG)
             if j == line_s or p[j - 1] != CR:
                 return self._fail(E_BARE_LF)  # RFC 9112 2.2: we require CRLF
+            if nlines == 0 and self.is_request and j - 1 > line_s and not _ends_with_version(p, line_s, j - 1):
+                # "GET /" alone is HTTP/0.9 (RFC 9112 2.3 leaves it out): 400 now, not a
+                # connection held until the header timeout
+                return self._fail(E_BAD_VERSION)
             if j - 1 == line_s:               # empty line: end of the head
                 if nlines == 0:
                     return self._fail(E_BAD_STATUS_LINE)
@@ -892,10 +937,11 @@ cdef class H1Parser:
                     nhost += 1
                     if nhost == 1:
                         self.host_index = n
-                    for m in range(vs, ve):
-                        if not CT[p[m]] & C_HOST:
-                            return E_BAD_HOST
+                    if check_authority(p, vs, ve) != E_OK:
+                        return E_BAD_HOST
                 elif hid == H_CONTENT_LENGTH:
+                    if cl >= 0:
+                        return E_MULTI_CL
                     err = _parse_cl(p, vs, ve, &cl)
                     if err:
                         return err
@@ -928,7 +974,13 @@ cdef class H1Parser:
                     # RFC 9110 10.1.1: the 100-continue expectation, case-insensitive
                     expect = ve - vs == 12 and _ieq(p + vs, b"100-continue", 12)
                 elif hid == H_UPGRADE:
-                    has_upgrade = True
+                    # An h2c upgrade is not done here and must never reach an upstream that
+                    # might do it (h2c smuggling): an Upgrade naming only h2c is no upgrade.
+                    m = vs
+                    while m <= ve:
+                        m = _next_elem(p, m, ve, &es, &ee)
+                        if ee > es and not (ee - es == 3 and _ieq(p + es, b"h2c", 3)):
+                            has_upgrade = True
             n += 1
             k = nxt
         if p[k + 1] != LF or k + 2 != he:

@@ -298,8 +298,8 @@ def test_space_inside_target_is_400():
     ("GET / HTTP/1", "bad http version"),
     ("GET / HTTP/11", "bad http version"),
     ("GET / HTTP/1.1x", "bad http version"),
-    ("GET /", "bad request target"),
-    ("GET", "bad method"),
+    ("GET /", "bad http version"),      # HTTP/0.9: refused at the line end (see below)
+    ("GET", "bad http version"),
 ])
 def test_malformed_request_line_is_400(line, reason):
     rejected(req(line, "Host: h"), 400, reason)
@@ -366,13 +366,17 @@ def test_request_with_two_host_fields_is_400():
     rejected(req("GET / HTTP/1.0", "Host: a", "Host: b"), 400, "multiple host")
 
 
-@pytest.mark.parametrize("host", ["a b", "a/b", "a@b", "a?b", 'a"b', "a\\b", "a<b"])
+@pytest.mark.parametrize("host", ["a b", "a/b", "a@b", "a?b", 'a"b', "a\\b", "a<b",
+                                  # a proxy routes on Host: nothing that reads two ways
+                                  "", "a,b", "a:65536", "a:99999", "a:", "a:8o", "a:123456",
+                                  "user:pw@internal", "a%2eb", "[::1", "[]", "[::1]x", ":80"])
 def test_host_with_invalid_characters_is_400(host):
     rejected(req("GET / HTTP/1.1", f"Host: {host}"), 400, "bad host")
 
 
-@pytest.mark.parametrize("host", ["", "example.com", "EXAMPLE.com:8080", "[::1]:80", "a_b.local", "10.0.0.1"])
-def test_valid_or_empty_host_is_accepted(host):
+@pytest.mark.parametrize("host", ["example.com", "EXAMPLE.com:8080", "[::1]:80", "a_b.local", "10.0.0.1",
+                                  "a:65535", "x-y~z"])
+def test_valid_host_is_accepted(host):
     assert run(req("GET / HTTP/1.1", f"Host: {host}")).error is None
 
 
@@ -398,19 +402,23 @@ def test_request_without_content_length_or_transfer_encoding_has_no_body():
     assert out.messages[0].body_kind == BODY_NONE
 
 
-def test_identical_content_length_values_are_accepted_as_one():
-    m = run(req("POST / HTTP/1.1", "Host: h", "Content-Length: 3, 3", "Content-Length: 003", body=b"abc")).msg
-    assert m.content_length == 3 and m.body == b"abc"
+@pytest.mark.parametrize("fields", [("Content-Length: 3", "Content-Length: 3"),
+                                    ("Content-Length: 3", "Content-Length: 003")])
+def test_identical_content_length_fields_are_400(fields):
+    # RFC 9110 8.6 lets a recipient collapse them; forwarding them would pass the ambiguity on
+    # to the upstream, so we refuse them as nginx does
+    rejected(req("POST / HTTP/1.1", "Host: h", *fields, body=b"abc"), 400, "duplicate content-length")
 
 
 def test_duplicate_content_length_with_different_values_is_400():
     rejected(req("POST / HTTP/1.1", "Host: h", "Content-Length: 3", "Content-Length: 4", body=b"abcd"),
-             400, "conflicting content-length")
+             400, "duplicate content-length")
 
 
-def test_content_length_list_with_different_values_is_400():
-    rejected(req("POST / HTTP/1.1", "Host: h", "Content-Length: 3, 4", body=b"abcd"),
-             400, "conflicting content-length")
+@pytest.mark.parametrize("value", ["3, 3", "3, 4", "3,3"])
+def test_content_length_list_is_400(value):
+    rejected(req("POST / HTTP/1.1", "Host: h", f"Content-Length: {value}", body=b"abcd"),
+             400, "bad content-length")
 
 
 @pytest.mark.parametrize("value", ["", "+5", "-1", "0x5", "5 5", "5,", ",5", "5;", "1e3", "³",
@@ -573,12 +581,33 @@ def test_websocket_upgrade_pauses_after_end_and_leftover_holds_the_next_bytes():
 
 
 def test_upgrade_request_with_body_pauses_after_the_body():
-    data = req("POST / HTTP/1.1", "Host: h", "Upgrade: h2c", "Connection: Upgrade, HTTP2-Settings",
-               "HTTP2-Settings: AAA", "Content-Length: 3", body=b"abc") + b"PRI"
+    data = req("POST / HTTP/1.1", "Host: h", "Upgrade: websocket", "Connection: Upgrade",
+               "Content-Length: 3", body=b"abc") + b"\x81\x00"
     out = run(data)
-    assert out.msg.body == b"abc" and out.paused and out.leftover == b"PRI"
+    assert out.msg.body == b"abc" and out.paused and out.leftover == b"\x81\x00"
     hop = [name for (name, _), (_, f) in zip(out.msg.headers, out.msg.flags) if f & HF_HOP]
+    assert hop == [b"Upgrade", b"Connection"]
+
+
+@pytest.mark.parametrize("upgrade", ["h2c", "H2C", "h2c, h2c"])
+def test_h2c_upgrade_is_no_upgrade_and_its_fields_are_hop_by_hop(upgrade):
+    # h2c smuggling: we do not do the h2c upgrade, so an upstream must never be offered it
+    data = req("GET / HTTP/1.1", "Host: h", f"Upgrade: {upgrade}", "Connection: Upgrade, HTTP2-Settings",
+               "HTTP2-Settings: AAA") + req("GET /2 HTTP/1.1", "Host: h")
+    out = run(data)
+    assert not out.messages[0].upgrade and not out.paused and len(out.messages) == 2
+    hop = [name for (name, _), (_, f) in zip(out.messages[0].headers, out.messages[0].flags) if f & HF_HOP]
     assert hop == [b"Upgrade", b"Connection", b"HTTP2-Settings"]
+
+
+def test_http2_settings_is_hop_by_hop_even_when_connection_does_not_name_it():
+    out = run(req("GET / HTTP/1.1", "Host: h", "HTTP2-Settings: AAA"))
+    assert [f & HF_HOP for _, f in out.msg.flags] == [0, HF_HOP]
+
+
+def test_upgrade_to_websocket_and_h2c_is_an_upgrade():
+    out = run(req("GET / HTTP/1.1", "Host: h", "Upgrade: websocket, h2c", "Connection: Upgrade"))
+    assert out.msg.upgrade
 
 
 def test_upgrade_header_without_connection_upgrade_is_not_an_upgrade():
@@ -963,7 +992,7 @@ def test_eof_mid_head_is_an_error_and_eof_between_messages_is_clean():
     (resp("HTTP/1.1 200 OK", "Transfer-Encoding: gzip, chunked"), "unsupported transfer-encoding"),
     (resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked, chunked"), "chunked applied twice"),
     (resp("HTTP/1.0 200 OK", "Transfer-Encoding: chunked"), "transfer-encoding in http/1.0"),
-    (resp("HTTP/1.1 200 OK", "Content-Length: 1", "Content-Length: 2"), "conflicting content-length"),
+    (resp("HTTP/1.1 200 OK", "Content-Length: 1", "Content-Length: 2"), "duplicate content-length"),
     (resp("HTTP/1.1 200 OK", "Content-Length: x"), "bad content-length"),
     (resp("HTTP/1.1 099 Low"), "bad status code"),
     (resp("HTTP/1.1 600 High"), "bad status code"),
