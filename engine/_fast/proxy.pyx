@@ -33,7 +33,7 @@ from libc.stdint cimport uint64_t, uint8_t
 from libc.string cimport memcpy, memcmp
 
 from engine._fast.http1 cimport (
-    H1Parser, build_head, chunk_size_line,
+    H1Parser, build_head, chunk_size_line, check_authority,
     EV_NEED_DATA, EV_HEAD, EV_BODY, EV_END, EV_ERROR, EV_PAUSED,
     BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_UNTIL_CLOSE,
     H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_UPGRADE,
@@ -47,15 +47,31 @@ from engine._fast.tables cimport (
 )
 from engine._fast.balancer cimport Balancer
 from engine._fast.limiter cimport Limiter, TakeResult, format_headers, monotonic_now
-from engine._fast.stats cimport Stats, ST_GAUGE_CONNECTIONS, ST_GAUGE_REQUESTS
+from engine._fast.stats cimport (
+    Stats, ST_GAUGE_CONNECTIONS, ST_GAUGE_REQUESTS, ST_EV_UPSTREAM_EXTRA_DATA, ST_EV_ACCEPT_FAILED,
+    ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY, ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE,
+    ST_EV_CONNECTION_LIMIT,
+)
 
+import errno
 import os
+import resource
 import time
 import asyncio
 
 DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
-DEF PIPELINE_BUFFER = 1048576        # pipelined bytes held while an exchange is in flight
+DEF PIPELINE_BUFFER = 1048576        # unparsed client bytes held before we stop reading it
 DEF MAX_HOST = 255
+DEF FD_RESERVE = 32                  # descriptors kept free for logs, reloads, the admin side
+DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
+DEF TICK_MAX = 0.5                   # the timeout sweep runs at least this often (seconds)
+DEF TICK_MIN = 0.01
+
+# why the client's socket is not being read (Downstream.client_pause, a bit set)
+cdef enum:
+    PAUSE_UPSTREAM = 1   # the upstream's write buffer is above its high-water mark (upload)
+    PAUSE_BACKLOG = 2    # unparsed input (pipelined requests) passed PIPELINE_BUFFER
+    PAUSE_PENDING = 4    # body held while the upstream connects passed PENDING_BODY_LIMIT
 
 cdef bytes CRLF = b"\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n"
@@ -68,7 +84,7 @@ cdef bytes HDR_CONN_UPGRADE = b"connection: upgrade\r\n"
 cdef bytes HTTP11 = b" HTTP/1.1\r\n"
 
 cdef dict REASONS = {
-    400: "Bad Request", 404: "Not Found", 413: "Content Too Large", 414: "URI Too Long",
+    400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
     429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
     504: "Gateway Timeout", 505: "HTTP Version Not Supported",
@@ -198,11 +214,16 @@ cdef class Worker:
     cdef public object log_error         # callable(msg) for errors raised by Python filters
     cdef public Stats stats              # shared-memory metrics, or None
     cdef public int stats_worker         # this process's worker slot in `stats`
+    cdef dict listener_conns             # listener name -> open client connections
+    cdef public long open_fds            # client + upstream sockets of this worker
+    cdef public long fd_limit            # RLIMIT_NOFILE less what was open at start and a reserve
+    cdef dict warned                     # what warn() said last, and when
+    cdef double tick                     # seconds between two timeout sweeps
+    cdef object ticker                   # the TimerHandle of the next sweep
 
     def __init__(self, loop, Tables tables, access_log=None, Stats stats=None,
                  int stats_worker=0):
         self.loop = loop
-        self.tables = tables
         self.access_log = access_log
         self.conns = set()
         self.draining = False
@@ -212,6 +233,71 @@ cdef class Worker:
         self.log_error = None
         self.stats = stats
         self.stats_worker = stats_worker
+        self.listener_conns = {}
+        self.warned = {}
+        self.open_fds = 0
+        self.refresh_fd_limit()
+        self.swap(tables)
+        self.ticker = loop.call_later(self.tick, self.sweep_timeouts)
+
+    def refresh_fd_limit(self):
+        """How many sockets this worker may open: the soft RLIMIT_NOFILE less the descriptors
+        open now (logs, listeners, the control channel) and a reserve. A connection over it is
+        closed at once, before accept() itself fails with EMFILE (which the event loop answers
+        by closing connections silently); call again after raising the limit."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            base = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            base = 64
+        if soft == resource.RLIM_INFINITY:
+            soft = 1 << 20
+        self.fd_limit = max(soft - base - FD_RESERVE, 2)
+
+    cdef bint warn(self, key, str msg) except -1:
+        """Log `msg` unless the same `key` was logged in the last WARN_INTERVAL seconds: a
+        failing endpoint or a flood must not turn the log into the bottleneck."""
+        cdef double now = monotonic_now()
+        last = self.warned.get(key)
+        if last is not None and now - <double>last < WARN_INTERVAL:
+            return False
+        self.warned[key] = now
+        if len(self.warned) > 4096:
+            self.warned.clear()
+        if self.log_error is not None:
+            self.log_error(msg)
+        return True
+
+    cdef void count(self, int event) noexcept:
+        if self.stats is not None:
+            self.stats.count_event(self.stats_worker, event)
+
+    cdef void upstream_extra_data(self, Pool pool) except *:
+        """A response was followed by bytes nobody asked for (more than its Content-Length, a
+        body after HEAD/204/304, a second response): the connection is closed, never pooled,
+        or the next client on it would read them as its own response."""
+        self.count(ST_EV_UPSTREAM_EXTRA_DATA)
+        self.warn(("extra", pool.address),
+                  "upstream %s sent more data than its response: connection closed, not reused"
+                  % pool.address.decode())
+
+    def sweep_timeouts(self):
+        """Every `tick`: the listener timeouts (header, idle, request body, send, connection
+        age) and route deadlines of every client connection. One sweep instead of a timer per
+        request: arming and cancelling a loop timer costs more than the rest of a small
+        request's policy, and these deadlines need no finer grain than the tick."""
+        cdef double now = monotonic_now()
+        cdef Downstream d
+        for c in list(self.conns):
+            d = <Downstream>c
+            d.check_timeouts(now)
+        self.ticker = self.loop.call_later(self.tick, self.sweep_timeouts)
+
+    def close(self):
+        """Stop the timeout sweep (an embedded proxy that is stopped)."""
+        if self.ticker is not None:
+            self.ticker.cancel()
+            self.ticker = None
 
     def protocol_factory(self, str listener_name):
         """The factory for loop.create_server(): one Downstream per accepted connection."""
@@ -221,8 +307,20 @@ cdef class Worker:
         return factory
 
     def swap(self, Tables tables):
-        """Serve `tables` from the next request on; exchanges in flight keep theirs."""
+        """Serve `tables` from the next request on; exchanges in flight keep theirs. The sweep
+        runs often enough for the shortest timeout they configure (a fifth of it)."""
+        cdef double shortest = TICK_MAX * 5
+        cdef Listener l
+        cdef Route r
         self.tables = tables
+        for l in tables.listeners.values():
+            for t in (l.header_timeout, l.idle_timeout, l.body_timeout, l.send_timeout):
+                if 0 < t < shortest:
+                    shortest = t
+            for r in l.routes:
+                if 0 < r.timeout < shortest:
+                    shortest = r.timeout
+        self.tick = min(TICK_MAX, max(TICK_MIN, shortest / 5))
 
     def drain(self):
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
@@ -235,6 +333,33 @@ cdef class Worker:
         if self.draining and not self.conns and self.on_idle is not None:
             cb, self.on_idle = self.on_idle, None
             cb()
+
+    cdef bint admit_connection(self, str lname, Listener l) except -1:
+        """Count a new client connection; False (and a count and a log line) when the listener
+        is at limits.max_connections or the worker is out of descriptors."""
+        cdef long n = self.listener_conns.get(lname, 0)
+        if l.max_connections > 0 and n >= l.max_connections:
+            self.count(ST_EV_CONNECTION_LIMIT)
+            self.warn(("limit", lname), "listener %s is at limits.max_connections (%d): "
+                      "closing new connections" % (lname, l.max_connections))
+            return False
+        if self.open_fds + 2 > self.fd_limit:       # the client and, soon, its upstream
+            self.count(ST_EV_ACCEPT_FAILED)
+            self.warn("fds", "out of file descriptors (%d sockets open, RLIMIT_NOFILE allows "
+                      "%d more): closing new connections until some close"
+                      % (self.open_fds, self.fd_limit - self.open_fds))
+            return False
+        self.listener_conns[lname] = n + 1
+        self.open_fds += 1
+        return True
+
+    cdef void release_connection(self, str lname) except *:
+        self.listener_conns[lname] = self.listener_conns.get(lname, 1) - 1
+        self.open_fds -= 1
+
+    def connection_count(self, str lname):
+        """Open client connections of a listener (tests, admin)."""
+        return self.listener_conns.get(lname, 0)
 
     def sweep_pools(self):
         """Close pooled connections idle longer than their pool's idle_timeout."""
@@ -255,14 +380,17 @@ cdef class Upstream(PooledConn):
     cdef bint got_bytes
     cdef bint paused_reading     # we paused its reading because the client is slow
     cdef object write            # transport.write, bound once (a lookup by name per call costs)
+    cdef Worker worker
 
-    def __init__(self, Pool pool):
+    def __init__(self, Pool pool, Worker worker):
         self.pool = pool
+        self.worker = worker
         self.parser = H1Parser(is_request=False)
 
     def connection_made(self, transport):
         self.transport = transport
         self.write = transport.write
+        self.worker.open_fds += 1
 
     def data_received(self, bytes data):
         cdef Downstream ds = self.ds
@@ -273,6 +401,7 @@ cdef class Upstream(PooledConn):
         self.got_bytes = True
         if ds.xstate == X_TUNNEL:
             ds.bytes_out += len(data)
+            ds.last_read = monotonic_now()
             ds.transport.write(data)
             return
         self.parser.feed(data)
@@ -283,6 +412,7 @@ cdef class Upstream(PooledConn):
 
     def connection_lost(self, exc):
         cdef Downstream ds = self.ds
+        self.worker.open_fds -= 1
         self.pool.forget(self)
         self.transport = None
         self.write = None
@@ -291,14 +421,12 @@ cdef class Upstream(PooledConn):
             ds.on_upstream_lost(self)
 
     def pause_writing(self):
-        if self.ds is not None and self.ds.transport is not None:
-            self.ds.read_paused = True
-            self.ds.transport.pause_reading()
+        if self.ds is not None:
+            self.ds.pause_client(PAUSE_UPSTREAM)
 
     def resume_writing(self):
-        if self.ds is not None and self.ds.transport is not None and self.ds.read_paused:
-            self.ds.read_paused = False
-            self.ds.transport.resume_reading()
+        if self.ds is not None:
+            self.ds.resume_client(PAUSE_UPSTREAM)
 
 
 @cython.final
@@ -316,7 +444,16 @@ cdef class Downstream:
     cdef list out                  # response bytes collected in this event batch
     cdef bint in_process
     cdef bint closed
-    cdef bint paused_for_pipeline
+    cdef bint admitted             # counted by Worker.admit_connection (released at close)
+    cdef int client_pause          # PAUSE_* bits: why we are not reading the client
+    cdef bint write_paused         # the client's transport is above its high-water mark
+    cdef bint fresh                # no request has started on this connection yet
+    cdef bint aged                 # max_connection_duration passed: closing after this exchange
+    cdef double born               # timeouts (monotonic seconds): accepted at,
+    cdef double since              # idle or head phase started at,
+    cdef public double last_read   # last bytes from the client (or, in a tunnel, either side),
+    cdef double write_blocked      # the client stopped reading at (0: it reads),
+    cdef double deadline           # the route timeout falls due at (0: none)
     cdef bint listener_gone        # a reload removed our listener: close after this exchange
     cdef object fctx               # the FilterContext of this exchange, when a filter ran
 
@@ -341,12 +478,10 @@ cdef class Downstream:
     cdef bint lb_active            # balancer.begin() was called and end() is still due
     cdef int ep_slot               # the picked endpoint's Stats slot
     cdef bint counted              # this exchange is in the active_requests gauge
-    cdef bint read_paused          # the upstream is above its high-water mark (upload)
     cdef Upstream up
     cdef bytes up_head
     cdef list pending              # request body buffered until the upstream is attached
     cdef Py_ssize_t pending_size
-    cdef object timer
     cdef object waiter
     cdef double t0
     cdef long bytes_in
@@ -377,25 +512,38 @@ cdef class Downstream:
         self.client_ip = (peer[0] if peer else "").encode()
         self.refresh_tables()
         cdef Listener l = self.listener
+        if not self.worker.admit_connection(self.lname, l):
+            self.closed = True
+            transport.abort()       # nothing was read: a reset, not a response we cannot afford
+            return
+        self.admitted = True
         self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
                                max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
+        self.born = self.since = self.last_read = monotonic_now()
+        self.fresh = True
         self.worker.conns.add(self)
         if self.worker.stats is not None:
             self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
                                         len(self.worker.conns))
 
     def data_received(self, bytes data):
+        cdef double now = monotonic_now()
+        if self.closed:
+            return
+        self.last_read = now
         if self.xstate == X_TUNNEL:
             self.bytes_in += len(data)
             if self.up is not None and self.up.transport is not None:
                 self.up.transport.write(data)
             return
+        if self.xstate == X_IDLE and self.parser.buffered() == 0:
+            self.since = now                 # a new head starts: the header timeout runs
         self.parser.feed(data)
-        if self.xstate != X_IDLE and self.req_done:
-            # pipelined bytes behind a request still in flight: hold, but not without bound
-            if not self.paused_for_pipeline and PyBytes_GET_SIZE(self.parser.data) > PIPELINE_BUFFER:
-                self.paused_for_pipeline = True
-                self.transport.pause_reading()
+        if (self.xstate != X_IDLE and self.req_done) or (self.write_paused and self.xstate == X_IDLE):
+            # pipelined bytes behind a request still in flight, or behind replies the client
+            # does not read: hold them, but not without bound
+            if self.parser.buffered() > PIPELINE_BUFFER:
+                self.pause_client(PAUSE_BACKLOG)
             return
         self.process()
 
@@ -410,6 +558,10 @@ cdef class Downstream:
         self.closed = True
         self.transport = None
         self.write = self.writelines = None
+        if not self.admitted:
+            return
+        self.admitted = False
+        self.worker.release_connection(self.lname)
         self.worker.conns.discard(self)
         if self.worker.stats is not None:
             self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
@@ -421,14 +573,102 @@ cdef class Downstream:
         self.worker._check_idle()
 
     def pause_writing(self):
+        # The client does not read what we send: stop reading the upstream (its response waits
+        # in the kernel, not here) and start no new exchange; the send timeout runs.
+        self.write_paused = True
+        self.write_blocked = monotonic_now()
         if self.up is not None and self.up.transport is not None:
             self.up.paused_reading = True
             self.up.transport.pause_reading()
 
     def resume_writing(self):
+        self.write_paused = False
+        self.write_blocked = 0
         if self.up is not None and self.up.transport is not None and self.up.paused_reading:
             self.up.paused_reading = False
             self.up.transport.resume_reading()
+        if self.xstate == X_IDLE and not self.closed:
+            self.resume_client(PAUSE_BACKLOG)
+            if not self.in_process:
+                self.process()
+
+    cdef void pause_client(self, int why) except *:
+        if self.client_pause == 0 and self.transport is not None:
+            self.transport.pause_reading()
+        self.client_pause |= why
+
+    cdef void resume_client(self, int why) except *:
+        if self.client_pause == 0:
+            return
+        self.client_pause &= ~why
+        if self.client_pause == 0 and self.transport is not None:
+            self.transport.resume_reading()
+            self.last_read = monotonic_now()    # the body timeout starts again from here
+
+    cdef void check_timeouts(self, double now) except *:
+        """Called by Worker.sweep_timeouts. Listener timeouts (RFC 9112 9.5: a server may close
+        an idle connection at any time; 408 where a request was under way) and the route
+        deadline of the exchange in flight."""
+        cdef Listener l = self.listener
+        if self.closed or self.transport is None:
+            return
+        if self.write_blocked > 0 and l.send_timeout > 0 and now - self.write_blocked > l.send_timeout:
+            self.worker.count(ST_EV_TIMEOUT_SEND)
+            self.abort()
+            return
+        if self.deadline > 0 and now >= self.deadline:
+            self.deadline = 0
+            self.on_timeout()
+            if self.closed:
+                return
+        if self.xstate == X_IDLE:
+            if self.fresh or self.parser.buffered() > 0:
+                if l.header_timeout > 0 and now - self.since > l.header_timeout:
+                    self.worker.count(ST_EV_TIMEOUT_HEADER)
+                    if self.parser.buffered() > 0:
+                        self.timed_out(408, b"request header timeout\n")
+                    else:
+                        self.close_now()
+                    return
+            elif l.idle_timeout > 0 and now - self.since > l.idle_timeout:
+                self.worker.count(ST_EV_TIMEOUT_IDLE)
+                self.close_now()
+                return
+        elif self.xstate == X_TUNNEL:
+            if l.idle_timeout > 0 and now - self.last_read > l.idle_timeout:
+                self.worker.count(ST_EV_TIMEOUT_IDLE)
+                self.abort()
+                return
+        elif (not self.req_done and self.client_pause == 0 and l.body_timeout > 0
+                and now - self.last_read > l.body_timeout):
+            self.worker.count(ST_EV_TIMEOUT_BODY)
+            self.timed_out(408, b"request body timeout\n")
+            return
+        if l.max_duration > 0 and not self.aged and now - self.born > l.max_duration:
+            self.aged = True
+            self.drain_close()
+
+    cdef void timed_out(self, int status, bytes body) except *:
+        """A client took too long with its request: `status` if no response has started,
+        then close (the rest of its request will not be read)."""
+        if self.xstate == X_CONNECTING or self.xstate == X_PROXYING:
+            self.abort_upstream()
+        if self.xstate == X_IDLE:
+            self.start_exchange_for_error()
+        self.xstate = X_LOCAL
+        self.status = status
+        self.close_after = True
+        if not self.resp_started:
+            self.resp_started = True
+            self.send(local_reply(status, body, None, True))
+        self.req_done = True
+        self.end_exchange(log=True)
+
+    cdef void abort(self) except *:
+        """Drop the connection now, unsent output included (a client that does not read it)."""
+        self.out.clear()
+        if self.transport is not None:
+            self.transport.abort()
 
     # --- request side ----------------------------------------------------------------------
 
@@ -454,6 +694,8 @@ cdef class Downstream:
             while not self.closed:
                 if self.xstate != X_IDLE and self.req_done:
                     break
+                if self.write_paused and self.xstate == X_IDLE:
+                    break           # the client does not read our replies: answer no more
                 ev = self.parser.next_event()
                 if ev == EV_NEED_DATA:
                     break
@@ -548,6 +790,8 @@ cdef class Downstream:
         self.cluster = None
         self.fctx = None
         self.begin_counted()
+        self.fresh = False
+        self.deadline = 0
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -578,17 +822,22 @@ cdef class Downstream:
         if pl > 0 and path[0] != b'/' and path[0] != b'*':
             target = sub(p.head, p.target_s, p.target_e)
             i = target.find(b"://")
-            if i < 0:
+            if i < 0 or target[:i].lower() not in (b"http", b"https"):
                 self.path = target
                 self.local(400, b"bad request-target\n", None, True)
                 return
-            q = target.find(b"/", i + 3)
-            if q < 0:
-                authority = target[i + 3:]
-                target = b"/"
-            else:
-                authority = target[i + 3:q]
-                target = target[q:]
+            q = i + 3
+            while q < pl and path[q] != b'/' and path[q] != b'?':
+                q += 1
+            authority = target[i + 3:q]
+            target = target[q:] if q < pl and path[q] == b'/' else b"/" + target[q:]
+            if check_authority(<const unsigned char*>PyBytes_AS_STRING(authority), 0,
+                               PyBytes_GET_SIZE(authority)) != 0:
+                # RFC 9110 4.2.4: no userinfo; the authority replaces Host, so it gets the
+                # checks a Host gets
+                self.path = target
+                self.local(400, b"bad host in request-target\n", None, True)
+                return
             path = PyBytes_AS_STRING(target)
             pl = PyBytes_GET_SIZE(target)
             self.path = target
@@ -837,7 +1086,7 @@ cdef class Downstream:
             i = p.find(H_UPGRADE)
             if i >= 0:
                 extra.append(HDR_CONN_UPGRADE)
-                extra.append(b"upgrade: " + p.header_value(i) + CRLF)
+                extra.append(b"upgrade: " + without_h2c(p.header_value(i)) + CRLF)
         if target is self.path and authority is None and p.version_minor == 1:
             first = sub(p.head, p.method_s, p.target_e + 11)   # "METHOD target HTTP/1.1\r\n" as received
         else:
@@ -846,7 +1095,7 @@ cdef class Downstream:
         self.pending = None
         self.pending_size = 0
         if route.timeout > 0:
-            self.timer = self.loop.call_later(route.timeout, self.on_timeout)
+            self.deadline = self.t0 + route.timeout     # checked by Worker.sweep_timeouts
         self.lb_begin()
         self.xstate = X_CONNECTING
         self.get_connection(False)
@@ -860,6 +1109,11 @@ cdef class Downstream:
             self.attach(up)
             return
         if pool.may_open():
+            if self.worker.open_fds + 1 > self.worker.fd_limit:
+                self.worker.count(ST_EV_ACCEPT_FAILED)
+                self.worker.warn("fds", "out of file descriptors: no new upstream connection")
+                self.fail(503, b"proxy out of file descriptors\n")
+                return
             pool.opened()
             self.loop.create_task(self.connect(pool))
             return
@@ -880,14 +1134,20 @@ cdef class Downstream:
 
     async def connect(self, Pool pool):
         loop = self.loop
+        worker = self.worker
         try:
             _, up = await asyncio.wait_for(
-                loop.create_connection(lambda: Upstream(pool), pool.host, pool.port),
+                loop.create_connection(lambda: Upstream(pool, worker), pool.host, pool.port),
                 pool.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             pool.connect_failed()
             if self.xstate == X_CONNECTING and self.pool is pool:
-                self.fail(502, b"upstream connect error\n")
+                if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self.worker.count(ST_EV_ACCEPT_FAILED)
+                    self.worker.warn("fds", "out of file descriptors: no new upstream connection")
+                    self.fail(503, b"proxy out of file descriptors\n")
+                else:
+                    self.fail(502, b"upstream connect error\n")
                 self.flush()
             return
         if self.xstate == X_CONNECTING and self.pool is pool and not self.closed:
@@ -908,8 +1168,7 @@ cdef class Downstream:
             up.transport.writelines(self.pending)
             self.pending = None
             self.pending_size = 0
-            if self.transport is not None:
-                self.transport.resume_reading()
+            self.resume_client(PAUSE_PENDING)
 
     cdef void lb_begin(self):
         self.cluster.balancer.begin(self.ep_index)
@@ -932,8 +1191,8 @@ cdef class Downstream:
                 self.pending = []
             self.pending.append(b)
             self.pending_size += PyBytes_GET_SIZE(b)
-            if self.pending_size > PENDING_BODY_LIMIT and self.transport is not None:
-                self.transport.pause_reading()
+            if self.pending_size > PENDING_BODY_LIMIT:
+                self.pause_client(PAUSE_PENDING)
 
     cdef on_body(self):
         cdef H1Parser p = self.parser
@@ -1075,7 +1334,11 @@ cdef class Downstream:
         if up.paused_reading and up.transport is not None:
             up.paused_reading = False
             up.transport.resume_reading()
-        if upstream_keep_alive and self.req_done and up.transport is not None:
+        if up.parser.buffered() > 0:
+            # bytes past the end of the response: pooled, they would be the next client's
+            self.worker.upstream_extra_data(pool)
+            up.close_now()
+        elif upstream_keep_alive and self.req_done and up.transport is not None:
             pool.release(up, monotonic_now())
         else:
             up.close_now()
@@ -1149,8 +1412,8 @@ cdef class Downstream:
             self.req_done = True
             self.finish_local()
 
-    def on_timeout(self):
-        self.timer = None
+    cdef void on_timeout(self) except *:
+        """The route timeout fell due (see check_timeouts)."""
         if self.xstate == X_CONNECTING or self.xstate == X_PROXYING:
             self.abort_upstream()
             self.xstate = X_LOCAL
@@ -1166,10 +1429,8 @@ cdef class Downstream:
                 self.flush()
                 self.close_now()
 
-    cdef void cancel_timer(self):
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    cdef inline void cancel_timer(self) noexcept:
+        self.deadline = 0
 
     cdef abort_upstream(self):
         """Stop the upstream side of the exchange (client gone, timeout): never pool it."""
@@ -1204,10 +1465,11 @@ cdef class Downstream:
             self.flush()
             self.close_now()
             return
-        if self.paused_for_pipeline or self.read_paused:
-            self.paused_for_pipeline = False
-            self.read_paused = False
-            self.transport.resume_reading()
+        self.since = monotonic_now()       # idle from now, or a pipelined head is under way
+        if self.client_pause:
+            self.client_pause = PAUSE_BACKLOG  # the other reasons ended with the exchange
+            if not self.write_paused:
+                self.resume_client(PAUSE_BACKLOG)
         if not self.in_process:
             self.process()
 
@@ -1251,22 +1513,28 @@ cdef class Downstream:
 
 
 cdef bytes status_line(H1Parser rp):
-    """The response's first line as HTTP/1.1 (we speak 1.1 to the client whatever the upstream)."""
-    cdef Py_ssize_t end = rp.reason_e
-    cdef bytes line
-    cdef char* out
-    if rp.version_minor == 1:
-        line = PyBytes_FromStringAndSize(NULL, end + 2)
-        out = PyBytes_AS_STRING(line)
-        memcpy(out, PyBytes_AS_STRING(rp.head), end)
-    else:
-        line = PyBytes_FromStringAndSize(NULL, end + 2)
-        out = PyBytes_AS_STRING(line)
+    """The response's first line as HTTP/1.1 (we speak 1.1 to the client whatever the upstream).
+    The line starts at rp.method_s, not at 0: the head buffer may begin with an interim (1xx)
+    response that arrived in the same read."""
+    cdef Py_ssize_t start = rp.method_s, n = rp.reason_e - rp.method_s
+    cdef const char* src = PyBytes_AS_STRING(rp.head) + start
+    cdef bytes line = PyBytes_FromStringAndSize(NULL, n + 2)
+    cdef char* out = PyBytes_AS_STRING(line)
+    memcpy(out, src, n)
+    if rp.version_minor != 1:
         memcpy(out, b"HTTP/1.1", 8)
-        memcpy(out + 8, PyBytes_AS_STRING(rp.head) + 8, end - 8)
-    out[end] = b'\r'
-    out[end + 1] = b'\n'
+    out[n] = b'\r'
+    out[n + 1] = b'\n'
     return line
+
+
+cdef bytes without_h2c(bytes value):
+    """An Upgrade value without its h2c tokens: we do not do the h2c upgrade, and an upstream
+    that did would take the connection out of our hands (h2c smuggling)."""
+    if b"h2c" not in value.lower():
+        return value
+    return b", ".join([t.strip() for t in value.split(b",")
+                       if t.strip() and t.strip().lower() != b"h2c"])
 
 
 cdef bytes cookie_value(object header, bytes name):

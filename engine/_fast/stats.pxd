@@ -9,6 +9,16 @@ cdef enum:
     ST_GAUGE_CONNECTIONS = 0      # open downstream (client) connections of the worker
     ST_GAUGE_REQUESTS = 1         # exchanges in flight in the worker
     ST_NGAUGES = 4                # gauges per worker (2 spare)
+
+    # Per-worker event counters, summed over workers (EVENT_NAMES in stats.pyx)
+    ST_EV_UPSTREAM_EXTRA_DATA = 0 # a response was followed by bytes nobody asked for
+    ST_EV_ACCEPT_FAILED = 1       # accept() failed (out of file descriptors)
+    ST_EV_TIMEOUT_HEADER = 2      # a client did not finish a request head in time
+    ST_EV_TIMEOUT_BODY = 3        # a request body stalled
+    ST_EV_TIMEOUT_SEND = 4        # a client stopped reading its response
+    ST_EV_TIMEOUT_IDLE = 5        # an idle keep-alive connection was closed
+    ST_EV_CONNECTION_LIMIT = 6    # a connection was refused at limits.max_connections
+    ST_NEVENTS = 7
     ST_NBOUNDS = 14               # finite histogram bucket bounds (seconds); one +Inf bucket more
     ST_NBUCKETS = 15
     ST_NCLASSES = 6               # status classes: 0 = outside 100..599, then 1xx..5xx
@@ -46,6 +56,8 @@ cdef class Stats:
     cdef void add_gauge(self, int worker, int which, long delta) noexcept nogil
     # Requests in flight to an endpoint (balancer begin/end): active +1 and requests +1 on begin,
     # active -1 on end.
+    # One more ST_EV_* event of `worker`.
+    cdef void count_event(self, int worker, int which) noexcept nogil
     cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil
     cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil
     # `now` is the caller's CLOCK_MONOTONIC reading (limiter.monotonic_now()).

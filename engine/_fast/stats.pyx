@@ -80,7 +80,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 1u
+    #define ST_LAYOUT 2u
 
     typedef struct {
         uint64_t magic;
@@ -114,7 +114,7 @@ cdef extern from *:
         uint32_t version_len;
         uint32_t _pad0;
         char version[64];
-        uint64_t _pad1[7];
+        uint64_t events[7];        /* ST_EV_* counters (stats.pxd) */
     } st_worker;
 
     typedef struct {
@@ -259,6 +259,7 @@ cdef extern from *:
         int64_t gauges[4]
         uint32_t version_len
         char version[64]
+        uint64_t events[7]
 
     ctypedef struct st_route:
         uint64_t status[6]
@@ -512,6 +513,10 @@ cdef class Stats:
         if 0 <= worker < self.max_workers and 0 <= which < ST_NGAUGES:
             st_addi(&_worker(self, worker).gauges[which], delta)
 
+    cdef void count_event(self, int worker, int which) noexcept nogil:
+        if 0 <= worker < self.max_workers and 0 <= which < ST_NEVENTS:
+            st_add(&_worker(self, worker).events[which], 1)
+
     cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil:
         cdef st_endpoint* e
         if worker < 0 or worker >= self.max_workers:
@@ -671,6 +676,7 @@ cdef class Stats:
          "clusters": {name: {"requests": {...}}},
          "endpoints": {name: {"active": n, "requests": n}},
          "gauges": {"active_connections": n, "active_requests": n},
+         "events": {EVENT_NAMES[i]: n},
          "workers": live worker count}
         """
         cdef st_header* h = _hdr(self)
@@ -681,6 +687,7 @@ cdef class Stats:
         cdef int used[ST_MAX_WORKERS]
         cdef st_worker* wk
         cdef int64_t conns = 0, reqs = 0
+        cdef uint64_t events[ST_NEVENTS]
         cdef uint64_t status[ST_NCLASSES]
         cdef uint64_t bucket[ST_NBUCKETS]
         cdef uint64_t count, bin_, bout, ereq
@@ -689,11 +696,14 @@ cdef class Stats:
         cdef st_route* r
         cdef st_cluster* c
         cdef st_endpoint* e
+        memset(events, 0, sizeof(events))
         for w in range(self.max_workers):
             wk = _worker(self, w)
             if st_ld(&wk.used) != 0:
                 used[nused] = w
                 nused += 1
+                for k in range(ST_NEVENTS):
+                    events[k] += st_ld(&wk.events[k])
             if st_ld(&wk.pid) != 0:
                 nlive += 1
                 conns += st_ldi(&wk.gauges[ST_GAUGE_CONNECTIONS])
@@ -749,12 +759,18 @@ cdef class Stats:
             "clusters": clusters,
             "endpoints": endpoints,
             "gauges": {"active_connections": conns, "active_requests": reqs},
+            "events": {EVENT_NAMES[k]: events[k] for k in range(ST_NEVENTS)},
             "workers": nlive,
         }
 
     def __repr__(self):
         return (f"<Stats workers={self.max_workers} routes={self.max_routes} "
                 f"clusters={self.max_clusters} endpoints={self.max_endpoints}>")
+
+
+# the ST_EV_* counters by name, in index order (metrics.py exports them)
+EVENT_NAMES = ("upstream_extra_data", "accept_failed", "timeout_header", "timeout_body",
+               "timeout_send", "timeout_idle", "connection_limit")
 
 
 def endpoint_key(cluster, address):

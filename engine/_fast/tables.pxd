@@ -62,6 +62,13 @@ cdef class Listener:
     cdef readonly Py_ssize_t max_head_bytes
     cdef readonly Py_ssize_t max_headers
     cdef readonly Py_ssize_t max_uri_bytes
+    cdef readonly long max_connections   # client connections per worker; 0 = no limit
+    # listener timeouts in seconds, 0 = none (checked by proxy.Worker.sweep_timeouts)
+    cdef readonly double header_timeout   # accept or first byte of a head -> its end
+    cdef readonly double idle_timeout     # no exchange and no bytes (also a quiet tunnel)
+    cdef readonly double body_timeout     # no request body bytes while one is due
+    cdef readonly double send_timeout     # the client reads nothing of what we send
+    cdef readonly double max_duration     # connection age: close after the exchange in flight
 
 
 cdef class Tables:

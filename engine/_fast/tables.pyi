@@ -56,9 +56,18 @@ class Listener:
     max_head_bytes: int
     max_headers: int
     max_uri_bytes: int
+    max_connections: int
+    header_timeout: float
+    idle_timeout: float
+    body_timeout: float
+    send_timeout: float
+    max_duration: float
     def __init__(self, name: str, host: str, port: int, router: Router, routes: list[Route],
                  max_head_bytes: int = ..., max_headers: int = ...,
-                 max_uri_bytes: int = ...) -> None: ...
+                 max_uri_bytes: int = ..., max_connections: int = ...,
+                 header_timeout: float = ..., idle_timeout: float = ...,
+                 body_timeout: float = ..., send_timeout: float = ...,
+                 max_duration: float = ...) -> None: ...
 
 class Tables:
     version: object

@@ -69,7 +69,9 @@ cdef class Route:
 cdef class Listener:
     def __init__(self, str name, str host, int port, Router router, list routes,
                  Py_ssize_t max_head_bytes=65536, Py_ssize_t max_headers=100,
-                 Py_ssize_t max_uri_bytes=8192):
+                 Py_ssize_t max_uri_bytes=8192, long max_connections=0,
+                 double header_timeout=10.0, double idle_timeout=60.0,
+                 double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0):
         self.name = name
         self.host = host
         self.port = port
@@ -78,6 +80,12 @@ cdef class Listener:
         self.max_head_bytes = max_head_bytes
         self.max_headers = max_headers
         self.max_uri_bytes = max_uri_bytes
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.body_timeout = body_timeout
+        self.send_timeout = send_timeout
+        self.max_duration = max_duration
 
 
 @cython.final

@@ -5,9 +5,9 @@ milliseconds; a bare number is still accepted as seconds because that is what ev
 guess. A string without a unit (`"5"`) is refused: it was quoted, so it was probably meant to carry
 one. The result is float seconds, the unit the runtime clock uses.
 
-Zero, negative, infinite and NaN durations are refused: every duration in the config is a
-timeout or an interval, and none of them has a meaningful zero (absence is spelled by leaving the
-field out).
+Zero, negative, infinite and NaN durations are refused, except where a timeout can be switched
+off (`parse_timeout`, the `Timeout` field): there `0s` means none, because the field has a
+protective default and leaving it out would not switch it off.
 """
 from __future__ import annotations
 
@@ -43,6 +43,18 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError(f"a duration must be greater than zero, got {value}")
     return seconds
+
+
+def parse_timeout(value: object) -> float:
+    """A timeout that may be switched off: like parse_duration, but `0s` (or 0) means none
+    and gives 0.0 (CONFIG.md: `max_connection_duration: 0s`)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str):
+        match = _RE.match(value)
+        if match is not None and float(value[: match.start(3)]) == 0:
+            return 0.0
+    return parse_duration(value)
 
 
 def format_duration(seconds: float) -> str:

@@ -49,6 +49,19 @@ Duration = Annotated[
     }),
 ]
 
+Timeout = Annotated[
+    float,
+    PlainValidator(durations.parse_timeout),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": durations.PATTERN},
+            {"type": "number", "minimum": 0},
+        ],
+        "description": "A timeout: '250ms', '5s', '2m', '1h', or a number of seconds; "
+                       "'0s' switches it off.",
+    }),
+]
+
 AddressField = Annotated[
     Address,
     PlainValidator(addresses.parse_address),

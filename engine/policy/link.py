@@ -183,7 +183,11 @@ def link(config, buckets, previous: Tables | None = None, version: object = None
         routes = [_link_route(routes_by_name[name], i, clusters, buckets, built, stats)
                   for i, name in enumerate(lst.routes)]
         router = Router([router_entry(routes_by_name[name].match) for name in lst.routes])
-        lim = lst.limits
+        lim, tmo = lst.limits, lst.timeouts
         listeners[lst.name] = Listener(lst.name, lst.address.host, lst.address.port, router, routes,
-                                       lim.max_head_bytes, lim.max_headers, lim.max_uri_bytes)
+                                       lim.max_head_bytes, lim.max_headers, lim.max_uri_bytes,
+                                       max_connections=lim.max_connections,
+                                       header_timeout=tmo.header, idle_timeout=tmo.idle,
+                                       body_timeout=tmo.request_body, send_timeout=tmo.send,
+                                       max_duration=tmo.max_connection_duration)
     return Tables(version, listeners, clusters, pools)

@@ -54,7 +54,7 @@ def _no_effect(config: Config) -> Iterable[tuple[Loc, str]]:
         if route.direct_response is None:
             continue
         for field in ("rewrite", "timeout"):
-            if getattr(route, field) is not None:
+            if field in route.model_fields_set and getattr(route, field) is not None:
                 yield (("routes", i, field),
                        "has no effect on a route with direct_response (nothing goes upstream)")
 

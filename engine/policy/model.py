@@ -50,6 +50,7 @@ from .fields import (
     Path,
     PathRegex,
     RateKey,
+    Timeout,
     Weight,
 )
 
@@ -96,6 +97,9 @@ class Limits(_Model):
         100, ge=1, le=256, description="Most header lines in a request head; more is 431.")
     max_uri_bytes: Count = Field(
         8192, ge=16, le=1048576, description="Longest request target in bytes; longer is 414.")
+    max_connections: Count = Field(
+        0, ge=0, description="Most open client connections per worker; a connection over it is "
+        "closed at once and counted. 0 = no limit other than the worker's file descriptors.")
 
     @model_validator(mode="after")
     def _uri_fits_head(self) -> Limits:
@@ -106,12 +110,35 @@ class Limits(_Model):
         return self
 
 
+class Timeouts(_Model):
+    """How long a client connection may take over each phase; `0s` switches one off. The
+    defaults protect a worker from clients that connect and stall (slowloris), that stop
+    reading, or that keep idle connections forever."""
+
+    header: Timeout = Field(
+        10.0, description="From accept (first request) or the first byte of a head (later "
+        "requests) to the end of the head; then 408 and close.")
+    idle: Timeout = Field(
+        60.0, description="A keep-alive connection with no request in flight, or a tunnel "
+        "(WebSocket) with no bytes either way, is closed after this long.")
+    request_body: Timeout = Field(
+        30.0, description="No request body bytes for this long while the body is due: 408 "
+        "(or a closed connection once the response started).")
+    send: Timeout = Field(
+        30.0, description="The client reads nothing of what we send for this long: the "
+        "connection is dropped (the upstream read was paused at the buffer's high-water mark).")
+    max_connection_duration: Timeout = Field(
+        0.0, description="Close a connection this long after accept, after the exchange in "
+        "flight (0s = never).")
+
+
 class Listener(_Model):
     name: Name
     address: AddressField = Field(description="host:port to accept on; [::1]:8080 for IPv6.")
     routes: tuple[NameRef, ...] = Field(
         min_length=1, description="Route names, tried in this order; the first match wins.")
     limits: Limits = Field(default_factory=Limits)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -209,8 +236,9 @@ class Route(_Model):
     match: Match
     rewrite: Rewrite | None = None
     rate_limit: RateLimit | None = None
-    timeout: Duration | None = Field(
-        None, description="For the whole request, upstream response included.")
+    timeout: Timeout = Field(
+        15.0, description="For the whole request, upstream response included: 504 before the "
+        "response starts, a closed connection after. 15s by default (as Envoy); 0s = none.")
     direct_response: DirectResponse | None = None
     to: tuple[Target, ...] = Field((), description="Weighted targets: a split across clusters.")
     filters: tuple[NameRef, ...] = Field(

@@ -14,6 +14,10 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_active_connections                           gauge     open client connections
     sluice_active_requests                              gauge     exchanges in flight
     sluice_workers                                      gauge     live worker processes
+    sluice_upstream_extra_data_total                    counter   responses followed by stray bytes
+    sluice_accept_failures_total                        counter   accept() failed (no descriptors)
+    sluice_connections_refused_total                    counter   over limits.max_connections
+    sluice_downstream_timeouts_total{kind}              counter   header | body | send | idle
     sluice_ratelimit_live_evictions_total               counter   (with the limiter's table)
     sluice_ratelimit_lock_steals_total                  counter   (with the limiter's table)
 
@@ -117,6 +121,24 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("sluice_active_requests", "Exchanges in flight.",
                                 value=gauges["active_requests"])
         yield GaugeMetricFamily("sluice_workers", "Live worker processes.", value=agg["workers"])
+        events = agg["events"]
+        yield CounterMetricFamily(
+            "sluice_upstream_extra_data", "Upstream responses followed by bytes that belong to no "
+            "request (the connection was closed, never pooled).",
+            value=events["upstream_extra_data"])
+        yield CounterMetricFamily(
+            "sluice_accept_failures", "Connections the kernel could not hand over (out of file "
+            "descriptors); accepting resumes when descriptors free up.",
+            value=events["accept_failed"])
+        yield CounterMetricFamily(
+            "sluice_connections_refused", "Client connections closed at once because the "
+            "listener was at limits.max_connections.", value=events["connection_limit"])
+        timeouts = CounterMetricFamily(
+            "sluice_downstream_timeouts", "Client connections closed by a listener timeout.",
+            labels=["kind"])
+        for kind in ("header", "body", "send", "idle"):
+            timeouts.add_metric([kind], events["timeout_" + kind])
+        yield timeouts
 
         if self.buckets is not None:
             yield CounterMetricFamily(

@@ -48,7 +48,8 @@ def test_defaults_of_a_minimal_config():
     assert cluster.endpoints[0].weight == 1
     route = config.routes[0]
     assert route.to[0].weight == 1
-    assert (route.rewrite, route.rate_limit, route.timeout, route.direct_response) == (None,) * 4
+    assert (route.rewrite, route.rate_limit, route.direct_response) == (None,) * 3
+    assert route.timeout == 15.0          # Envoy's default route timeout; 0s = none
 
 
 def test_values_are_normalised():
