@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Callable
 
 from support import free_port
@@ -74,3 +75,21 @@ class HostileUpstream:
     def stop(self) -> None:
         self.stopped.set()
         self.sock.close()
+
+
+def closed_within(s: socket.socket, seconds: float) -> bytes:
+    """Everything the server sends until it closes, failing if it has not closed by then."""
+    s.settimeout(seconds)
+    out = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return out
+        except socket.timeout:
+            break
+        if not chunk:
+            return out
+        out += chunk
+    raise AssertionError(f"connection still open after {seconds}s; got {out[:200]!r}")

@@ -62,6 +62,7 @@ import asyncio
 DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
 DEF PIPELINE_BUFFER = 1048576        # unparsed client bytes held before we stop reading it
 DEF MAX_HOST = 255
+DEF OUT_FLUSH = 65536                # collected output written before parsing on (see process)
 DEF FD_RESERVE = 32                  # descriptors kept free for logs, reloads, the admin side
 DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
 DEF TICK_MAX = 0.5                   # the timeout sweep runs at least this often (seconds)
@@ -442,6 +443,7 @@ cdef class Downstream:
     cdef H1Parser parser
     cdef bytes client_ip
     cdef list out                  # response bytes collected in this event batch
+    cdef Py_ssize_t out_size       # ... and their size
     cdef bint in_process
     cdef bint closed
     cdef bint admitted             # counted by Worker.admit_connection (released at close)
@@ -667,6 +669,7 @@ cdef class Downstream:
     cdef void abort(self) except *:
         """Drop the connection now, unsent output included (a client that does not read it)."""
         self.out.clear()
+        self.out_size = 0
         if self.transport is not None:
             self.transport.abort()
 
@@ -710,12 +713,18 @@ cdef class Downstream:
                 else:
                     self.on_bad_request()
                     break
+                if self.out_size > OUT_FLUSH:
+                    # many pipelined local replies: hand them to the transport now, so that a
+                    # client that does not read them stops us (pause_writing) after a bounded
+                    # batch instead of after everything it sent
+                    self.flush()
         finally:
             self.in_process = False
         self.flush()
 
     cdef void send(self, bytes b):
         self.out.append(b)
+        self.out_size += PyBytes_GET_SIZE(b)
         self.bytes_out += PyBytes_GET_SIZE(b)
 
     cdef void flush(self):
@@ -728,6 +737,7 @@ cdef class Downstream:
             else:
                 self.writelines(out)             # one writev
         out.clear()                              # the transport keeps the bytes, not the list
+        self.out_size = 0
 
     cdef on_bad_request(self):
         cdef H1Parser p = self.parser
