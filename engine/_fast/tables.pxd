@@ -62,6 +62,7 @@ cdef class Listener:
     cdef readonly Py_ssize_t max_head_bytes
     cdef readonly Py_ssize_t max_headers
     cdef readonly Py_ssize_t max_uri_bytes
+    cdef readonly int path_flags       # paths.PATH_* bits for paths.path_normalize()
 
 
 cdef class Tables:

@@ -56,9 +56,11 @@ class Listener:
     max_head_bytes: int
     max_headers: int
     max_uri_bytes: int
+    path_flags: int                    # engine._fast.paths PATH_* bits
     def __init__(self, name: str, host: str, port: int, router: Router, routes: list[Route],
                  max_head_bytes: int = ..., max_headers: int = ...,
-                 max_uri_bytes: int = ...) -> None: ...
+                 max_uri_bytes: int = ...,
+                 path_flags: int = ...) -> None: ...
 
 class Tables:
     version: object

@@ -14,6 +14,8 @@ on the config they started with.
 
 cimport cython
 
+from engine._fast.paths cimport PATH_FLAGS_DEFAULT
+
 
 @cython.final
 cdef class Endpoint:
@@ -69,7 +71,8 @@ cdef class Route:
 cdef class Listener:
     def __init__(self, str name, str host, int port, Router router, list routes,
                  Py_ssize_t max_head_bytes=65536, Py_ssize_t max_headers=100,
-                 Py_ssize_t max_uri_bytes=8192):
+                 Py_ssize_t max_uri_bytes=8192,
+                 int path_flags=PATH_FLAGS_DEFAULT):
         self.name = name
         self.host = host
         self.port = port
@@ -78,6 +81,7 @@ cdef class Listener:
         self.max_head_bytes = max_head_bytes
         self.max_headers = max_headers
         self.max_uri_bytes = max_uri_bytes
+        self.path_flags = path_flags
 
 
 @cython.final
