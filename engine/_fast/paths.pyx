@@ -42,8 +42,9 @@ it may be the input itself):
    the escaped-slash policy: 400 by default, kept literally (never a separator, never turned into
    ``/``) with PATH_KEEP_ESCAPED_SLASHES, which is what nginx does on Linux.
 5. With PATH_MERGE_SLASHES: runs of ``/`` become one (``//admin`` -> ``/admin``). Merging happens
-   before dot removal, as in nginx (``/a//..`` -> ``/``; Envoy merges after, -> ``/a/``): one
-   pass, and the result is the same path either way for every prefix route.
+   before dot removal, as in nginx (``/a//..`` -> ``/``; Envoy merges after, -> ``/a/``), so it
+   fits the same pass. Either order is safe because the path that was routed is the one that is
+   forwarded; this one also never leaves an empty segment for ``..`` to pop.
 6. With PATH_NORMALIZE: dot segments are removed (RFC 3986 5.2.4), including those that only
    became ``.``/``..`` after step 2 (``/%2e%2e/``, ``/.%2E/``). ``..`` at the root is clamped, as
    the RFC says (``/../admin`` -> ``/admin``), not an error. The output keeps a trailing ``/``
