@@ -24,5 +24,6 @@ def flags_for(normalize: bool = True, merge_slashes: bool = True,
 def classify(path: bytes, flags: int = ...) -> int:
     """PATH_UNCHANGED, the normalised length, or a PATH_ERR_* code (the cdef function's answer)."""
 
-def normalize(path: bytes, flags: int = ...) -> bytes:
-    """The path the proxy routes and forwards (`path` itself when unchanged); PathError for 400."""
+def normalize(path: bytes, flags: int = ..., in_place: bool = False) -> bytes:
+    """The path the proxy routes and forwards (`path` itself when unchanged); PathError for 400.
+    in_place: normalise a private copy over itself (out == path), as a caller may."""

@@ -325,9 +325,22 @@ def classify(bytes path, int flags=PATH_FLAGS_DEFAULT):
                           PyBytes_AS_STRING(scratch))
 
 
-def normalize(bytes path, int flags=PATH_FLAGS_DEFAULT):
-    """The path the proxy routes and forwards (`path` itself when unchanged); PathError for 400."""
+def normalize(bytes path, int flags=PATH_FLAGS_DEFAULT, bint in_place=False):
+    """The path the proxy routes and forwards (`path` itself when unchanged); PathError for 400.
+    in_place: normalise a private copy over itself (out == path), as a caller may."""
     cdef int err = 0
+    cdef bytearray copy
+    cdef char* buf
+    cdef Py_ssize_t n
+    if in_place:
+        copy = bytearray(path)
+        buf = copy
+        n = path_normalize(buf, len(copy), flags, buf)
+        if n == PATH_UNCHANGED:
+            return path
+        if n < 0:
+            raise PathError(n)
+        return bytes(copy[:n])
     cdef bytes res = path_normalized_bytes(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path),
                                            flags, &err)
     if err == PATH_UNCHANGED:
