@@ -24,7 +24,9 @@ cdef Py_ssize_t path_normalize(const char* path, Py_ssize_t n, int flags,
     # path: the request path as received, without "?query" (origin-form; anything that does not
     #   start with "/", such as "*" or b"", is returned PATH_UNCHANGED).
     # out: at least n bytes; may be `path` itself (normalises in place). The result is never
-    #   longer than the input. Untouched when the result is PATH_UNCHANGED.
+    #   longer than the input. Only a returned length says out holds something: after
+    #   PATH_UNCHANGED or an error its bytes are unspecified (in place: the path is then the
+    #   same bytes, resp. partly overwritten; keep a copy if an error log needs the original).
     # Returns PATH_UNCHANGED (the common case: one scan, nothing written), the length of the
     # normalised path written to out (>= 1), or a PATH_ERR_* code (400).
 
