@@ -39,6 +39,7 @@ from engine._fast.http1 cimport (
     H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_UPGRADE,
     H_HOST, HF_DROP,
 )
+from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn
 from engine._fast.tables cimport (
     Tables, Listener, Route, Cluster, Endpoint,
@@ -491,6 +492,7 @@ cdef class Downstream:
     cdef int status
     cdef bytes method
     cdef bytes path
+    cdef bint path_changed         # `path` is the normalised one, not the request line's
     cdef bytes request_id          # the id, or (request_id_line) the whole generated header line
     cdef bint request_id_line
     cdef bytes xff_line            # "x-forwarded-for: <client ip>" for requests that carry none
@@ -783,8 +785,9 @@ cdef class Downstream:
         cdef char hostbuf[MAX_HOST + 1]
         cdef int idx
         cdef Route route
-        cdef bytes target, authority = None
+        cdef bytes target, authority = None, normal
         cdef TakeResult tr
+        cdef int perr = 0
 
         if self.tables is not self.worker.tables:
             self.refresh_tables()
@@ -879,6 +882,23 @@ cdef class Downstream:
         q = 0
         while q < pl and path[q] != b'?':
             q += 1
+
+        # the path as the listener normalises it (paths.pyx): routed and forwarded as such, so
+        # /%61dmin or /x/../admin cannot pass a /admin route by another spelling
+        self.path_changed = False
+        normal = path_normalized_bytes(path, q, l.path_flags, &perr)
+        if normal is not None:
+            target = normal + PyBytes_FromStringAndSize(path + q, pl - q) if q < pl else normal
+            self.path = target
+            self.path_changed = True
+            path = PyBytes_AS_STRING(target)
+            pl = PyBytes_GET_SIZE(target)
+            q = PyBytes_GET_SIZE(normal)
+        elif perr < -1:
+            if self.path is None:
+                self.path = sub(p.head, p.target_s, p.target_e)
+            self.local(400, b"bad path: " + path_error_text(perr) + b"\n", None, True)
+            return
         idx = l.router.match(hostbuf, hl, path, q, head + p.method_s, p.method_e - p.method_s, p)
         if self.path is None:
             self.path = sub(p.head, p.target_s, p.target_e)
@@ -1097,7 +1117,7 @@ cdef class Downstream:
             if i >= 0:
                 extra.append(HDR_CONN_UPGRADE)
                 extra.append(b"upgrade: " + without_h2c(p.header_value(i)) + CRLF)
-        if target is self.path and authority is None and p.version_minor == 1:
+        if target is self.path and authority is None and not self.path_changed and p.version_minor == 1:
             first = sub(p.head, p.method_s, p.target_e + 11)   # "METHOD target HTTP/1.1\r\n" as received
         else:
             first = self.method + b" " + target + HTTP11

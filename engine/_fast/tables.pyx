@@ -14,6 +14,8 @@ on the config they started with.
 
 cimport cython
 
+from engine._fast.paths cimport PATH_FLAGS_DEFAULT
+
 
 @cython.final
 cdef class Endpoint:
@@ -71,7 +73,8 @@ cdef class Listener:
                  Py_ssize_t max_head_bytes=65536, Py_ssize_t max_headers=100,
                  Py_ssize_t max_uri_bytes=8192, long max_connections=0,
                  double header_timeout=10.0, double idle_timeout=60.0,
-                 double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0):
+                 double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0,
+                 int path_flags=PATH_FLAGS_DEFAULT):
         self.name = name
         self.host = host
         self.port = port
@@ -86,6 +89,7 @@ cdef class Listener:
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
         self.max_duration = max_duration
+        self.path_flags = path_flags
 
 
 @cython.final

@@ -19,6 +19,7 @@ from http import HTTPStatus
 
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
+from engine._fast.paths import flags_for
 from engine._fast.pool import Pool
 from engine._fast.stats import endpoint_key
 from engine._fast.router import (
@@ -169,6 +170,10 @@ def router_entry(match) -> tuple:
     return (hk, hv, pk, pv, methods, headers)
 
 
+def _path_flags(paths) -> int:
+    return flags_for(paths.normalize, paths.merge_slashes, paths.escaped_slashes == "keep")
+
+
 def link(config, buckets, previous: Tables | None = None, version: object = None,
          filters: dict | None = None, stats=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
@@ -189,5 +194,6 @@ def link(config, buckets, previous: Tables | None = None, version: object = None
                                        max_connections=lim.max_connections,
                                        header_timeout=tmo.header, idle_timeout=tmo.idle,
                                        body_timeout=tmo.request_body, send_timeout=tmo.send,
-                                       max_duration=tmo.max_connection_duration)
+                                       max_duration=tmo.max_connection_duration,
+                                       path_flags=_path_flags(lst.paths))
     return Tables(version, listeners, clusters, pools)

@@ -5,6 +5,8 @@ module adds, beyond CONFIG.md:
 - `Listener.limits` (`Limits`): the HTTP/1.1 head limits the codec enforces (`max_head_bytes`
   -> 413/431, `max_headers` -> 431, `max_uri_bytes` -> 414); `max_headers` is capped by the
   codec's hard array size (256, engine/_fast/http1.pxd).
+- `Listener.paths` (`Paths`): request-path normalisation before routing (`normalize`,
+  `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where JSON access log lines go: `stderr` (default),
   `stdout`, `off`, or a file path.
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
@@ -132,6 +134,24 @@ class Timeouts(_Model):
         "flight (0s = never).")
 
 
+class Paths(_Model):
+    """How the request path is normalised before it is routed and forwarded (engine/_fast/paths.pyx,
+    README.md "Path normalisation"). The defaults are the safe choice; each option only loosens."""
+
+    normalize: Annotated[bool, Strict()] = Field(
+        True, description=(
+            "Decode percent-escapes of unreserved characters, upper-case the hex of the others, "
+            "and remove '.' and '..' segments (RFC 3986 5.2.4), so /%61dmin and /x/../admin "
+            "route as /admin."))
+    merge_slashes: Annotated[bool, Strict()] = Field(
+        True, description="Collapse runs of '/' into one (//admin routes as /admin).")
+    escaped_slashes: Literal["reject", "keep"] = Field(
+        "reject", description=(
+            "%2F, %5C and a raw backslash in a path: 'reject' answers 400; 'keep' passes them "
+            "to the upstream as they came, never as separators (only for upstreams that do not "
+            "decode them)."))
+
+
 class Listener(_Model):
     name: Name
     address: AddressField = Field(description="host:port to accept on; [::1]:8080 for IPv6.")
@@ -139,6 +159,7 @@ class Listener(_Model):
         min_length=1, description="Route names, tried in this order; the first match wins.")
     limits: Limits = Field(default_factory=Limits)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    paths: Paths = Field(default_factory=Paths)
 
 
 # -- routes ------------------------------------------------------------------------------------

@@ -148,6 +148,10 @@ CASES = [
     ({"listeners.0.limits": {"max_head_bytes": 4096, "max_uri_bytes": 8192}},
      "cfg.yaml: listeners[0].limits.max_uri_bytes: 8192 is larger than max_head_bytes (4096), "
      "which contains it"),
+    ({"listeners.0.paths": {"escaped_slashes": "decode"}},
+     "cfg.yaml: listeners[0].paths.escaped_slashes: expected one of reject, keep; got 'decode'"),
+    ({"listeners.0.paths": {"normalize": "no"}},
+     "cfg.yaml: listeners[0].paths.normalize: expected true or false, got 'no'"),
     # formats
     ({"routes.0.timeout": "5"},
      "cfg.yaml: routes[0].timeout: '5' has no unit: write '5s' or '5ms'"),

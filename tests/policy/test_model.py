@@ -12,6 +12,7 @@ from engine.policy.model import (
     DirectResponse,
     Limits,
     Match,
+    Paths,
     Pool,
     Route,
 )
@@ -152,3 +153,13 @@ def test_lookup_by_name():
     assert config.cluster("web").endpoints[0].address.port == 9000
     with pytest.raises(KeyError):
         config.route("nope")
+
+
+def test_path_normalisation_is_on_by_default_and_each_option_loosens_it():
+    config = Config.model_validate(MINIMAL)
+    assert config.listeners[0].paths == Paths(normalize=True, merge_slashes=True,
+                                              escaped_slashes="reject")
+    loose = dict(MINIMAL, listeners=[dict(MINIMAL["listeners"][0], paths={
+        "normalize": False, "merge_slashes": False, "escaped_slashes": "keep"})])
+    assert Config.model_validate(loose).listeners[0].paths == Paths(
+        normalize=False, merge_slashes=False, escaped_slashes="keep")
