@@ -28,8 +28,8 @@ def upstream2():
 def start_sluice(tmp_path):
     started: list[Sluice] = []
 
-    def start(config: dict, workers: int = 1, extra: list[str] = ()) -> Sluice:
-        s = Sluice(config, tmp_path, workers, extra)
+    def start(config: dict, workers: int = 1, extra: list[str] = (), **popen) -> Sluice:
+        s = Sluice(config, tmp_path, workers, extra, **popen)
         started.append(s)
         return s
 

@@ -66,7 +66,8 @@ class Upstream:
 class Sluice:
     """The sluice binary on a config dict; `url` is the first listener's base URL."""
 
-    def __init__(self, config: dict, tmp: Path, workers: int = 1, extra: list[str] = ()) -> None:
+    def __init__(self, config: dict, tmp: Path, workers: int = 1, extra: list[str] = (),
+                 **popen) -> None:
         self.config = config
         self.path = tmp / "sluice.yaml"
         self.path.write_text(yaml.safe_dump(config))
@@ -76,7 +77,7 @@ class Sluice:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "run", "-c", str(self.path), "--workers",
              str(workers), "--access-log", str(self.log), *extra],
-            stderr=self.stderr, cwd=ROOT)
+            stderr=self.stderr, cwd=ROOT, **popen)
         self.port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_port(self.port, proc=self.proc)

@@ -66,6 +66,7 @@ DEF MAX_HOST = 255
 DEF OUT_FLUSH = 65536                # collected output written before parsing on (see process)
 DEF FD_RESERVE = 32                  # descriptors kept free for logs, reloads, the admin side
 DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
+DEF LINGER = 2.0                     # seconds a closing connection reads and drops input
 DEF TICK_MAX = 0.5                   # the timeout sweep runs at least this often (seconds)
 DEF TICK_MIN = 0.01
 
@@ -452,6 +453,7 @@ cdef class Downstream:
     cdef bint write_paused         # the client's transport is above its high-water mark
     cdef bint fresh                # no request has started on this connection yet
     cdef bint aged                 # max_connection_duration passed: closing after this exchange
+    cdef bint lingering            # closing (after linger() or close_now()): input is dropped
     cdef double born               # timeouts (monotonic seconds): accepted at,
     cdef double since              # idle or head phase started at,
     cdef public double last_read   # last bytes from the client (or, in a tunnel, either side),
@@ -532,7 +534,7 @@ cdef class Downstream:
 
     def data_received(self, bytes data):
         cdef double now = monotonic_now()
-        if self.closed:
+        if self.closed or self.lingering:
             return
         self.last_read = now
         if self.xstate == X_TUNNEL:
@@ -609,12 +611,33 @@ cdef class Downstream:
             self.transport.resume_reading()
             self.last_read = monotonic_now()    # the body timeout starts again from here
 
+    cdef void linger(self) except *:
+        """Close after the last response: send it and a FIN (half-close), then read and drop
+        what the client still sends until it closes or LINGER passes. Closing outright with
+        unread input makes the kernel send a reset, which can destroy the response before the
+        client reads it (a 400 for a pipelined bad request, say): nginx's lingering_close."""
+        self.flush()
+        if self.transport is None:
+            return
+        if self.lingering:
+            return
+        self.lingering = True
+        self.since = monotonic_now()
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError):
+            self.transport.close()
+
     cdef void check_timeouts(self, double now) except *:
         """Called by Worker.sweep_timeouts. Listener timeouts (RFC 9112 9.5: a server may close
         an idle connection at any time; 408 where a request was under way) and the route
         deadline of the exchange in flight."""
         cdef Listener l = self.listener
         if self.closed or self.transport is None:
+            return
+        if self.lingering:
+            if now - self.since > LINGER:
+                self.transport.close()
             return
         if self.write_blocked > 0 and l.send_timeout > 0 and now - self.write_blocked > l.send_timeout:
             self.worker.count(ST_EV_TIMEOUT_SEND)
@@ -696,7 +719,7 @@ cdef class Downstream:
             return
         self.in_process = True
         try:
-            while not self.closed:
+            while not self.closed and not self.lingering:
                 if self.xstate != X_IDLE and self.req_done:
                     break
                 if self.write_paused and self.xstate == X_IDLE:
@@ -1492,8 +1515,7 @@ cdef class Downstream:
         if self.closed:
             return
         if self.close_after or self.worker.draining:
-            self.flush()
-            self.close_now()
+            self.linger()
             return
         self.since = monotonic_now()       # idle from now, or a pipelined head is under way
         if self.client_pause:
@@ -1532,6 +1554,7 @@ cdef class Downstream:
 
     cdef void close_now(self):
         self.flush()
+        self.lingering = True           # nothing more is parsed or answered
         if self.transport is not None:
             self.transport.close()
 
