@@ -2,7 +2,8 @@
 
     GET  /ready              200 "ready" once every worker serves the current snapshot, else 503
     GET  /stats/prometheus   Prometheus text, aggregated over the workers from shared memory
-    GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection
+    GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection,
+                             configs being validated now
     GET  /clusters           JSON: each cluster's endpoints with weight, health, active requests
     PUT  /snapshot           body: a compiled snapshot (msgpack); 200 {"applied": version} when
                              every worker applied it, 400 {"errors": [...]} when refused
@@ -538,6 +539,7 @@ class SupervisorController:
             "draining": sup.stopping,
             "workers": workers,
             "last_rejection": sup.last_rejection,
+            "validating": list(getattr(sup, "validating", ())),
             "config": plain_config(sup.config),
         }
 

@@ -102,6 +102,7 @@ class Supervisor:
         self.load_source = load_source
         self.reload_lock: asyncio.Lock | None = None
         self.last_rejection: dict | None = None
+        self.validating: list[dict] = []     # configs being checked now (for /config_dump)
         self.applied_at = time.time()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -310,12 +311,16 @@ class Supervisor:
         return await self._apply_prepared(lambda: self._prepare(config, source), why)
 
     async def _apply_prepared(self, prepare, why: str) -> tuple[bool, list[str]]:
+        checking = {"why": why, "since": time.time()}
+        self.validating.append(checking)
         try:
             # off this loop: /ready and worker restarts go on while a big config is checked
             config, source, header, snapshot, wire = await self.loop.run_in_executor(
                 self.validator, prepare)
         except Exception as exc:   # ConfigError / SnapshotError: every problem, one per line
             return self._reject(why, _problems(exc))
+        finally:
+            self.validating.remove(checking)
         version = header.config_version
         async with self.reload_lock:
             if version == self.version:
@@ -342,6 +347,10 @@ class Supervisor:
             self.wire = wire
             self.applied_at = time.time()
             log.info("applied snapshot %s from %s (%s)", version, source, why)
+            for h in self.handles.values():
+                if h.ready and h.version != version and h not in handles:
+                    # (re)started during the push, from the config before it: catch up
+                    self.loop.create_task(self._send_current(h))
             return True, []
 
     def _prepare(self, config, source: str):
