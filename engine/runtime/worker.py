@@ -5,8 +5,11 @@ a caller's own loop for embedded use (`engine.Proxy`). A worker owns nothing the
 listeners are its own SO_REUSEPORT sockets, pools are per worker, and the only shared state
 (rate-limit buckets, stats) lives in shared memory the supervisor mapped before forking.
 
-Apply (hot reload): new Tables are linked beside the old ones (pools of unchanged clusters are
-carried over by `link`), new listener sockets are opened first, then one reference swaps.
+Apply (hot reload): the supervisor has validated the config already (once, off its loop) and
+sends it ready to link (`received_config`); filter modules are imported only from the allow list
+fixed at start (engine/filters/loader.py). New Tables are linked beside the old ones (pools of
+unchanged clusters are carried over by `link`), new listener sockets are opened first, then one
+reference swaps.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
