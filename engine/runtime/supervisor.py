@@ -84,7 +84,7 @@ class Supervisor:
         self.wire = None                 # the current config pickled for a worker, once needed
         self.version = header.config_version
         self.filter_modules = FilterModules.at_start(config, filter_modules)
-        # one thread: validations are serialised, and a fork never copies more than one
+        # one thread: validations run one at a time, in the order they came
         self.validator = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sluice-validate")
         self.nworkers = max(1, workers)
