@@ -12,7 +12,9 @@ The embedding API: run sluice inside your own asyncio (ideally uvloop) program.
 An embedded proxy is one worker of the binary's kind, in the caller's loop: same tables, same
 hot reload (in-flight requests finish on the config they started with; pools of unchanged
 clusters are kept), its own rate-limit buckets. Python filters (`engine.Filter`) are named from
-a route's `filters:` and either imported (`python: module:Class` in the config) or provided here.
+a route's `filters:` and either provided here or imported (`python: module:Class` in the config).
+Imported only from an allow list fixed when the Proxy is made: the modules its first config names
+plus `filter_modules=[...]`; a later `apply` naming another module is refused before import.
 
 Importing `engine` itself never requires the compiled modules, so `sluice validate` and
 `sluice compile` work on a machine without a compiler; `Proxy.start()` needs them.
@@ -73,9 +75,16 @@ class Proxy:
     """sluice running inside the caller's event loop (see the module docstring)."""
 
     def __init__(self, config: Any, *, filters: dict[str, Any] | None = None,
-                 access_log: str | None = "off", bucket_slots: int = 65536):
+                 access_log: str | None = "off", bucket_slots: int = 65536,
+                 filter_modules: list[str] | tuple[str, ...] = ()):
+        from engine.filters.loader import EMBED_HINT, FilterModules
+
         self.config = _as_config(config)
         self.filters = dict(filters or {})
+        if isinstance(filter_modules, str):
+            raise TypeError("filter_modules is a list of module names, not one string")
+        # fixed now: a config applied later may import filters from these modules only
+        self.filter_modules = FilterModules.at_start(self.config, filter_modules, EMBED_HINT)
         self.access_log = access_log or self.config.access_log.path
         self.bucket_slots = bucket_slots
         self._server = None
@@ -102,13 +111,19 @@ class Proxy:
         stats = Stats(max_workers=1)
         stats.attach_worker(0)
         server = WorkerServer(loop, self.config, SharedBuckets(self.bucket_slots),
-                              self.access_log, _version(self.config), self.filters, stats=stats)
+                              self.access_log, _version(self.config), self.filters, stats=stats,
+                              filter_modules=self.filter_modules)
         await server.start()
         self._server = server
 
     async def apply(self, config: Any) -> None:
         """Serve `config` from the next request on; raises (and changes nothing) if it is bad."""
         new = _as_config(config)
+        refused = self.filter_modules.problems(new, self.filters)
+        if refused:
+            from engine.policy.errors import ConfigError, Problem
+
+            raise ConfigError([Problem("<embedded>", p.where, p.reason) for p in refused])
         if self._server is not None:
             await self._server.apply(new, _version(new))
         self.config = new

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 
@@ -27,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--drain-timeout", type=float, default=30.0,
                      help="seconds a drain waits for in-flight requests (default 30)")
     run.add_argument("--access-log", help="stderr | stdout | off | FILE (overrides access_log.path)")
+    run.add_argument("--filter-module", action="append", default=[], metavar="MODULE",
+                     type=_module_name,
+                     help="also allow Python filters from MODULE in configs applied later "
+                          "(repeatable; the modules the config at start names are always "
+                          "allowed, no other module is ever imported)")
 
     val = sub.add_parser("validate", help="check a config and print every error")
     val.add_argument("file")
@@ -43,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         add_explain_parser(sub)
     run.set_defaults(handler=cmd_run)
     return ap
+
+
+def _module_name(text: str) -> str:
+    """A dotted module name (`mypkg.filters`), as in a filter's `python: module:Class`."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a module name (e.g. mypkg.filters)")
+    return text
 
 
 def _source_loader(args):
@@ -105,7 +118,7 @@ def cmd_run(args) -> int:
 
     return Supervisor(config, workers=args.workers, drain_timeout=args.drain_timeout,
                       access_log_path=args.access_log, source=source, watch=source,
-                      load_source=load).run()
+                      load_source=load, filter_modules=args.filter_module).run()
 
 
 def main(argv: list[str] | None = None) -> int:

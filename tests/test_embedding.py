@@ -106,6 +106,62 @@ def test_a_filter_named_but_not_provided_is_refused():
         run(main())
 
 
+class NotAFilter:
+    called = 0
+
+    def __init__(self, **kw):
+        NotAFilter.called += 1
+
+
+def test_apply_naming_a_module_off_the_allow_list_is_refused_before_import(tmp_path, monkeypatch):
+    """Security issue, item 2, for embedders: the allow list is the first config's modules plus
+    filter_modules=; `subprocess:Popen` (or any module) in a later config is never imported."""
+    from engine.policy import ConfigError
+
+    marker = tmp_path / "imported"
+    (tmp_path / "embed_sideeffect.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nimport engine\nclass F(engine.Filter): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "one"), filter_modules=["tests_allowed_only"])
+        await proxy.start()
+        for python in ("subprocess:Popen", "embed_sideeffect:F"):
+            with pytest.raises(ConfigError, match=r"filters\[0\]\.python: module '\w+' is not in "
+                               r"the filter module allow list \(modules named in the config the "
+                               r"Proxy started with, or filter_modules=\)"):
+                await proxy.apply(cfg(port, "two", [{"name": "x", "python": python,
+                                                     "config": {"args": ["true"]}}], ["x"]))
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"http://127.0.0.1:{port}/")).text == "one"
+        await proxy.stop(drain=1.0)
+
+    run(main())
+    assert not marker.exists()
+
+
+def test_an_allowed_name_that_is_not_a_filter_class_is_never_called(monkeypatch):
+    """`module:Class` from an allowed module, or a class the embedder provides, must be an
+    engine.Filter subclass before it is called."""
+    port = free_port()
+    mod = "test_embedding" if "test_embedding" in sys.modules else __name__
+
+    async def main():
+        with pytest.raises(ValueError, match=r"filters\[0\]\.python: '.*:NotAFilter' is not a "
+                           r"subclass of engine.Filter"):
+            proxy = engine.Proxy(cfg(port, "x", [{"name": "n", "python": f"{mod}:NotAFilter"}],
+                                     ["n"]))
+            await proxy.start()
+        with pytest.raises(ValueError, match="NotAFilter is not an engine.Filter subclass"):
+            proxy = engine.Proxy(cfg(port, "x", [{"name": "n"}], ["n"]),
+                                 filters={"n": NotAFilter})
+            await proxy.start()
+
+    run(main())
+    assert NotAFilter.called == 0
+
+
 def test_the_embedding_example_runs():
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))    # as if sluice were installed

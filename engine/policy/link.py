@@ -13,7 +13,6 @@ the node's shared table.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from http import HTTPStatus
 
@@ -85,20 +84,29 @@ def _direct_head(resp) -> tuple[bytes, bytes]:
     return b"".join(lines), body
 
 
-def build_filters(config, provided: dict | None) -> dict:
+def build_filters(config, provided: dict | None, allowed=None) -> dict:
     """One instance per filter per snapshot: provided by the embedder (an instance, or a class
-    built with the spec's config), else imported from `python: module:Class`."""
+    built with the spec's config), else imported from `python: module:Class`, but only from a
+    module on `allowed` (an `engine.filters.loader.FilterModules`; None allows none), and only
+    a class that is an `engine.Filter` subclass is ever called (see engine/filters/loader.py)."""
     from engine.filters.base import Filter
+    from engine.filters.loader import FilterModules, FilterModuleError, is_filter_class
 
+    allowed = allowed if allowed is not None else FilterModules(())
     built = {}
-    for spec in config.filters:
+    for i, spec in enumerate(config.filters):
         source = (provided or {}).get(spec.name)
         if source is None:
             if spec.python is None:
                 raise ValueError(f"filter '{spec.name}' has no 'python' class and none was provided")
-            module, _, attr = spec.python.partition(":")
-            source = getattr(importlib.import_module(module), attr)
-        instance = source(**spec.config) if isinstance(source, type) else source
+            source = allowed.load_class(i, spec.python)
+        if isinstance(source, type):
+            if not is_filter_class(source):
+                raise FilterModuleError(f"filters[{i}]", f"filter '{spec.name}': "
+                                        f"{source.__qualname__} is not an engine.Filter subclass")
+            instance = source(**spec.config)
+        else:
+            instance = source
         if not isinstance(instance, Filter):
             raise TypeError(f"filter '{spec.name}' is not an engine.Filter")
         built[spec.name] = instance
@@ -175,10 +183,12 @@ def _path_flags(paths) -> int:
 
 
 def link(config, buckets, previous: Tables | None = None, version: object = None,
-         filters: dict | None = None, stats=None) -> Tables:
+         filters: dict | None = None, stats=None, filter_modules=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
-    `filters` maps filter names to instances or classes the embedding program provides."""
-    built = build_filters(config, filters)
+    `filters` maps filter names to instances or classes the embedding program provides;
+    `filter_modules` (engine.filters.loader.FilterModules) is the allow list of modules the
+    others may be imported from (None: none may)."""
+    built = build_filters(config, filters, filter_modules)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
     clusters = {c.name: _link_cluster(c, old_pools, pools, stats) for c in config.clusters}

@@ -2,7 +2,8 @@
 
     GET  /ready              200 "ready" once every worker serves the current snapshot, else 503
     GET  /stats/prometheus   Prometheus text, aggregated over the workers from shared memory
-    GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection
+    GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection,
+                             configs being validated now
     GET  /clusters           JSON: each cluster's endpoints with weight, health, active requests
     PUT  /snapshot           body: a compiled snapshot (msgpack); 200 {"applied": version} when
                              every worker applied it, 400 {"errors": [...]} when refused
@@ -23,9 +24,21 @@ server, for an address given on the command line). With a token, every request m
 request's body is never read beyond MAX_BODY.
 
 HTTP. h11 over asyncio streams: keep-alive, HEAD, `Expect: 100-continue` (curl sends it for a
-large PUT), Content-Length checked before a body is read (413), bodies read with a bound, a stalled
-read dropped after READ_TIMEOUT and an idle connection after IDLE_TIMEOUT, at most
-MAX_CONNECTIONS at once. A response sent before the request body was read closes the connection.
+large PUT), Content-Length checked before a body is read (413), bodies read with a bound. A
+response sent before the request body was read closes the connection.
+
+Staying reachable (security issue, item 8: 128 connections trickling a byte each used to lock
+everyone out). A connection is *pending* until it has sent a complete head that is authenticated
+(a valid Bearer token; on loopback without a token, any complete valid head), and again while it
+idles between keep-alive requests. Pending connections are few (MAX_PENDING) and cheap to lose:
+a new connection evicts the oldest pending one when they are full, and a head must be complete
+HEAD_TIMEOUT after the connection opened or after its first byte (else 408, or a silent close if
+nothing came; an idle keep-alive connection waits IDLE_TIMEOUT for that first byte). Only an
+authenticated request counts against MAX_CONNECTIONS (beyond it: 503), and only while it is being
+served. A body must arrive whole within REQUEST_TIMEOUT of its head (else 408). A snapshot body is
+at most MAX_SNAPSHOT bytes (413 from its Content-Length, before any of it is read, or as soon as
+a chunked one passes the limit) and at most MAX_UPLOADS are held at once (503 after waiting
+REQUEST_TIMEOUT): the API never holds more than MAX_UPLOADS x MAX_SNAPSHOT of snapshot bodies.
 """
 
 from __future__ import annotations
@@ -49,12 +62,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluice.admin")
 
-MAX_SNAPSHOT = 64 * 1024 * 1024   # PUT /snapshot body
+MAX_SNAPSHOT = 16 * 1024 * 1024   # PUT /snapshot body (a 10,000-route snapshot is ~2 MiB)
+MAX_UPLOADS = 4                   # snapshot bodies held at once
 MAX_BODY = 64 * 1024              # any other request's body (read and dropped)
 MAX_HEAD = 16 * 1024              # request line + headers
-READ_TIMEOUT = 30.0               # a request whose next bytes take longer is dropped
-IDLE_TIMEOUT = 60.0               # a keep-alive connection with no request is closed
-MAX_CONNECTIONS = 128
+HEAD_TIMEOUT = 5.0                # a whole head, from the connection's start or its first byte
+REQUEST_TIMEOUT = 30.0            # a whole body, from the end of its head
+IDLE_TIMEOUT = 60.0               # a keep-alive connection with no next request is closed
+MAX_CONNECTIONS = 128             # authenticated requests being served at once
+MAX_PENDING = 64                  # connections without an authenticated head; the oldest goes
 
 Reply = tuple[int, bytes, bytes]  # status, content type, body
 
@@ -145,6 +161,9 @@ class AdminServer:
         self.token = token
         self.server: asyncio.base_events.Server | None = None
         self.conns: set[asyncio.StreamWriter] = set()
+        self.pending: dict[asyncio.Task, asyncio.StreamWriter] = {}   # oldest first
+        self.active: set[asyncio.Task] = set()         # serving an authenticated request
+        self.uploads: asyncio.Semaphore | None = None  # made in the serving loop
         self.registry = metrics.registry_for(controller.stats,
                                              getattr(controller, "buckets", None))
 
@@ -155,6 +174,7 @@ class AdminServer:
 
     async def start(self) -> None:
         """Listen; raises OSError when the address cannot be bound."""
+        self.uploads = asyncio.Semaphore(MAX_UPLOADS)
         self.server = await asyncio.start_server(self._connection, self.host, self.port,
                                                  reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -184,21 +204,50 @@ class AdminServer:
 
     # ---- one connection --------------------------------------------------------------------
 
+    def _park(self, task: asyncio.Task, writer: asyncio.StreamWriter) -> None:
+        """Count `task` as pending (newest); evict the oldest pending connection if full."""
+        self.pending[task] = writer
+        while len(self.pending) > MAX_PENDING:
+            oldest = next(iter(self.pending))
+            # close first: a cancellation alone can be lost in asyncio.wait_for (Python < 3.12)
+            self.pending.pop(oldest).close()
+            oldest.cancel()
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        if len(self.conns) >= MAX_CONNECTIONS:
-            writer.close()
-            return
+        me = asyncio.current_task()
         self.conns.add(writer)
+        self._park(me, writer)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        first = True
         try:
             while True:
-                event = await _next_event(conn, reader, IDLE_TIMEOUT)
+                event = await _read_head(conn, reader, first)
+                first = False
                 if not isinstance(event, h11.Request):
                     break
-                await self._exchange(conn, reader, writer, event)
+                authed = self._authorized(dict(event.headers).get(b"authorization"))
+                if authed:
+                    if len(self.active) >= MAX_CONNECTIONS:
+                        await _send(conn, writer, 503, TEXT, b"too many admin requests at "
+                                    b"once\n", [(b"retry-after", b"1")], close=True)
+                        break
+                    self.pending.pop(me, None)
+                    self.active.add(me)
+                try:
+                    await self._exchange(conn, reader, writer, event, authed)
+                finally:
+                    self.active.discard(me)
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
+                self._park(me, writer)
+        except _Timeout as exc:
+            if exc.started and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    writer.write(_TIMEOUT_REPLY)
+                    await asyncio.wait_for(writer.drain(), 1.0)
+                except (ConnectionError, asyncio.TimeoutError):
+                    pass
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 try:
@@ -211,15 +260,20 @@ class AdminServer:
         except Exception:      # a bug here must not take the supervisor's loop down
             log.exception("admin connection failed")
         finally:
+            self.pending.pop(me, None)
+            self.active.discard(me)
             self.conns.discard(writer)
             writer.close()
 
     async def _exchange(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, req: h11.Request) -> None:
+                        writer: asyncio.StreamWriter, req: h11.Request, authed: bool) -> None:
         method = req.method.decode("ascii", "replace")
         path = req.target.split(b"?", 1)[0].decode("ascii", "replace")
         headers = dict(req.headers)          # h11 lowercases names
         head_only = method == "HEAD"
+        loop = asyncio.get_running_loop()
+        # the whole body by then; an unauthenticated one (read and dropped) gets less time
+        deadline = loop.time() + (REQUEST_TIMEOUT if authed else HEAD_TIMEOUT)
 
         async def reply(status: int, ctype: bytes, body: bytes, extra=(), *,
                         read_rest: bool = True) -> None:
@@ -228,11 +282,11 @@ class AdminServer:
             # waits for 100-continue) closes the connection.
             if (read_rest and conn.their_state is h11.SEND_BODY
                     and not conn.they_are_waiting_for_100_continue):
-                await _read_body(conn, reader, MAX_BODY)
+                await _read_body(conn, reader, MAX_BODY, deadline)
             await _send(conn, writer, status, ctype, body, extra, head_only=head_only,
                         close=conn.their_state is not h11.DONE)
 
-        if self.token is not None and not self._authorized(headers.get(b"authorization")):
+        if not authed:
             await reply(401, TEXT, b"unauthorized: Authorization: Bearer <admin.token> "
                         b"required\n", [(b"www-authenticate", b'Bearer realm="sluice-admin"')])
             return
@@ -252,21 +306,37 @@ class AdminServer:
                 f"request body of {length} bytes is over the limit of {endpoint.max_body}"]}),
                 read_rest=False)
             return
-        if conn.they_are_waiting_for_100_continue:
-            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        body = await _read_body(conn, reader, endpoint.max_body)
-        if body is None:
-            await reply(413, JSON, to_json({"errors": [
-                f"request body over the limit of {endpoint.max_body} bytes"]}), read_rest=False)
-            return
+        upload = endpoint.max_body > MAX_BODY and self.uploads is not None
+        if upload:
+            try:
+                await asyncio.wait_for(self.uploads.acquire(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await reply(503, JSON, to_json({"errors": [
+                    f"{MAX_UPLOADS} snapshot uploads are in progress: try again"]}),
+                    [(b"retry-after", b"1")], read_rest=False)
+                return
         try:
-            status, ctype, payload = await getattr(self, endpoint.handler)(body)
-        except Exception as exc:
-            log.exception("admin %s %s failed", method, path)
-            status, ctype, payload = 500, JSON, to_json({"errors": [f"internal error: {exc!r}"]})
+            if conn.they_are_waiting_for_100_continue:
+                writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            body = await _read_body(conn, reader, endpoint.max_body, deadline)
+            if body is None:
+                await reply(413, JSON, to_json({"errors": [
+                    f"request body over the limit of {endpoint.max_body} bytes"]}),
+                    read_rest=False)
+                return
+            try:
+                status, ctype, payload = await getattr(self, endpoint.handler)(body)
+            except Exception as exc:
+                log.exception("admin %s %s failed", method, path)
+                status, ctype, payload = 500, JSON, to_json({"errors": [f"internal error: {exc!r}"]})
+            del body
+        finally:
+            if upload:
+                self.uploads.release()
         await reply(status, ctype, payload)
 
     def _authorized(self, value: bytes | None) -> bool:
+        """Whether a complete head may be served: always without a token (loopback only)."""
         token = self.token
         if token is None:
             return True
@@ -315,21 +385,64 @@ def _content_length(value: bytes | None) -> int:
         return 0
 
 
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeout: float):
+class _Timeout(Exception):
+    """A head or body did not arrive in time; `started` when some of it did (then 408)."""
+
+    def __init__(self, started: bool):
+        super().__init__("request timeout")
+        self.started = started
+
+
+_TIMEOUT_BODY = b"request timeout\n"
+_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                  b"content-length: %d\r\ncache-control: no-store\r\nconnection: close\r\n\r\n%s"
+                  % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, deadline: float,
+                      started: bool = True):
+    """The next h11 event, reading until `deadline` (loop time); _Timeout after it."""
+    loop = asyncio.get_running_loop()
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        data = await asyncio.wait_for(reader.read(65536), timeout)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise _Timeout(started)
+        try:
+            data = await asyncio.wait_for(reader.read(65536), remaining)
+        except asyncio.TimeoutError:
+            raise _Timeout(started) from None
+        started = started or bool(data)
         conn.receive_data(data)       # b"" is EOF: h11 answers ConnectionClosed or an error
 
 
+async def _read_head(conn: h11.Connection, reader: asyncio.StreamReader, first: bool):
+    """The next request head (or ConnectionClosed). The first one on a connection must be
+    complete within HEAD_TIMEOUT of the accept; a later one may wait IDLE_TIMEOUT for its first
+    byte, then has HEAD_TIMEOUT from that byte."""
+    loop = asyncio.get_running_loop()
+    if first or conn.trailing_data[0]:
+        return await _next_event(conn, reader, loop.time() + HEAD_TIMEOUT, started=not first)
+    event = conn.next_event()
+    if event is not h11.NEED_DATA:
+        return event
+    try:
+        data = await asyncio.wait_for(reader.read(65536), IDLE_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise _Timeout(False) from None
+    conn.receive_data(data)
+    return await _next_event(conn, reader, loop.time() + HEAD_TIMEOUT)
+
+
 async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader,
-                     limit: int) -> bytes | None:
-    """The request body, or None once it is over `limit` bytes (the rest is left unread)."""
+                     limit: int, deadline: float) -> bytes | None:
+    """The request body, or None once it is over `limit` bytes (the rest is left unread);
+    _Timeout when it is not complete by `deadline`."""
     body = bytearray()
     while True:
-        event = await _next_event(conn, reader, READ_TIMEOUT)
+        event = await _next_event(conn, reader, deadline)
         if isinstance(event, h11.Data):
             if len(body) + len(event.data) > limit:
                 return None
@@ -426,6 +539,7 @@ class SupervisorController:
             "draining": sup.stopping,
             "workers": workers,
             "last_rejection": sup.last_rejection,
+            "validating": list(getattr(sup, "validating", ())),
             "config": plain_config(sup.config),
         }
 

@@ -1,9 +1,12 @@
 """The supervisor <-> worker control channel: length-prefixed msgpack messages on a socketpair.
 
-One channel per worker, made before fork. The supervisor sends `{"op": "apply", "snapshot":
-bytes}`; the worker answers `{"op": "ack", "version": v}` or `{"op": "nack", "version": v,
-"error": why}`. Snapshot bytes travel as they are, so a worker checks exactly what the
-supervisor validated (and a restarted worker gets the current snapshot the same way).
+One channel per worker, made before fork. The supervisor sends `{"op": "apply", "version": v,
+"config": bytes}`: the Config it validated, pickled, so that a worker does not validate it again
+(pickle is safe here only because the channel is a private socketpair between a process and its
+own fork: nothing else can write to it); when a Config cannot be pickled it sends `"snapshot":
+bytes` instead, which the worker verifies and validates itself. The worker answers `{"op": "ack",
+"version": v}` or `{"op": "nack", "version": v, "error": why}`. A restarted worker is forked from
+the current config, and gets later ones the same way.
 """
 
 from __future__ import annotations

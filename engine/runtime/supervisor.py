@@ -8,10 +8,18 @@ to the new socket. The token buckets are mapped here, before fork, so every work
 restarted one) shares them.
 
 Reload: a new snapshot (the config file changed, SIGHUP, or the admin API's PUT /snapshot) is
-validated here first; a bad one is refused, reported, and changes nothing. A good one is sent to
-every worker over its control channel; each links new tables beside the old and swaps one
-reference, then acknowledges. Reloads are serialised, and a worker restarted later starts from
-the current snapshot.
+validated here first, once, in a thread (`_prepare`): checking a big config takes a while, and
+meanwhile this loop must keep answering the admin API and restarting dead workers. A bad one is
+refused, reported, and changes nothing. Filter modules are checked against the allow list fixed
+at start (engine/filters/loader.py: the config's own modules and `--filter-module`), so a pushed
+snapshot cannot make a worker import anything else. A good one is sent to every worker over its
+control channel as the validated Config (workers do not validate it again); each links new tables
+beside the old and swaps one reference, then acknowledges. Reloads are serialised, and a worker
+restarted later starts from the current snapshot.
+
+A listener address is probed without SO_REUSEPORT before any worker binds it (at start, and when
+a reload adds one; engine/runtime/sockets.py), so a second sluice on the same address exits 1
+instead of silently joining the first one's SO_REUSEPORT group.
 
 SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
 to the drain deadline) and exits; the supervisor exits 0 once all have.
@@ -20,9 +28,11 @@ to the drain deadline) and exits; the supervisor exits 0 once all have.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -32,7 +42,8 @@ from engine._fast.limiter import SharedBuckets
 from engine._fast.stats import Stats
 from engine.runtime.admin import AdminServer, SupervisorController
 from engine.runtime.channel import read_message, write_message
-from engine.runtime.sockets import check_bindable
+from engine.filters.loader import FilterModules
+from engine.runtime.sockets import check_bindable, why_not
 from engine.runtime.worker import run_worker
 
 log = logging.getLogger("sluice")
@@ -58,9 +69,11 @@ class Supervisor:
     def __init__(self, config, *, workers: int, drain_timeout: float = 30.0,
                  access_log_path: str | None = None, bucket_slots: int = 65536,
                  source: str = "<config>", watch: str | None = None,
-                 load_source=None):
+                 load_source=None, filter_modules=()):
         """`load_source()` re-reads the config source (file) and returns (config, source name);
-        it raises ConfigError/SnapshotError for a bad one. `watch` is the path to watch."""
+        it raises ConfigError/SnapshotError for a bad one. `watch` is the path to watch.
+        `filter_modules` adds modules to the filter allow list (`--filter-module`), which is
+        fixed here: the modules `config` names plus these."""
         from engine.policy.snapshot import load_snapshot, snapshot_of
 
         self.snapshot_of = snapshot_of
@@ -68,7 +81,12 @@ class Supervisor:
         self.config = config
         self.source = source
         header, self.snapshot = snapshot_of(config, source)
+        self.wire = None                 # the current config pickled for a worker, once needed
         self.version = header.config_version
+        self.filter_modules = FilterModules.at_start(config, filter_modules)
+        # one thread: validations run one at a time, in the order they came
+        self.validator = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sluice-validate")
         self.nworkers = max(1, workers)
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
@@ -84,6 +102,7 @@ class Supervisor:
         self.load_source = load_source
         self.reload_lock: asyncio.Lock | None = None
         self.last_rejection: dict | None = None
+        self.validating: list[dict] = []     # configs being checked now (for /config_dump)
         self.applied_at = time.time()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -96,7 +115,7 @@ class Supervisor:
                 check_bindable(lst.address.host, lst.address.port)
             except OSError as exc:
                 log.error("listener %s: cannot listen on %s: %s", lst.name, lst.address,
-                          exc.strerror)
+                          why_not(exc))
                 return 1
         self.loop = loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -108,6 +127,7 @@ class Supervisor:
         try:
             return loop.run_until_complete(self._main())
         finally:
+            self.validator.shutdown(wait=False, cancel_futures=True)
             loop.close()
 
     async def _main(self) -> int:
@@ -158,7 +178,8 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 asyncio.events._set_running_loop(None)
                 status = run_worker(self.config, self.buckets, self.access_log_path,
-                                    self.drain_timeout, child, self.version, self.stats, slot)
+                                    self.drain_timeout, child, self.version, self.stats, slot,
+                                    self.filter_modules)
             except BaseException:
                 logging.getLogger("sluice.worker").exception("worker crashed")
             finally:
@@ -204,9 +225,16 @@ class Supervisor:
             if handle.version != self.version and handle.pid in self.handles:
                 await self._push(handle, self.snapshot, self.version)
 
-    async def _push(self, handle: WorkerHandle, snapshot: bytes, version: str):
+    async def _push(self, handle: WorkerHandle, snapshot: bytes, version: str,
+                    wire: bytes | None = None):
+        """Send a snapshot to one worker: `wire` is the validated Config pickled (see
+        `_prepare`), else the worker gets the snapshot bytes and validates them itself."""
         handle.pending = self.loop.create_future()
-        write_message(handle.writer, {"op": "apply", "snapshot": snapshot, "version": version})
+        if wire is None and snapshot is self.snapshot:
+            wire = self.wire
+        message = {"op": "apply", "version": version}
+        message.update({"config": wire} if wire is not None else {"snapshot": snapshot})
+        write_message(handle.writer, message)
         try:
             return await asyncio.wait_for(handle.pending, APPLY_TIMEOUT)
         except asyncio.TimeoutError:
@@ -266,22 +294,33 @@ class Supervisor:
         """Re-read the config source and apply it (SIGHUP, file change)."""
         if self.load_source is None:
             return False, ["no config source to reload"]
-        try:
+
+        def prepare():
             config, source = self.load_source()
-        except Exception as exc:   # ConfigError / SnapshotError: every problem, one per line
-            return self._reject(why, _problems(exc))
-        return await self.apply_config(config, source, why)
+            return self._prepare(config, source)
+
+        return await self._apply_prepared(prepare, why)
 
     async def apply_snapshot(self, data: bytes, why: str = "admin") -> tuple[bool, list[str]]:
         """Apply snapshot bytes (PUT /snapshot): validated here before any worker sees them."""
-        try:
-            _, config = self.load_snapshot(data)
-        except Exception as exc:
-            return self._reject(why, _problems(exc))
-        return await self.apply_config(config, "admin PUT /snapshot", why)
+        source = "admin PUT /snapshot"
+        return await self._apply_prepared(
+            lambda: self._prepare(self.load_snapshot(data)[1], source), why)
 
     async def apply_config(self, config, source: str, why: str) -> tuple[bool, list[str]]:
-        header, snapshot = self.snapshot_of(config, source)
+        return await self._apply_prepared(lambda: self._prepare(config, source), why)
+
+    async def _apply_prepared(self, prepare, why: str) -> tuple[bool, list[str]]:
+        checking = {"why": why, "since": time.time()}
+        self.validating.append(checking)
+        try:
+            # off this loop: /ready and worker restarts go on while a big config is checked
+            config, source, header, snapshot, wire = await self.loop.run_in_executor(
+                self.validator, prepare)
+        except Exception as exc:   # ConfigError / SnapshotError: every problem, one per line
+            return self._reject(why, _problems(exc))
+        finally:
+            self.validating.remove(checking)
         version = header.config_version
         async with self.reload_lock:
             if version == self.version:
@@ -293,9 +332,10 @@ class Supervisor:
                         check_bindable(lst.address.host, lst.address.port)
                     except OSError as exc:
                         return self._reject(why, [f"{source}: listeners: cannot listen on "
-                                                  f"{lst.address}: {exc.strerror}"])
+                                                  f"{lst.address}: {why_not(exc)}"])
             handles = [h for h in self.handles.values() if h.ready]
-            results = await asyncio.gather(*(self._push(h, snapshot, version) for h in handles))
+            results = await asyncio.gather(*(self._push(h, snapshot, version, wire)
+                                             for h in handles))
             failed = [f"worker {h.pid}: {err}" for h, (ok, err) in zip(handles, results) if not ok]
             if failed:
                 # the workers that applied it keep serving it; report which did not
@@ -304,9 +344,25 @@ class Supervisor:
                                        "time": time.time()}
                 return False, failed
             self.config, self.snapshot, self.version, self.source = config, snapshot, version, source
+            self.wire = wire
             self.applied_at = time.time()
             log.info("applied snapshot %s from %s (%s)", version, source, why)
+            for h in self.handles.values():
+                if h.ready and h.version != version and h not in handles:
+                    # (re)started during the push, from the config before it: catch up
+                    self.loop.create_task(self._send_current(h))
             return True, []
+
+    def _prepare(self, config, source: str):
+        """In the validation thread: refuse filter modules off the allow list, encode the
+        snapshot, and pickle the validated Config for the workers. Raises ConfigError."""
+        from engine.policy.errors import ConfigError, Problem
+
+        refused = self.filter_modules.problems(config)
+        if refused:
+            raise ConfigError([Problem(source, p.where, p.reason) for p in refused])
+        header, snapshot = self.snapshot_of(config, source)
+        return config, source, header, snapshot, _pickled(config)
 
     def _reject(self, why: str, problems: list[str]) -> tuple[bool, list[str]]:
         for p in problems:
@@ -344,6 +400,17 @@ def _digest(path: str) -> str | None:
         with open(path, "rb") as f:
             return hashlib.sha256(f.read()).hexdigest()
     except OSError:
+        return None
+
+
+def _pickled(config) -> bytes | None:
+    """The validated Config as a worker receives it (it trusts what its parent validated); None
+    if it cannot be pickled, and then the worker gets snapshot bytes and validates them."""
+    try:
+        return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:      # pickle raises several kinds; never fail a reload over this
+        log.warning("the config cannot be pickled: workers will validate the snapshot again",
+                    exc_info=True)
         return None
 
 

@@ -5,8 +5,11 @@ a caller's own loop for embedded use (`engine.Proxy`). A worker owns nothing the
 listeners are its own SO_REUSEPORT sockets, pools are per worker, and the only shared state
 (rate-limit buckets, stats) lives in shared memory the supervisor mapped before forking.
 
-Apply (hot reload): new Tables are linked beside the old ones (pools of unchanged clusters are
-carried over by `link`), new listener sockets are opened first, then one reference swaps.
+Apply (hot reload): the supervisor has validated the config already (once, off its loop) and
+sends it ready to link (`received_config`); filter modules are imported only from the allow list
+fixed at start (engine/filters/loader.py). New Tables are linked beside the old ones (pools of
+unchanged clusters are carried over by `link`), new listener sockets are opened first, then one
+reference swaps.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import signal
 import socket
 
@@ -28,7 +32,7 @@ from engine.filters.base import FilterContext
 from engine.policy.link import link
 from engine.runtime.accesslog import AccessLog
 from engine.runtime.channel import read_message, write_message
-from engine.runtime.sockets import listen_socket
+from engine.runtime.sockets import BACKLOG, listen_socket
 
 log = logging.getLogger("sluice.worker")
 
@@ -38,7 +42,7 @@ SWEEP_INTERVAL = 1.0
 class WorkerServer:
     def __init__(self, loop, config, buckets, access_log_path: str = "stderr",
                  version: str | None = None, filters: dict | None = None, stats=None,
-                 stats_slot: int = 0):
+                 stats_slot: int = 0, filter_modules=None):
         self.loop = loop
         self.buckets = buckets
         self.stats = stats
@@ -46,9 +50,10 @@ class WorkerServer:
         self.config = config
         self.version = version
         self.filters = filters
+        self.filter_modules = filter_modules    # engine.filters.loader.FilterModules
         self.access_log = AccessLog.open(loop, access_log_path)
         self.worker = Worker(loop, link(config, buckets, version=version, filters=filters,
-                                        stats=stats),
+                                        stats=stats, filter_modules=filter_modules),
                              self.access_log, stats, stats_slot)
         if stats is not None:
             stats.set_version(stats_slot, version)
@@ -61,7 +66,9 @@ class WorkerServer:
 
     async def _open(self, lst) -> tuple[str, object]:
         sock = listen_socket(lst.address.host, lst.address.port)
-        server = await self.loop.create_server(self.worker.protocol_factory(lst.name), sock=sock)
+        # uvloop listens again with create_server's backlog (default 100): pass ours
+        server = await self.loop.create_server(self.worker.protocol_factory(lst.name), sock=sock,
+                                               backlog=BACKLOG)
         return str(lst.address), server
 
     async def start(self) -> None:
@@ -85,7 +92,7 @@ class WorkerServer:
         """Serve `config` from the next request on; raises (and changes nothing) on failure."""
         old = self.worker.tables
         tables = link(config, self.buckets, previous=old, version=version, filters=self.filters,
-                      stats=self.stats)
+                      stats=self.stats, filter_modules=self.filter_modules)
         wanted = {lst.name: lst for lst in config.listeners}
         opened: dict[str, tuple[str, object]] = {}
         try:
@@ -146,10 +153,20 @@ def _die_with_parent() -> None:
         pass
 
 
-async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.Future) -> None:
-    """Serve the supervisor's channel: say we are ready, then apply snapshots as they come."""
+def received_config(msg: dict):
+    """The Config of an `apply` message. The supervisor validated it once (off its event loop)
+    and sends the validated Config pickled on the private channel it made before fork, so a
+    worker does not validate it again; only if it could not be pickled does it come as snapshot
+    bytes, which are then verified and validated here."""
+    if msg.get("config") is not None:
+        return pickle.loads(msg["config"])
     from engine.policy.snapshot import load_snapshot
 
+    return load_snapshot(msg["snapshot"])[1]
+
+
+async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.Future) -> None:
+    """Serve the supervisor's channel: say we are ready, then apply snapshots as they come."""
     reader, writer = await asyncio.open_connection(sock=chan)
     write_message(writer, {"op": "ready", "version": server.version, "pid": os.getpid()})
     while True:
@@ -160,7 +177,7 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
         if msg.get("op") == "apply":
             version = msg.get("version")
             try:
-                _, config = load_snapshot(msg["snapshot"])
+                config = received_config(msg)
                 await server.apply(config, version)
             except Exception as exc:   # reported to the supervisor, which keeps the old snapshot
                 log.exception("worker %d refused snapshot %s", os.getpid(), version)
@@ -170,7 +187,8 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
 
 
 def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
-               chan: socket.socket, version: str | None, stats=None, slot: int = 0) -> int:
+               chan: socket.socket, version: str | None, stats=None, slot: int = 0,
+               filter_modules=None) -> int:
     """Entry point of a forked worker process; returns its exit status."""
     import uvloop
 
@@ -185,7 +203,7 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
-                          stats_slot=slot)
+                          stats_slot=slot, filter_modules=filter_modules)
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
 

@@ -6,10 +6,12 @@ bytes matter (100-continue, keep-alive, malformed requests)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import hashlib
 import json
 import socket
 import threading
+import time
 import types
 
 import httpx
@@ -440,3 +442,73 @@ def test_supervisor_controller_over_http(serve, stats):
     assert r.status_code == 200 and r.json()["version"] == "v2"
     assert httpx.get(a.url + "/clusters").json()["clusters"]["web"]["balancer"] == "least_request"
     assert httpx.get(a.url + "/ready").status_code == 503
+
+
+# ---- staying reachable: deadlines, eviction, caps (security issue, item 8) ----------------------
+
+def _recv_all(sock: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return out
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408(serve, monkeypatch):
+    monkeypatch.setattr(A, "REQUEST_TIMEOUT", 0.5)
+    a = serve()
+    with socket.create_connection((a.host, a.port), timeout=10) as s:
+        s.sendall(b"PUT /snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        out = _recv_all(s)
+    assert out.startswith(b"HTTP/1.1 408 ") and b"connection: close" in out
+    assert a.controller.applied == []
+
+
+def test_the_oldest_pending_connection_is_evicted_and_an_operator_gets_through(serve,
+                                                                             monkeypatch):
+    monkeypatch.setattr(A, "MAX_PENDING", 3)
+    a = serve()
+    silent = [socket.create_connection((a.host, a.port), timeout=5) for _ in range(3)]
+    try:
+        for s in silent:
+            s.sendall(b"GET /re")                   # a head begun, never finished
+        assert httpx.get(a.url + "/ready").status_code == 503   # answered: it evicted one
+        assert silent[0].recv(10) == b""            # the oldest, closed
+        with httpx.Client() as c:                   # keep-alive: one connection, many requests
+            for _ in range(5):
+                assert c.get(a.url + "/ready").status_code == 503
+    finally:
+        for s in silent:
+            s.close()
+
+
+class SlowController(FakeController):
+    """Applies a snapshot only once `release` is set."""
+
+    def __init__(self, stats):
+        super().__init__(stats)
+        self.release = threading.Event()
+
+    async def apply_snapshot(self, data: bytes):
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return await super().apply_snapshot(data)
+
+
+def test_snapshot_uploads_beyond_the_cap_wait_then_get_503(serve, monkeypatch, stats):
+    monkeypatch.setattr(A, "MAX_UPLOADS", 1)
+    monkeypatch.setattr(A, "REQUEST_TIMEOUT", 0.5)
+    a = serve(SlowController(stats))
+    with httpx.Client(timeout=10) as first:
+        with cf.ThreadPoolExecutor(1) as ex:
+            held = ex.submit(first.put, a.url + "/snapshot", content=b"one")  # holds the slot
+            time.sleep(0.2)
+            r = httpx.put(a.url + "/snapshot", content=b"two", timeout=10)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert "snapshot uploads are in progress" in r.json()["errors"][0]
+            a.controller.release.set()
+            assert held.result().status_code == 200
+    assert httpx.put(a.url + "/snapshot", content=b"three").status_code == 200   # slot freed
+    assert a.controller.applied == [b"one", b"three"]
