@@ -134,12 +134,27 @@ class WorkerServer:
                 await asyncio.wait_for(asyncio.shield(done), drain)
             except asyncio.TimeoutError:
                 log.warning("drain deadline passed with %d connections open", self.worker.active)
+        self.worker.close()              # its timeout sweep: nothing is left to time out
         for pool in list(self.worker.tables.pools.values()) + self.retired:
             pool.close_idle()
         if self.access_log is not None:
             self.access_log.close()
         for _, server in self.servers.values():
             await server.wait_closed()
+
+
+def raise_nofile_limit() -> None:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (nginx's
+    worker_rlimit_nofile): the usual soft default of 1024 descriptors is about 500 proxied
+    connections. Only the binary's workers do this; an embedding program owns its limits."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def _die_with_parent() -> None:
@@ -200,6 +215,7 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor turns ^C into SIGTERM
     signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reloads come from the supervisor
+    raise_nofile_limit()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
