@@ -12,7 +12,7 @@ cdef enum:
     PATH_ANY = 0
     PATH_EXACT = 1
     PATH_PREFIX = 2
-    PATH_REGEX = 3       # full match of the path (re.fullmatch semantics, as Envoy's safe_regex)
+    PATH_REGEX = 3       # full match of the path by RE2 (linear time, as Envoy's safe_regex)
 
 # --- internal layout: other modules call match() only and never read these ---
 
@@ -80,7 +80,7 @@ cdef class Router:
     cdef list keep           # the bytes objects the raw pointers above point into
     cdef list hdr_names      # bytes, lowercase, by flat header-condition index
     cdef list hdr_values     # bytes, by flat header-condition index
-    cdef list regex          # per route: the compiled pattern's bound fullmatch (PATH_REGEX) or None
+    cdef list regex          # per route: the RE2 program's bound Match (PATH_REGEX) or None
 
     cdef void _free(self) noexcept
     cdef int32_t _lookup(self, uint64_t h, int32_t tag,

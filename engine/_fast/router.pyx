@@ -17,8 +17,9 @@ only a way to skip routes that cannot match, and never changes the answer. A rou
   (".example.com" matches "a.example.com" and "a.b.example.com", never "example.com" itself:
   the host must be longer than the suffix). Comparison is byte-exact: lowercasing is the caller's.
 - path: PATH_ANY; PATH_EXACT; PATH_PREFIX (bytewise: "/api" matches "/apix", "/api/" does not
-  match "/api"); PATH_REGEX, a full match (``re.fullmatch``, as Envoy's safe_regex) of a pattern
-  compiled once here with Python ``re``.
+  match "/api"); PATH_REGEX, a full match of the path by RE2 (as Envoy's safe_regex), never by a
+  backtracking engine: RE2 runs in time linear in the path, so no pattern can stall a worker
+  (``engine/policy/pathregex.py`` compiles the patterns and refuses those RE2 cannot run).
 - methods: None = any, else the method must equal one of them (case-sensitive, RFC 9110 9.1).
 - headers: every (lowercase name, value) pair must be present with exactly that value (the first
   value the parser reports for the name).
@@ -53,8 +54,8 @@ Python is ever called for a route that comes after the winner, nor for a route w
 or regex conditions.
 
 What it must never do. Allocate per request in the common case (the only per-request
-allocations: the path as a bytes object when a regex route is a candidate, and a cursor array
-when more than RT_GATHER_LOCAL lists are visited, which takes a pathological table). Validate
+allocations: the path as a bytes object and RE2's span list when a regex route is a candidate,
+and a cursor array when more than RT_GATHER_LOCAL lists are visited, which takes a pathological table). Validate
 meaning: the constructor takes primitives and trusts them (the policy layer owns every error
 message); it only needs not to crash, on an empty table too. Touch I/O, clocks or config.
 """
@@ -66,6 +67,9 @@ from libc.stdint cimport int32_t, uint8_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 import re
+
+import re2
+from re2 import _re2
 
 cdef extern from *:
     """
@@ -86,6 +90,25 @@ cdef enum:
     NS_HOST_SUFFIX = 1
     NS_PATH_EXACT = 2
     NS_PATH_PREFIX = 3
+
+# RE2 programs compiled here (from a bytes or str pattern, or a Python ``re.Pattern``'s source)
+# use the options engine.policy.pathregex uses: no logging of refused patterns, no captures.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.never_capture = True
+cdef object _ANCHOR_BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
+
+
+cdef object _re2_program(object pattern):
+    """The raw RE2 program (``_re2.RE2``) of a path_regex as the constructor receives it. Its
+    ``Match(anchor, text, pos, endpos)`` is the cheapest call the binding offers (the public
+    ``fullmatch`` builds a match object through a generator per call)."""
+    if isinstance(pattern, re.Pattern):
+        pattern = pattern.pattern
+    if not isinstance(pattern, re2._Regexp):
+        pattern = re2.compile(pattern, _RE2_OPTIONS)
+    return pattern._regexp
+
 
 # Python-visible kinds, for link.py and tests (the cdef enum in router.pxd is the source).
 globals().update(
@@ -260,7 +283,7 @@ cdef class Router:
             host = b"" if host is None else bytes(host)
             pattern = None
             if path_kind == PATH_REGEX:
-                pattern = (path if hasattr(path, "fullmatch") else re.compile(path)).fullmatch
+                pattern = _re2_program(path).Match
                 path = b""
             else:
                 path = b"" if path is None else bytes(path)
@@ -535,7 +558,7 @@ cdef class Router:
                             return best
                         if path_obj is None:
                             path_obj = PyBytes_FromStringAndSize(path, path_len)
-                        if self.regex[best](path_obj) is not None:
+                        if self.regex[best](_ANCHOR_BOTH, path_obj, 0, path_len)[0][0] >= 0:
                             return best
                 g.cur[m].p += 1
                 if g.cur[m].p == g.cur[m].end:

@@ -27,6 +27,7 @@ from engine._fast.router import (
 from engine._fast.tables import (
     HASH_ON, LIMIT_PER, Cluster, Endpoint, Listener, Route, Tables,
 )
+from engine.policy.pathregex import compile_path_regex
 
 def stable_id(*parts: object) -> int:
     """A 64-bit identity that is the same in every process and every run."""
@@ -161,7 +162,7 @@ def router_entry(match) -> tuple:
     elif match.path_prefix is not None:
         pk, pv = PATH_PREFIX, match.path_prefix.encode()
     elif match.path_regex is not None:
-        pk, pv = PATH_REGEX, match.path_regex.encode()
+        pk, pv = PATH_REGEX, compile_path_regex(match.path_regex)  # RE2: linear time
     else:
         pk, pv = PATH_ANY, b""
     methods = tuple(m.upper().encode() for m in match.methods) if match.methods else None

@@ -10,8 +10,9 @@ conditions.
 """
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
+
+from .pathregex import fullmatch
 
 if TYPE_CHECKING:
     from .model import Match
@@ -42,7 +43,8 @@ def _path_covers(a: Match, b: Match) -> bool:
     if a.path is not None:
         return b.path == a.path
     if a.path_regex is not None:
-        return b.path is not None and re.fullmatch(a.path_regex, b.path) is not None
+        # RE2, as the router: an exact path the regex matches is always taken by `a`
+        return b.path is not None and fullmatch(a.path_regex, b.path)
     return True
 
 
