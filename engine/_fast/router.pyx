@@ -19,7 +19,8 @@ only a way to skip routes that cannot match, and never changes the answer. A rou
 - path: PATH_ANY; PATH_EXACT; PATH_PREFIX (bytewise: "/api" matches "/apix", "/api/" does not
   match "/api"); PATH_REGEX, a full match of the path by RE2 (as Envoy's safe_regex), never by a
   backtracking engine: RE2 runs in time linear in the path, so no pattern can stall a worker
-  (``engine/policy/pathregex.py`` compiles the patterns and refuses those RE2 cannot run).
+  (``engine/policy/pathregex.py`` refuses the patterns RE2 cannot run). Each pattern is compiled
+  the first time a request reaches its route as a candidate, not when the table is built.
 - methods: None = any, else the method must equal one of them (case-sensitive, RFC 9110 9.1).
 - headers: every (lowercase name, value) pair must be present with exactly that value (the first
   value the parser reports for the name).
@@ -99,15 +100,16 @@ _RE2_OPTIONS.never_capture = True
 cdef object _ANCHOR_BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
 
 
-cdef object _re2_program(object pattern):
-    """The raw RE2 program (``_re2.RE2``) of a path_regex as the constructor receives it. Its
-    ``Match(anchor, text, pos, endpos)`` is the cheapest call the binding offers (the public
-    ``fullmatch`` builds a match object through a generator per call)."""
+cdef object _regex_source(object pattern):
+    """A path_regex as the constructor receives it, as the router keeps it until first use: the
+    pattern's bytes, or the bound ``Match`` of a program ``re2.compile`` already built."""
+    if isinstance(pattern, re2._Regexp):
+        return pattern._regexp.Match
     if isinstance(pattern, re.Pattern):
         pattern = pattern.pattern
-    if not isinstance(pattern, re2._Regexp):
-        pattern = re2.compile(pattern, _RE2_OPTIONS)
-    return pattern._regexp
+    if isinstance(pattern, str):
+        pattern = pattern.encode()
+    return bytes(pattern)
 
 
 # Python-visible kinds, for link.py and tests (the cdef enum in router.pxd is the source).
@@ -283,7 +285,7 @@ cdef class Router:
             host = b"" if host is None else bytes(host)
             pattern = None
             if path_kind == PATH_REGEX:
-                pattern = _re2_program(path).Match
+                pattern = _regex_source(path)   # compiled on first use, see _compile
                 path = b""
             else:
                 path = b"" if path is None else bytes(path)
@@ -488,6 +490,18 @@ cdef class Router:
                 self._push(g, list_id)
         return 0
 
+    cdef object _compile(self, Py_ssize_t i):
+        """Route i's RE2 program, compiled the first time a request reaches it as a candidate
+        and kept: a reload of 10,000 regex routes would otherwise pay ~8 us each (75 ms) while
+        the worker serves nothing. Its ``Match(anchor, text, pos, endpos)`` is the cheapest
+        call the binding offers (the public ``fullmatch`` builds a match object through a
+        generator per call). A pattern RE2 refuses never matches: the policy layer refuses it
+        with a message before it gets here (the constructor does not validate meaning)."""
+        program = _re2.RE2(self.regex[i], _RE2_OPTIONS)
+        fn = program.Match if program.ok() else None
+        self.regex[i] = fn
+        return fn
+
     cdef int _headers_ok(self, const RtRoute* r, object headers) except -1:
         cdef int32_t j
         if headers is None:
@@ -509,6 +523,7 @@ cdef class Router:
         cdef int k, m
         cdef const RtRoute* r
         cdef object path_obj = None
+        cdef object fn
         g.cur = &g.local[0]
         g.n = 0
         g.cap = RT_GATHER_LOCAL
@@ -558,7 +573,10 @@ cdef class Router:
                             return best
                         if path_obj is None:
                             path_obj = PyBytes_FromStringAndSize(path, path_len)
-                        if self.regex[best](_ANCHOR_BOTH, path_obj, 0, path_len)[0][0] >= 0:
+                        fn = self.regex[best]
+                        if type(fn) is bytes:
+                            fn = self._compile(best)
+                        if fn is not None and fn(_ANCHOR_BOTH, path_obj, 0, path_len)[0][0] >= 0:
                             return best
                 g.cur[m].p += 1
                 if g.cur[m].p == g.cur[m].end:
