@@ -112,13 +112,16 @@ class _CoverIndex:
             bucket.add((position, name, m))
 
     def first_cover(self, b: Match) -> tuple[int, str] | None:
+        """(listener position, name) of the first indexed route that covers `b`, or None."""
+        buckets = list(self._buckets(b))
         hits: set[str] = set()
-        if b.path is not None and any(bk.regex for bk in self._buckets(b)):
-            hits = self.regex_cache.get(b.path)  # type: ignore[assignment]
-            if hits is None:
-                hits = self.regex_cache[b.path] = self.regex_matches(b.path)
+        if b.path is not None and any(bucket.regex for bucket in buckets):
+            cached = self.regex_cache.get(b.path)
+            if cached is None:
+                cached = self.regex_cache[b.path] = self.regex_matches(b.path)
+            hits = cached
         best: tuple[int, str] | None = None
-        for bucket in self._buckets(b):
+        for bucket in buckets:
             for entries in bucket.candidates(b, hits):
                 for position, name, a in entries:
                     if best is not None and position >= best[0]:

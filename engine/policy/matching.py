@@ -4,6 +4,9 @@
 after `a` can never be chosen. It is conservative: when coverage cannot be decided cheaply (a
 prefix against a regex) the answer is False, so a warning is never wrong, only sometimes missing.
 
+`covers` is transitive (a covers b and b covers c: a covers c), which the linter relies on to
+index only the routes nothing earlier covers (tests/policy/test_matching.py checks it).
+
 The semantics are those documented in `engine.policy.model` and implemented by the router; this
 module does not match requests (the router is the only matcher, see STYLE.md), it compares
 conditions.
