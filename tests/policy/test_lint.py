@@ -1,6 +1,12 @@
 """engine/policy/lint.py: warnings on configs that load."""
+import random
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from engine.policy.lint import check
+from engine.policy.matching import covers
 from engine.policy.model import Config
 
 
@@ -68,14 +74,6 @@ def test_hash_on_without_ring_hash_is_ignored():
 
 
 # --- the indexed shadow check answers as the pairwise comparison it replaced ---
-
-import random  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from engine.policy.matching import covers  # noqa: E402
-
 
 def pairwise_shadowed(cfg):
     """The reference: every route against every earlier one, the first that covers it wins."""

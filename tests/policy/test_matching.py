@@ -1,5 +1,7 @@
 """engine/policy/matching.py: when one match covers another."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.policy.matching import covers
 from engine.policy.model import Match
@@ -44,9 +46,6 @@ def test_does_not_cover(a, b):
 
 
 # --- transitivity: lint indexes only the routes nothing earlier covers, relying on it ---
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _fields = st.fixed_dictionaries({}, optional={
     "host": st.sampled_from(["a.com", "b.a.com", "*.a.com", "*.b.a.com", "x.b.a.com"]),
