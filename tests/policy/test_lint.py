@@ -75,6 +75,7 @@ def test_hash_on_without_ring_hash_is_ignored():
 
 # --- the indexed shadow check answers as the pairwise comparison it replaced ---
 
+
 def pairwise_shadowed(cfg):
     """The reference: every route against every earlier one, the first that covers it wins."""
     routes = {r.name: r for r in cfg.routes}
