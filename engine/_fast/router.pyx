@@ -56,9 +56,10 @@ or regex conditions.
 
 What it must never do. Allocate per request in the common case (the only per-request
 allocations: the path as a bytes object and RE2's span list when a regex route is a candidate,
-and a cursor array when more than RT_GATHER_LOCAL lists are visited, which takes a pathological table). Validate
-meaning: the constructor takes primitives and trusts them (the policy layer owns every error
-message); it only needs not to crash, on an empty table too. Touch I/O, clocks or config.
+and a cursor array when more than RT_GATHER_LOCAL lists are visited, which takes a pathological
+table). Validate meaning: the constructor takes primitives and trusts them (the policy layer
+owns every error message; a pattern RE2 refuses never matches); it only needs not to crash, on
+an empty table too. Touch I/O, clocks or config. Run a backtracking regex engine.
 """
 
 cimport cython

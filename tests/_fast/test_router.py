@@ -178,7 +178,8 @@ def test_catastrophic_backtracking_pattern_answers_correctly(make, length):
 
 def test_a_pattern_re2_cannot_run_never_matches(make):
     # the policy layer refuses it with a message; the router only must not crash or use `re`
-    r = make([route(path_kind=PATH_REGEX, path=rb"/(a)\1"), route(path_kind=PATH_PREFIX, path=b"/")])
+    r = make([route(path_kind=PATH_REGEX, path=rb"/(a)\1"),
+              route(path_kind=PATH_PREFIX, path=b"/")])
     assert r.match_py(b"h", b"/aa", b"GET") == 1
     assert r.match_py(b"h", b"/aa", b"GET") == 1
 
