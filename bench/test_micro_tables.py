@@ -99,3 +99,20 @@ def test_router_match(benchmark, case):
     r = Router(table(n, kind))
     host = b"svc%d.example.com" % want if kind is None else b"api.example.com"
     assert benchmark(r.match_py, host, path, b"GET", None) == want
+
+
+# --- router build (per reload, while the worker serves nothing: issue 7) ------------------------
+
+
+@pytest.mark.benchmark(group="router build (10,000 routes)")
+@pytest.mark.parametrize("kind", ["prefixes", "exact paths", "mixed hosts and regexes"])
+def test_router_build(benchmark, kind):
+    rows = table(10_000, {"prefixes": PATH_PREFIX, "exact paths": PATH_EXACT}.get(kind))
+    assert len(benchmark(Router, rows)) == 10_000
+
+
+@pytest.mark.benchmark(group="router match (match at the end)")
+def test_router_match_regex_first_use_then_kept(benchmark):
+    """A regex route is compiled by RE2 on the first request that reaches it, then kept."""
+    r = Router(table(1000, None))
+    assert benchmark(r.match_py, b"svc999.example.com", b"/v2/svc999/a", b"GET", None) == 999

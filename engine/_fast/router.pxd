@@ -12,7 +12,7 @@ cdef enum:
     PATH_ANY = 0
     PATH_EXACT = 1
     PATH_PREFIX = 2
-    PATH_REGEX = 3       # full match of the path (re.fullmatch semantics, as Envoy's safe_regex)
+    PATH_REGEX = 3       # full match of the path by RE2 (linear time, as Envoy's safe_regex)
 
 # --- internal layout: other modules call match() only and never read these ---
 
@@ -80,13 +80,15 @@ cdef class Router:
     cdef list keep           # the bytes objects the raw pointers above point into
     cdef list hdr_names      # bytes, lowercase, by flat header-condition index
     cdef list hdr_values     # bytes, by flat header-condition index
-    cdef list regex          # per route: the compiled pattern's bound fullmatch (PATH_REGEX) or None
+    cdef list regex          # per route (PATH_REGEX): the pattern's bytes until first use, then
+                             # its RE2 program's bound Match (None: RE2 refused it); else None
 
     cdef void _free(self) noexcept
     cdef int32_t _lookup(self, uint64_t h, int32_t tag,
                          const char* key, Py_ssize_t key_len) noexcept nogil
     cdef int _push(self, RtGather* g, int32_t list_id) except -1
     cdef int _visit(self, RtGather* g, int32_t b, const char* path, Py_ssize_t path_len) except -1
+    cdef object _compile(self, Py_ssize_t i)
     cdef int _headers_ok(self, const RtRoute* r, object headers) except -1
 
     cdef int match(self, const char* host, Py_ssize_t host_len,

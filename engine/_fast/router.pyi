@@ -1,5 +1,7 @@
 # The request router's contract for Python (link.py, `sluice explain`, tests). See router.pyx.
 import re
+
+import re2
 from typing import Final, Mapping, Protocol
 
 HOST_ANY: Final[int]
@@ -8,7 +10,7 @@ HOST_SUFFIX: Final[int]   # host is the suffix with its dot: b".example.com"
 PATH_ANY: Final[int]
 PATH_EXACT: Final[int]
 PATH_PREFIX: Final[int]
-PATH_REGEX: Final[int]    # full match (re.fullmatch)
+PATH_REGEX: Final[int]    # full match of the path by RE2 (linear time)
 
 class HeaderSource(Protocol):
     def get(self, lower_name: bytes, /) -> bytes | None: ...
@@ -17,7 +19,8 @@ RouteSpec = tuple[
     int,                                # host_kind
     bytes,                              # host (lowercase), suffix for HOST_SUFFIX, b"" for any
     int,                                # path_kind
-    bytes | re.Pattern[bytes],          # path, prefix or regex (a bytes pattern or compiled)
+    bytes | str | re.Pattern[bytes] | re2._Regexp,  # path, prefix or regex (pattern or compiled;
+                                                    # a regex always runs on RE2)
     tuple[bytes, ...] | None,           # methods; None = any
     tuple[tuple[bytes, bytes], ...],    # (lowercase header name, exact value) pairs
 ]

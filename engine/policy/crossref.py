@@ -115,11 +115,12 @@ def _duplicate_names(sections: Sections) -> Iterable[tuple[Loc, str]]:
 
 
 def _route_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
-    defined = sorted({name for _, name in sections.names["routes"]})
+    known = {name for _, name in sections.names["routes"]}  # a set: 10k routes, 10k lookups
+    defined = sorted(known)                                   # for did-you-mean only
     for _, refs in sections.route_refs:
         listed: dict[str, Loc] = {}
         for loc, name in refs:
-            if name not in defined:
+            if name not in known:
                 yield loc, f"route '{name}' is not defined{did_you_mean(name, defined)}"
             elif name in listed:
                 yield loc, f"route '{name}' is already listed at routes[{listed[name][-1]}]"
@@ -127,16 +128,18 @@ def _route_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
 
 
 def _cluster_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
-    defined = sorted({name for _, name in sections.names["clusters"]})
+    known = {name for _, name in sections.names["clusters"]}  # a set: 10k routes, 10k lookups
+    defined = sorted(known)                                   # for did-you-mean only
     for loc, name in sections.cluster_refs:
-        if name not in defined:
+        if name not in known:
             yield loc, f"cluster '{name}' is not defined{did_you_mean(name, defined)}"
 
 
 def _filter_references(sections: Sections) -> Iterable[tuple[Loc, str]]:
-    defined = sorted({name for _, name in sections.names["filters"]})
+    known = {name for _, name in sections.names["filters"]}  # a set: 10k routes, 10k lookups
+    defined = sorted(known)                                   # for did-you-mean only
     for loc, name in sections.filter_refs:
-        if name not in defined:
+        if name not in known:
             yield loc, f"filter '{name}' is not defined{did_you_mean(name, defined)}"
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from .durations import format_duration
 from .errors import ConfigError
 from .model import Cluster, Config, Listener, Route
+from .pathregex import fullmatch
 
 # router.pyx's kinds, as router.pyi declares them (checked against the module in the tests)
 HOST_ANY, HOST_EXACT, HOST_SUFFIX = 0, 1, 2
@@ -169,13 +170,15 @@ def first_failure(entry: tuple, request: Request) -> str | None:
                    "before it)"
         return f"host '{host}' does not match '*{hv.decode()}'"
     path = request.shown(request.path)
-    pattern = pv.pattern if isinstance(pv, re.Pattern) else pv
     if pk == PATH_EXACT and request.path != pv:
         return f"path '{path}' is not '{pv.decode()}'"
     if pk == PATH_PREFIX and not request.path.startswith(pv):
         return f"path '{path}' does not start with '{pv.decode()}'"
-    if pk == PATH_REGEX and re.fullmatch(pattern, request.path) is None:
-        return f"path '{path}' does not match the regex '{pattern.decode()}' (whole path)"
+    if pk == PATH_REGEX:
+        pattern = pv.pattern if hasattr(pv, "pattern") else pv   # the source of a compiled one
+        pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
+        if not fullmatch(pattern, request.path):  # RE2, as the router
+            return f"path '{path}' does not match the regex '{pattern}' (whole path)"
     if pk not in (PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX) or \
             hk not in (HOST_ANY, HOST_EXACT, HOST_SUFFIX):
         return "an unknown match kind (never produced by the policy layer)"

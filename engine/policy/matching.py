@@ -4,14 +4,18 @@
 after `a` can never be chosen. It is conservative: when coverage cannot be decided cheaply (a
 prefix against a regex) the answer is False, so a warning is never wrong, only sometimes missing.
 
+`covers` is transitive (a covers b and b covers c: a covers c), which the linter relies on to
+index only the routes nothing earlier covers (tests/policy/test_matching.py checks it).
+
 The semantics are those documented in `engine.policy.model` and implemented by the router; this
 module does not match requests (the router is the only matcher, see STYLE.md), it compares
 conditions.
 """
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
+
+from .pathregex import fullmatch
 
 if TYPE_CHECKING:
     from .model import Match
@@ -42,7 +46,8 @@ def _path_covers(a: Match, b: Match) -> bool:
     if a.path is not None:
         return b.path == a.path
     if a.path_regex is not None:
-        return b.path is not None and re.fullmatch(a.path_regex, b.path) is not None
+        # RE2, as the router: an exact path the regex matches is always taken by `a`
+        return b.path is not None and fullmatch(a.path_regex, b.path)
     return True
 
 

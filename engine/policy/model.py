@@ -22,7 +22,8 @@ What the model guarantees once built:
 
 Matching semantics the router must share (also used by `lint` to find shadowed routes):
 `path` is an exact match, `path_prefix` a plain string prefix (`/api` matches `/apix`),
-`path_regex` must match the whole path (`re.fullmatch`), all against the path without its query.
+`path_regex` must match the whole path (RE2, see `pathregex`), all against the path without its
+query.
 `host` is compared with the request host with its port removed; `*.example.com` matches names
 ending in `.example.com`. `headers` values match exactly. Conditions combine with AND.
 
@@ -173,7 +174,8 @@ class Match(_Model):
     path: Path | None = Field(None, description="Exact path.")
     path_prefix: Path | None = Field(None, description="Path prefix (plain string prefix).")
     path_regex: PathRegex | None = Field(
-        None, description="Python regular expression matched against the whole path.")
+        None, description="RE2 regular expression (linear-time: no backreferences or "
+                          "lookaround) matched against the whole path.")
     methods: tuple[Method, ...] | None = Field(None, min_length=1)
     headers: HeaderMap = Field(
         default_factory=dict, description="Headers that must be present with exactly this value.")

@@ -3,6 +3,7 @@ import random
 import re
 
 import pytest
+import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +58,7 @@ def naive(routes, host, path, method, headers):
             if not path.startswith(p):
                 continue
         elif pk == PATH_REGEX:
-            if re.fullmatch(p, path) is None:
+            if re2.fullmatch(p, path) is None:  # the router's engine, through its public API
                 continue
         elif pk != PATH_ANY:
             continue
@@ -150,6 +151,46 @@ def test_regex_accepts_a_precompiled_pattern(make):
     r = make([route(path_kind=PATH_REGEX, path=re.compile(rb"/a|/b"))])
     assert r.match_py(b"h", b"/b", b"GET") == 0
     assert r.match_py(b"h", b"/ab", b"GET") == -1
+
+
+def test_a_python_pattern_runs_on_re2_not_re(make):
+    # recompiled from its source: re would backtrack for ages on this path, RE2 is linear
+    r = make([route(path_kind=PATH_REGEX, path=re.compile(rb"/(a+)+$"))])
+    assert r.match_py(b"h", b"/" + b"a" * 40 + b"!", b"GET") == -1
+    assert r.match_py(b"h", b"/" + b"a" * 40, b"GET") == 0
+
+
+def test_accepts_a_pattern_compiled_by_re2(make):
+    r = make([route(path_kind=PATH_REGEX, path=re2.compile("/a|/b"))])
+    assert r.match_py(b"h", b"/b", b"GET") == 0
+    assert r.match_py(b"h", b"/ab", b"GET") == -1
+
+
+@pytest.mark.parametrize("length", [29, 10_000, 100_000])
+def test_catastrophic_backtracking_pattern_answers_correctly(make, length):
+    """Attack: `/(a+)+$` takes `re` time exponential in the a's; RE2 answers at once. No clock:
+    before the fix this test did not finish."""
+    r = make([route(path_kind=PATH_REGEX, path=rb"/(a+)+$"),
+              route(path_kind=PATH_PREFIX, path=b"/")])
+    assert r.match_py(b"h", b"/" + b"a" * length + b"!", b"GET") == 1
+    assert r.match_py(b"h", b"/" + b"a" * length, b"GET") == 0
+
+
+def test_a_pattern_re2_cannot_run_never_matches(make):
+    # the policy layer refuses it with a message; the router only must not crash or use `re`
+    r = make([route(path_kind=PATH_REGEX, path=rb"/(a)\1"),
+              route(path_kind=PATH_PREFIX, path=b"/")])
+    assert r.match_py(b"h", b"/aa", b"GET") == 1
+    assert r.match_py(b"h", b"/aa", b"GET") == 1
+
+
+def test_each_pattern_is_compiled_once_on_first_use(make):
+    r = make([route(path_kind=PATH_REGEX, path=b"/a/[0-9]+"),
+              route(path_kind=PATH_REGEX, path="/b/[0-9]+")])
+    for _ in range(3):
+        assert r.match_py(b"h", b"/b/12", b"GET") == 1
+        assert r.match_py(b"h", b"/a/12", b"GET") == 0
+        assert r.match_py(b"h", b"/a/x", b"GET") == -1
 
 
 def test_any_path_matches_the_empty_path(make):

@@ -284,3 +284,25 @@ def test_command_reads_a_snapshot(tmp_path, capsys, two):
     snap.write_bytes(b"junk")
     assert main(["-s", str(snap), "GET /"]) == 2
     assert "not a sluice snapshot" in capsys.readouterr().err
+
+
+def test_regex_reasons_use_the_routers_engine_re2():
+    # `[[:digit:]]` is RE2 syntax that Python's re reads differently; `/(a+)+$` would make re
+    # backtrack for ages on the second request: explain must answer as the router, at once
+    config = load_config_text("""\
+listeners: [{name: l, address: "127.0.0.1:1", routes: [digits, evil, rest]}]
+routes:
+  - {name: digits, match: {path_regex: "/d/[[:digit:]]+"}, to: [{cluster: c}]}
+  - {name: evil, match: {path_regex: "/(a+)+$"}, to: [{cluster: c}]}
+  - {name: rest, match: {path_prefix: /}, to: [{cluster: c}]}
+clusters: [{name: c, endpoints: [{address: "127.0.0.1:2"}]}]
+""")
+    assert explain(config, "GET /d/123").route.name == "digits"
+    e = explain(config, "GET /" + "a" * 40 + "!")
+    assert e.route.name == "rest"
+    assert e.disagreement is None
+    assert [m.reason for m in e.passed_over] == [
+        "path '/" + "a" * 40 + "!' does not match the regex '/d/[[:digit:]]+' (whole path)",
+        "path '/" + "a" * 40 + "!' does not match the regex '/(a+)+$' (whole path)",
+    ]
+    assert explain(config, "GET /aaaa").route.name == "evil"

@@ -1,5 +1,12 @@
 """engine/policy/lint.py: warnings on configs that load."""
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from engine.policy.lint import check
+from engine.policy.matching import covers
 from engine.policy.model import Config
 
 
@@ -64,3 +71,103 @@ def test_hash_on_without_ring_hash_is_ignored():
     })
     assert check(cfg) == [(("clusters", 0, "hash_on"),
                            "has no effect with balancer: least_request (only ring_hash uses it)")]
+
+
+# --- the indexed shadow check answers as the pairwise comparison it replaced ---
+
+
+def pairwise_shadowed(cfg):
+    """The reference: every route against every earlier one, the first that covers it wins."""
+    routes = {r.name: r for r in cfg.routes}
+    found = []
+    for i, listener in enumerate(cfg.listeners):
+        earlier = []
+        for j, name in enumerate(listener.routes):
+            if name not in routes or any(name == seen for _, seen in earlier):
+                continue
+            for k, seen in earlier:
+                if covers(routes[seen].match, routes[name].match):
+                    what = "matches every request" if routes[seen].match.is_catch_all \
+                        else f"matches every request '{name}' matches"
+                    found.append((("listeners", i, "routes", j),
+                                  f"route '{name}' is never reached: route '{seen}' before it "
+                                  f"(routes[{k}]) {what}"))
+                    break
+            earlier.append((j, name))
+    return found
+
+
+def shadow_warnings(cfg):
+    return [w for w in check(cfg) if w[0][0] == "listeners"]
+
+
+HOSTS = [None, "a.com", "b.a.com", "*.a.com", "*.b.a.com", "x.b.a.com", "c.com"]
+PATHS = ["/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a1", "/a/1"]
+REGEXES = ["/a.*", "/a/[0-9]+", "/(a|b)", "/a/b/?c?", "/[a-z]+1", "(/a)+"]
+
+match_strategy = st.fixed_dictionaries({}, optional={
+    "host": st.sampled_from(HOSTS[1:]),
+    "methods": st.lists(st.sampled_from(["GET", "POST", "PUT"]), min_size=1, max_size=3,
+                        unique=True),
+    "headers": st.dictionaries(st.sampled_from(["x-a", "x-b"]), st.sampled_from(["1", "2"]),
+                               max_size=2),
+}).flatmap(lambda base: st.one_of(
+    st.just(base),
+    st.sampled_from(PATHS).map(lambda p: {**base, "path": p}),
+    st.sampled_from(PATHS).map(lambda p: {**base, "path_prefix": p}),
+    st.sampled_from(REGEXES).map(lambda p: {**base, "path_regex": p}),
+))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(match_strategy, min_size=1, max_size=14), st.randoms(use_true_random=False))
+def test_shadow_warnings_equal_the_pairwise_reference(matches, rnd):
+    names = [f"r{i}" for i in range(len(matches))]
+    order = names[:]
+    rnd.shuffle(order)
+    cfg = Config.model_validate({
+        "listeners": [{"name": "main", "address": "127.0.0.1:8080", "routes": order},
+                      {"name": "two", "address": "127.0.0.1:8081", "routes": names[::-1]}],
+        "routes": [{"name": n, "match": mt, "to": [{"cluster": "web"}]}
+                   for n, mt in zip(names, matches)],
+        "clusters": [{"name": "web", "endpoints": [{"address": "127.0.0.1:9000"}]}],
+    })
+    assert shadow_warnings(cfg) == pairwise_shadowed(cfg)
+
+
+def large_config(n, seed):
+    """n routes mixing every kind of condition, with many real shadowings among them."""
+    rnd = random.Random(seed)
+    routes = []
+    for i in range(n):
+        mt = {}
+        if rnd.random() < 0.3:
+            mt["host"] = rnd.choice(["*.example.com", f"h{rnd.randrange(50)}.example.com",
+                                     "*.a.example.com", f"x.a.example.com"])
+        if rnd.random() < 0.2:
+            mt["methods"] = rnd.sample(["GET", "POST", "PUT", "DELETE"], rnd.randint(1, 3))
+        if rnd.random() < 0.2:
+            mt["headers"] = {"x-tenant": str(rnd.randrange(20))}
+        kind = rnd.random()
+        depth = "/".join(f"s{rnd.randrange(8)}" for _ in range(rnd.randint(1, 4)))
+        if kind < 0.35:
+            mt["path"] = f"/{depth}"
+        elif kind < 0.75:
+            mt["path_prefix"] = f"/{depth}"
+        elif kind < 0.9:
+            mt["path_regex"] = f"/{depth}/[0-9]+"
+        routes.append({"name": f"r{i}", "match": mt, "to": [{"cluster": "web"}]})
+    names = [r["name"] for r in routes]
+    return Config.model_validate({
+        "listeners": [{"name": "main", "address": "127.0.0.1:8080", "routes": names}],
+        "routes": routes,
+        "clusters": [{"name": "web", "endpoints": [{"address": "127.0.0.1:9000"}]}],
+    })
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_large_config_gives_the_pairwise_warnings(seed):
+    cfg = large_config(1500, seed)
+    found = shadow_warnings(cfg)
+    assert found == pairwise_shadowed(cfg)
+    assert len(found) > 100  # the config exercises the index, not just clean routes

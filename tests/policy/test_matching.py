@@ -1,5 +1,7 @@
 """engine/policy/matching.py: when one match covers another."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.policy.matching import covers
 from engine.policy.model import Match
@@ -41,3 +43,26 @@ def test_covers(a, b):
 ])
 def test_does_not_cover(a, b):
     assert not covers(a, b)
+
+
+# --- transitivity: lint indexes only the routes nothing earlier covers, relying on it ---
+
+_fields = st.fixed_dictionaries({}, optional={
+    "host": st.sampled_from(["a.com", "b.a.com", "*.a.com", "*.b.a.com", "x.b.a.com"]),
+    "methods": st.lists(st.sampled_from(["GET", "POST"]), min_size=1, max_size=2, unique=True),
+    "headers": st.dictionaries(st.sampled_from(["x-a", "x-b"]), st.sampled_from(["1", "2"]),
+                               max_size=2),
+}).flatmap(lambda base: st.one_of(
+    st.just(base),
+    st.sampled_from(["/", "/a", "/a/", "/a/1", "/ab"]).map(lambda p: {**base, "path": p}),
+    st.sampled_from(["/", "/a", "/a/", "/ab"]).map(lambda p: {**base, "path_prefix": p}),
+    st.sampled_from(["/a.*", "/a/[0-9]+", "/(a|b)"]).map(lambda p: {**base, "path_regex": p}),
+))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_fields, _fields, _fields)
+def test_covers_is_transitive(a, b, c):
+    a, b, c = m(**a), m(**b), m(**c)
+    if covers(a, b) and covers(b, c):
+        assert covers(a, c)
