@@ -39,7 +39,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .durations import format_duration
 from .errors import ConfigError
@@ -75,6 +75,7 @@ class Request:
     port: int | None                   # from the URL or Host header (scheme default), if any
     headers: dict[bytes, bytes]        # lowercase name -> first value
     authority: bytes | None = None     # from an absolute-form URL
+    raw_path: bytes | None = None      # the path as typed, when the listener normalised it
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name.encode())
@@ -272,6 +273,7 @@ def explain(config: Config, request: Request | str, headers: Sequence[str] = (),
     if isinstance(request, str):
         request = parse_request(request, headers)
     chosen, reason = choose_listener(config, request, listener)
+    request = normalized(request, chosen)
     routes = [config.route(name) for name in chosen.routes]
     entries = [router_entry(route.match) for route in routes]
     index = Router(entries).match_py(request.host, request.path, request.method,
@@ -290,6 +292,25 @@ def explain(config: Config, request: Request | str, headers: Sequence[str] = (),
             result.disagreement = f"the router chose it, but {why} (please report this as a bug)"
         _follow(result, config, routes[index], client_ip)
     return result
+
+
+def normalized(request: Request, listener: Listener) -> Request:
+    """The request with the path the proxy routes and forwards on this listener
+    (engine/_fast/paths.pyx: the same code); ExplainError when the proxy would answer 400."""
+    from engine._fast.paths import PathError, normalize
+
+    from .link import path_flags
+
+    try:
+        path = normalize(request.path, path_flags(listener.paths))
+    except PathError as exc:
+        raise ExplainError(f"the proxy answers 400 to path '{request.shown(request.path)}': "
+                           f"{exc} (listener {listener.name}, paths: "
+                           f"escaped_slashes={listener.paths.escaped_slashes})") from None
+    if path == request.path:
+        return request
+    query = request.target[len(request.path):]
+    return replace(request, path=path, target=path + query, raw_path=request.path)
 
 
 def _follow(result: Explanation, config: Config, route: Route, client_ip: str | None) -> None:
@@ -362,7 +383,8 @@ def _render(e: Explanation) -> list[str]:
     r = e.request
     method, host, path = r.shown(r.method), r.shown(r.host), r.shown(r.path)
     lines = [f"request:     {method} host '{host}' path '{path}'"
-             + ("" if r.host else " (no host)")]
+             + ("" if r.host else " (no host)")
+             + (f" (normalised from '{r.shown(r.raw_path)}')" if r.raw_path is not None else "")]
     lines.append(f"listener:    {e.listener.name} ({e.listener.address}; {e.listener_reason})")
     if e.route is None:
         lines.append(f"no route matched host '{host}' path '{path}' method {method}")

@@ -183,7 +183,8 @@ def router_entry(match) -> tuple:
     return (hk, hv, pk, pv, methods, headers)
 
 
-def _path_flags(paths) -> int:
+def path_flags(paths) -> int:
+    """A listener's `paths` settings as paths.PATH_* bits (also used by explain)."""
     return flags_for(paths.normalize, paths.merge_slashes, paths.escaped_slashes == "keep")
 
 
@@ -222,7 +223,7 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats) -> di
                 header_timeout=tmo.header, idle_timeout=tmo.idle,
                 body_timeout=tmo.request_body, send_timeout=tmo.send,
                 max_duration=tmo.max_connection_duration,
-                path_flags=_path_flags(lst.paths))
+                path_flags=path_flags(lst.paths))
     return listeners
 
 

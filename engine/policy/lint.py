@@ -18,7 +18,49 @@ from .pathregex import matcher
 
 def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
-            *_ignored_hash_on(config)]
+            *_ignored_hash_on(config), *_not_normal_paths(config)]
+
+
+def _not_normal_paths(config: Config) -> Iterable[tuple[Loc, str]]:
+    """A route's `path` or `path_prefix` that a normalising listener never passes to the
+    router (`/a//b`, `/a/./b`, `/%7euser`, lower-case escapes): the route silently stops
+    matching. Uses the proxy's own normaliser (engine/_fast/paths.pyx); where it is not built
+    (`sluice validate` without a compiler), this check is skipped."""
+    try:
+        from engine._fast.paths import PathError, normalize
+
+        from .link import path_flags
+    except ImportError:
+        return
+    index = {route.name: i for i, route in enumerate(config.routes)}
+    warned: set[tuple[int, str]] = set()
+    for listener in config.listeners:
+        flags = path_flags(listener.paths)
+        for name in listener.routes:
+            i = index.get(name)
+            if i is None:
+                continue
+            match = config.routes[i].match
+            for field_name in ("path", "path_prefix"):
+                value = getattr(match, field_name)
+                if value is None or (i, field_name) in warned:
+                    continue
+                # a prefix may end inside a segment ("/api/." matches "/api/.well-known"):
+                # complete it before asking, and take the completion off the answer
+                tail = b"x" if field_name == "path_prefix" else b""
+                raw = value.encode() + tail
+                try:
+                    normal = normalize(raw, flags)
+                except PathError as exc:
+                    why = f"is a 400 on listener '{listener.name}' ({exc}): it never matches"
+                else:
+                    if normal == raw:
+                        continue
+                    normal = normal[:len(normal) - len(tail)]
+                    why = (f"never matches on listener '{listener.name}', which normalises "
+                           f"request paths before routing: write '{normal.decode()}'")
+                warned.add((i, field_name))
+                yield ("routes", i, "match", field_name), why
 
 
 def _shadowed_routes(config: Config) -> Iterable[tuple[Loc, str]]:

@@ -306,3 +306,17 @@ clusters: [{name: c, endpoints: [{address: "127.0.0.1:2"}]}]
         "path '/" + "a" * 40 + "!' does not match the regex '/(a+)+$' (whole path)",
     ]
     assert explain(config, "GET /aaaa").route.name == "evil"
+
+
+def test_explain_routes_the_path_the_proxy_normalises(example):
+    result = explain(example, "GET http://api.example.com/x/../api/%68ello?q=%2e", ["x-canary: 1"])
+    assert result.route.name == "api"
+    assert result.request.path == b"/api/hello"
+    assert result.request.raw_path == b"/x/../api/%68ello"
+    assert result.upstream_target == b"/hello?q=%2e"      # rewritten, query as it came
+    assert "(normalised from '/x/../api/%68ello')" in result.text()
+
+
+def test_explain_says_when_the_proxy_answers_400_to_the_path(example):
+    with pytest.raises(ExplainError, match="400.*escaped slash"):
+        explain(example, "GET http://api.example.com/x/..%2fapi/")

@@ -171,3 +171,31 @@ def test_large_config_gives_the_pairwise_warnings(seed):
     found = shadow_warnings(cfg)
     assert found == pairwise_shadowed(cfg)
     assert len(found) > 100  # the config exercises the index, not just clean routes
+
+
+@pytest.mark.parametrize("kind,value,fixed", [
+    ("path", "/a//b", "/a/b"), ("path", "/a/./b", "/a/b"), ("path", "/%7euser", "/~user"),
+    ("path_prefix", "/api//v1/", "/api/v1/"), ("path_prefix", "/x/./", "/x/"),
+    ("path", "/a%2fb", None),
+])
+def test_a_route_path_the_listener_never_routes_is_warned(kind, value, fixed):
+    found = check(config([route("a", **{kind: value})], ["a"]))
+    assert [loc for loc, _ in found] == [("routes", 0, "match", kind)]
+    reason = found[0][1]
+    assert (f"write '{fixed}'" in reason) if fixed else ("never matches" in reason and "400" in reason)
+
+
+@pytest.mark.parametrize("kind,value", [("path_prefix", "/api/."), ("path_prefix", "/a/.well"),
+                                        ("path", "/a/b"), ("path_prefix", "/%3B")])
+def test_a_normal_route_path_is_not_warned(kind, value):
+    assert check(config([route("a", **{kind: value})], ["a"])) == []
+
+
+def test_a_listener_that_keeps_paths_as_they_came_warns_nothing():
+    cfg = Config.model_validate({
+        "listeners": [{"name": "main", "address": "127.0.0.1:8080", "routes": ["a"],
+                       "paths": {"normalize": False, "merge_slashes": False}}],
+        "routes": [route("a", path="/a//./b")],
+        "clusters": [{"name": "web", "endpoints": [{"address": "127.0.0.1:9000"}]}],
+    })
+    assert check(cfg) == []
