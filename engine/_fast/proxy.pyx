@@ -29,6 +29,7 @@ Theory of operation
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport uint64_t, uint8_t
 from libc.string cimport memcpy, memcmp
 
@@ -39,6 +40,7 @@ from engine._fast.http1 cimport (
     H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_UPGRADE,
     H_HOST, HF_DROP,
 )
+from engine._fast.accesslog cimport AccessLog, LogEntry
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn
 from engine._fast.tables cimport (
@@ -57,7 +59,6 @@ from engine._fast.stats cimport (
 import errno
 import os
 import resource
-import time
 import asyncio
 
 DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
@@ -208,7 +209,7 @@ cdef class Worker:
     connections (for drain) and the access log sink."""
     cdef public Tables tables
     cdef public object loop
-    cdef public object access_log        # callable(dict) or None
+    cdef public AccessLog access_log     # or None (access_log.path: off)
     cdef public set conns
     cdef public bint draining
     cdef public long requests            # exchanges completed by this worker
@@ -444,6 +445,7 @@ cdef class Downstream:
     cdef object loop
     cdef H1Parser parser
     cdef bytes client_ip
+    cdef int client_port
     cdef list out                  # response bytes collected in this event batch
     cdef Py_ssize_t out_size       # ... and their size
     cdef bint in_process
@@ -489,6 +491,9 @@ cdef class Downstream:
     cdef Py_ssize_t pending_size
     cdef object waiter
     cdef double t0
+    cdef double t_attach           # an upstream connection was attached at (0: none yet)
+    cdef bint head_valid           # the parser's head is this exchange's (not an error's)
+    cdef bytes log_host            # an absolute-form authority (the Host the exchange used)
     cdef long bytes_in
     cdef public long bytes_out
     cdef int status
@@ -516,6 +521,7 @@ cdef class Downstream:
         self.writelines = transport.writelines
         peer = transport.get_extra_info("peername")
         self.client_ip = (peer[0] if peer else "").encode()
+        self.client_port = peer[1] if peer else 0
         self.refresh_tables()
         cdef Listener l = self.listener
         if not self.worker.admit_connection(self.lname, l):
@@ -783,6 +789,9 @@ cdef class Downstream:
 
     cdef void start_exchange_for_error(self):
         self.xstate = X_LOCAL
+        self.head_valid = False
+        self.t_attach = 0
+        self.log_host = None
         self.begin_counted()
         self.t0 = monotonic_now()
         self.method = b"-"
@@ -828,6 +837,9 @@ cdef class Downstream:
         self.begin_counted()
         self.fresh = False
         self.deadline = 0
+        self.t_attach = 0
+        self.head_valid = True
+        self.log_host = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -877,6 +889,7 @@ cdef class Downstream:
             path = PyBytes_AS_STRING(target)
             pl = PyBytes_GET_SIZE(target)
             self.path = target
+            self.log_host = authority
             hp = PyBytes_AS_STRING(authority)
             hl = PyBytes_GET_SIZE(authority)
         else:
@@ -1213,6 +1226,7 @@ cdef class Downstream:
         cdef H1Parser rp = up.parser
         self.up = up
         self.xstate = X_PROXYING
+        self.t_attach = monotonic_now()
         up.ds = self
         up.got_bytes = False
         rp.expect_response(self.method_head)
@@ -1534,23 +1548,67 @@ cdef class Downstream:
                       self.route.stats_slot if self.route is not None else -1,
                       self.cluster.stats_slot if self.cluster is not None else -1,
                       self.status, now - self.t0, self.bytes_in, self.bytes_out)
-        log = self.worker.access_log
+        cdef AccessLog log = self.worker.access_log
         if log is None:
             return
-        log({
-            "time": time.time(),
-            "request_id": (self.request_id[14:50] if self.request_id_line else
-                           self.request_id).decode("latin-1") if self.request_id else None,
-            "method": self.method.decode("latin-1") if self.method else None,
-            "path": self.path.decode("latin-1") if self.path else None,
-            "status": self.status,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "duration_ms": round((now - self.t0) * 1000.0, 3),
-            "upstream": self.pool.address.decode() if self.pool is not None else None,
-            "route": self.route.name if self.route is not None else None,
-            "listener": self.lname,
-        })
+        cdef LogEntry e
+        cdef H1Parser p = self.parser
+        cdef const char* head
+        cdef bytes rid = self.request_id
+        cdef int i
+        e.client_ip = PyBytes_AS_STRING(self.client_ip)
+        e.client_ip_len = PyBytes_GET_SIZE(self.client_ip)
+        e.client_port = self.client_port
+        e.method = PyBytes_AS_STRING(self.method) if self.method is not None else NULL
+        e.method_len = PyBytes_GET_SIZE(self.method) if self.method is not None else 0
+        e.path = PyBytes_AS_STRING(self.path) if self.path is not None else NULL
+        e.path_len = PyBytes_GET_SIZE(self.path) if self.path is not None else 0
+        e.http_minor = 1 if self.client_11 else 0
+        e.host = e.user_agent = e.referer = NULL
+        e.host_len = e.user_agent_len = e.referer_len = 0
+        if self.head_valid:
+            head = PyBytes_AS_STRING(p.head)
+            if self.log_host is not None:
+                e.host = PyBytes_AS_STRING(self.log_host)
+                e.host_len = PyBytes_GET_SIZE(self.log_host)
+            elif p.host_index >= 0:
+                e.host = head + p.value_s[p.host_index]
+                e.host_len = p.value_e[p.host_index] - p.value_s[p.host_index]
+            for i in range(p.nheaders):
+                if e.user_agent == NULL and name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i],
+                                                    b"user-agent"):
+                    e.user_agent = head + p.value_s[i]
+                    e.user_agent_len = p.value_e[i] - p.value_s[i]
+                elif e.referer == NULL and name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i],
+                                                   b"referer"):
+                    e.referer = head + p.value_s[i]
+                    e.referer_len = p.value_e[i] - p.value_s[i]
+        if rid is None or PyBytes_GET_SIZE(rid) == 0:
+            e.request_id, e.request_id_len = NULL, 0
+        elif self.request_id_line:
+            e.request_id, e.request_id_len = PyBytes_AS_STRING(rid) + 14, 36
+        else:
+            e.request_id, e.request_id_len = PyBytes_AS_STRING(rid), PyBytes_GET_SIZE(rid)
+        e.status = self.status
+        e.bytes_in = self.bytes_in
+        e.bytes_out = self.bytes_out
+        e.duration = now - self.t0
+        if self.pool is not None:
+            e.upstream = PyBytes_AS_STRING(self.pool.address)
+            e.upstream_len = PyBytes_GET_SIZE(self.pool.address)
+        else:
+            e.upstream, e.upstream_len = NULL, 0
+        if self.t_attach > 0:
+            e.upstream_connect = self.t_attach - self.t0   # pool wait and connect; 0 when reused
+            e.upstream_response = now - self.t0
+        else:
+            e.upstream_connect = e.upstream_response = -1.0
+        if self.route is not None:
+            e.route = PyUnicode_AsUTF8AndSize(self.route.name, &e.route_len)
+        else:
+            e.route, e.route_len = NULL, 0
+        e.listener = PyUnicode_AsUTF8AndSize(self.lname, &e.listener_len)
+        log.record(&e)
 
     cdef void close_now(self):
         self.flush()

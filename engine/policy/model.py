@@ -7,8 +7,8 @@ module adds, beyond CONFIG.md:
   codec's hard array size (256, engine/_fast/http1.pxd).
 - `Listener.paths` (`Paths`): request-path normalisation before routing (`normalize`,
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
-- `Config.access_log` (`AccessLog`): where JSON access log lines go: `stderr` (default),
-  `stdout`, `off`, or a file path.
+- `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
+  `off`, or a file path) and their `format` (`json` or nginx's `combined`).
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
   `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none).
 
@@ -345,11 +345,16 @@ class Cluster(_Model):
 
 
 class AccessLog(_Model):
-    """Where access log lines (JSON) go (an addition to CONFIG.md)."""
+    """Where access log lines go, and in which format. Text logs go to stderr, so the access log
+    defaults to stdout: the two never interleave on one stream unless asked to."""
 
     path: str = Field(
-        "stderr", min_length=1,
-        description="'stderr', 'stdout', 'off', or a file path (opened for append).")
+        "stdout", min_length=1,
+        description="'stdout' (default), 'stderr', 'off', or a file path (opened for append; "
+                    "SIGUSR1 reopens it, for logrotate).")
+    format: Literal["json", "combined"] = Field(
+        "json", description="'json' (one object per line) or 'combined' (nginx's combined "
+                            "format, for existing log tooling).")
 
 
 class FilterSpec(_Model):

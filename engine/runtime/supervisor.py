@@ -124,6 +124,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.shutdown)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         try:
             return loop.run_until_complete(self._main())
         finally:
@@ -279,6 +280,14 @@ class Supervisor:
             self.done.done() or self.done.set_result(0)
             return
         self.loop.call_later(self.drain_timeout + KILL_GRACE, self._kill_stragglers)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate's postrotate): every worker reopens its access log file."""
+        for pid in list(self.handles):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
 
     def _kill_stragglers(self) -> None:
         for pid in list(self.handles):

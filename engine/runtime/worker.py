@@ -32,7 +32,7 @@ import socket
 from engine._fast.proxy import Worker, reseed_request_ids
 from engine.filters.base import FilterContext
 from engine.policy.link import link
-from engine.runtime.accesslog import AccessLog
+from engine.runtime.accesslog import open_access_log
 from engine.runtime.channel import read_message, write_message
 from engine.runtime.sockets import BACKLOG, listen_socket
 
@@ -53,7 +53,8 @@ class WorkerServer:
         self.version = version
         self.filters = filters
         self.filter_modules = filter_modules    # engine.filters.loader.FilterModules
-        self.access_log = AccessLog.open(loop, access_log_path)
+        # opened once per worker: a reload does not move it (restart, or SIGUSR1 to reopen)
+        self.access_log = open_access_log(loop, access_log_path, config.access_log.format)
         self.worker = Worker(loop, link(config, buckets, version=version, filters=filters,
                                         stats=stats, filter_modules=filter_modules),
                              self.access_log, stats, stats_slot)
@@ -238,6 +239,7 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor turns ^C into SIGTERM
     signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reloads come from the supervisor
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the access log can be reopened
     raise_nofile_limit()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -245,6 +247,8 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
                           stats_slot=slot, filter_modules=filter_modules)
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
+    if server.access_log is not None:
+        loop.add_signal_handler(signal.SIGUSR1, server.access_log.reopen)
 
     async def main() -> None:
         await server.start()

@@ -37,7 +37,8 @@ def _rules(error: pydantic.ValidationError) -> list:
 def test_defaults_of_a_minimal_config():
     config = Config.model_validate(MINIMAL)
     assert config.admin == Admin(address=Address("127.0.0.1", 9901), token=None)
-    assert config.access_log.path == "stderr"
+    assert config.access_log.path == "stdout"      # text logs go to stderr: never interleaved
+    assert config.access_log.format == "json"
     assert config.listeners[0].limits == Limits(max_head_bytes=65536, max_headers=100,
                                                 max_uri_bytes=8192)
     cluster = config.clusters[0]

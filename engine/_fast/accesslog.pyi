@@ -1,0 +1,16 @@
+from typing import Any
+
+LOG_JSON: int
+LOG_COMBINED: int
+
+class AccessLog:
+    """One line per finished exchange (see accesslog.pyx)."""
+    path: str
+    format: int
+    lines: int
+    dropped: int
+    def __init__(self, loop: Any, path: str = "stderr", format: str = "json") -> None: ...
+    def reopen(self) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def record_py(self, fields: dict[str, Any]) -> None: ...
