@@ -205,6 +205,32 @@ def test_fields_listed_as_not_implemented_are_not_in_the_schema():
 
 # ---- command line ------------------------------------------------------------------------------
 
+class _Captured(Exception):
+    def __init__(self, parser: argparse.ArgumentParser):
+        super().__init__("parser captured")
+        self.parser = parser
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    """The parser `sluice` really uses: `engine.cli.main` is run until it parses its arguments,
+    and stopped there (so this follows the CLI whatever its functions are called)."""
+    from engine import cli
+
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self, *args, **kwargs):
+        raise _Captured(self)
+
+    argparse.ArgumentParser.parse_args = capture
+    try:
+        cli.main(["--help"])
+    except _Captured as captured:
+        return captured.parser
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    raise AssertionError("engine.cli.main did not parse its arguments with argparse")
+
+
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     out = {}
     for action in parser._actions:
@@ -231,9 +257,7 @@ def _names(option: str, text: str) -> bool:
 
 
 def test_every_cli_command_and_option_is_documented():
-    from engine.cli import _parser
-
-    parser = _parser()
+    parser = cli_parser()
     doc = read("cli.md")
     heads = sections(doc)
     problems = []
@@ -260,9 +284,7 @@ def test_every_cli_command_and_option_is_documented():
 
 
 def test_the_cli_sections_name_no_command_or_option_that_does_not_exist():
-    from engine.cli import _parser
-
-    commands = _subcommands(_parser())
+    commands = _subcommands(cli_parser())
     stale = []
     for title, body in sections(read("cli.md")).items():
         m = re.fullmatch(r"`sluice (\w+)`", title)
