@@ -258,12 +258,12 @@ cdef class Worker:
             soft = 1 << 20
         self.fd_limit = max(soft - base - FD_RESERVE, 2)
 
-    cdef bint warn(self, key, str msg) except -1:
-        """Log `msg` unless the same `key` was logged in the last WARN_INTERVAL seconds: a
+    cdef bint warn(self, key, str msg, double interval=WARN_INTERVAL) except -1:
+        """Log `msg` unless the same `key` was logged in the last `interval` seconds: a
         failing endpoint or a flood must not turn the log into the bottleneck."""
         cdef double now = monotonic_now()
         last = self.warned.get(key)
-        if last is not None and now - <double>last < WARN_INTERVAL:
+        if last is not None and now - <double>last < interval:
             return False
         self.warned[key] = now
         if len(self.warned) > 4096:
@@ -284,6 +284,13 @@ cdef class Worker:
         self.warn(("extra", pool.address),
                   "upstream %s sent more data than its response: connection closed, not reused"
                   % pool.address.decode())
+
+    cdef void upstream_failed(self, Pool pool, int ep_slot, bint reset, str why) except *:
+        """An upstream connection failed to open (reset=False) or broke before its response
+        was complete: counted per endpoint, logged at most once a second per endpoint."""
+        if self.stats is not None:
+            self.stats.endpoint_failed(self.stats_worker, ep_slot, reset)
+        self.warn((reset, pool.address), "upstream %s: %s" % (pool.address.decode(), why), 1.0)
 
     def sweep_timeouts(self):
         """Every `tick`: the listener timeouts (header, idle, request body, send, connection
@@ -946,6 +953,8 @@ cdef class Downstream:
 
         if route.limiter is not None:
             if not self.admit(route, &tr):
+                if self.worker.stats is not None:
+                    self.worker.stats.route_limited(self.worker.stats_worker, route.stats_slot)
                 self.local(429, b"rate limited\n", [format_headers(&tr, route.limiter.burst)], False)
                 return
 
@@ -1213,6 +1222,8 @@ cdef class Downstream:
                     self.worker.warn("fds", "out of file descriptors: no new upstream connection")
                     self.fail(503, b"proxy out of file descriptors\n")
                 else:
+                    self.worker.upstream_failed(pool, self.ep_slot, False, "connect failed: %s"
+                                                % (str(exc) or type(exc).__name__))
                     self.fail(502, b"upstream connect error\n")
                 self.flush()
             return
@@ -1457,6 +1468,10 @@ cdef class Downstream:
             self.lb_begin()
             self.get_connection(True)
             return
+        self.worker.upstream_failed(self.pool, self.ep_slot, True,
+                                    "connection broke after the response started"
+                                    if self.resp_started else
+                                    "connection broke before a response")
         if not self.resp_started:
             self.fail(502, b"upstream connection broke before a response\n")
         else:

@@ -56,6 +56,10 @@ cdef class Stats:
     cdef void add_gauge(self, int worker, int which, long delta) noexcept nogil
     # Requests in flight to an endpoint (balancer begin/end): active +1 and requests +1 on begin,
     # active -1 on end.
+    # A request refused by its route's rate limit (429).
+    cdef void route_limited(self, int worker, int route_slot) noexcept nogil
+    # An upstream connection to the endpoint failed to open (reset=False) or broke mid-exchange.
+    cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil
     # One more ST_EV_* event of `worker`.
     cdef void count_event(self, int worker, int which) noexcept nogil
     cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil

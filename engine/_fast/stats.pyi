@@ -14,6 +14,7 @@ SLOT_UNROUTED: Final[int]
 
 class RouteStats(TypedDict):
     requests: dict[str, int]            # status class -> count
+    rate_limited: int                   # refused with 429 by the route's limit
     buckets: list[int]                  # per bucket (not cumulative), bounds BOUNDS
     count: int
     sum: float
@@ -26,12 +27,15 @@ class ClusterStats(TypedDict):
 class EndpointStats(TypedDict):
     active: int
     requests: int
+    connect_failures: int
+    resets: int
 
 class Gauges(TypedDict):
     active_connections: int
     active_requests: int
 
 class Aggregate(TypedDict):
+    events: dict[str, int]              # EVENT_NAMES -> count
     routes: dict[str, RouteStats]
     clusters: dict[str, ClusterStats]
     endpoints: dict[str, EndpointStats]

@@ -80,7 +80,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 2u
+    #define ST_LAYOUT 3u
 
     typedef struct {
         uint64_t magic;
@@ -124,7 +124,8 @@ cdef extern from *:
         double sum;
         uint64_t bytes_in;
         uint64_t bytes_out;
-        uint64_t _pad0[7];
+        uint64_t rate_limited;     /* requests refused with 429 by the route's limit */
+        uint64_t _pad0[6];
     } st_route;
 
     typedef struct {
@@ -135,6 +136,8 @@ cdef extern from *:
     typedef struct {
         int64_t active;
         uint64_t requests;
+        uint64_t connect_failures; /* connections that could not be opened (refused, timeout) */
+        uint64_t resets;           /* connections that broke before their response completed */
     } st_endpoint;
 
     typedef char st_header_is_64[(sizeof(st_header) == 64) ? 1 : -1];
@@ -142,7 +145,7 @@ cdef extern from *:
     typedef char st_worker_is_192[(sizeof(st_worker) == 192) ? 1 : -1];
     typedef char st_route_is_256[(sizeof(st_route) == 256) ? 1 : -1];
     typedef char st_cluster_is_64[(sizeof(st_cluster) == 64) ? 1 : -1];
-    typedef char st_endpoint_is_16[(sizeof(st_endpoint) == 16) ? 1 : -1];
+    typedef char st_endpoint_is_32[(sizeof(st_endpoint) == 32) ? 1 : -1];
 
     /* ---- single-writer counters: relaxed load + relaxed store (plain movs, no lock prefix) ---- */
     static inline void st_add(uint64_t *p, uint64_t n) {
@@ -268,6 +271,7 @@ cdef extern from *:
         double sum
         uint64_t bytes_in
         uint64_t bytes_out
+        uint64_t rate_limited
 
     ctypedef struct st_cluster:
         uint64_t status[6]
@@ -275,6 +279,8 @@ cdef extern from *:
     ctypedef struct st_endpoint:
         int64_t active
         uint64_t requests
+        uint64_t connect_failures
+        uint64_t resets
 
     int MAP_NORESERVE
     uint32_t ST_LAYOUT
@@ -513,6 +519,35 @@ cdef class Stats:
         if 0 <= worker < self.max_workers and 0 <= which < ST_NGAUGES:
             st_addi(&_worker(self, worker).gauges[which], delta)
 
+    cdef void route_limited(self, int worker, int route_slot) noexcept nogil:
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if route_slot < 0:
+            route_slot = ST_UNROUTED
+        elif route_slot >= self.max_routes:
+            route_slot = ST_OTHER
+        st_add(&_route(self, worker, route_slot).rate_limited, 1)
+
+    cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil:
+        cdef st_endpoint* e
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
+            endpoint_slot = ST_OTHER
+        e = _endpoint(self, worker, endpoint_slot)
+        if reset:
+            st_add(&e.resets, 1)
+        else:
+            st_add(&e.connect_failures, 1)
+
+    def endpoint_failed_py(self, int worker, int endpoint_slot, bint reset):
+        _check_worker(self, worker)
+        self.endpoint_failed(worker, endpoint_slot, reset)
+
+    def route_limited_py(self, int worker, int route_slot):
+        _check_worker(self, worker)
+        self.route_limited(worker, route_slot)
+
     cdef void count_event(self, int worker, int which) noexcept nogil:
         if 0 <= worker < self.max_workers and 0 <= which < ST_NEVENTS:
             st_add(&_worker(self, worker).events[which], 1)
@@ -674,7 +709,7 @@ cdef class Stats:
                     bucket, upper bounds BOUNDS), "count": n, "sum": seconds,
                     "bytes_in": n, "bytes_out": n}},
          "clusters": {name: {"requests": {...}}},
-         "endpoints": {name: {"active": n, "requests": n}},
+         "endpoints": {name: {"active": n, "requests": n, "connect_failures": n, "resets": n}},
          "gauges": {"active_connections": n, "active_requests": n},
          "events": {EVENT_NAMES[i]: n},
          "workers": live worker count}
@@ -690,7 +725,7 @@ cdef class Stats:
         cdef uint64_t events[ST_NEVENTS]
         cdef uint64_t status[ST_NCLASSES]
         cdef uint64_t bucket[ST_NBUCKETS]
-        cdef uint64_t count, bin_, bout, ereq
+        cdef uint64_t count, bin_, bout, ereq, limited, efail, ereset
         cdef int64_t eact
         cdef double total
         cdef st_route* r
@@ -714,7 +749,7 @@ cdef class Stats:
         for i in range(nr):
             memset(status, 0, sizeof(status))
             memset(bucket, 0, sizeof(bucket))
-            count = bin_ = bout = 0
+            count = bin_ = bout = limited = 0
             total = 0.0
             for k in range(nused):
                 r = _route(self, used[k], i)
@@ -726,7 +761,9 @@ cdef class Stats:
                 total += st_ld_d(&r.sum)
                 bin_ += st_ld(&r.bytes_in)
                 bout += st_ld(&r.bytes_out)
+                limited += st_ld(&r.rate_limited)
             routes[route_names[i]] = {
+                "rate_limited": limited,
                 "requests": _classes(status),
                 "buckets": [bucket[w] for w in range(ST_NBUCKETS)],
                 "count": count, "sum": total, "bytes_in": bin_, "bytes_out": bout,
@@ -746,13 +783,16 @@ cdef class Stats:
         endpoint_names = _names(_endpoint_names(self), ne)
         for i in range(ne):
             eact = 0
-            ereq = 0
+            ereq = efail = ereset = 0
             for k in range(nused):
                 e = _endpoint(self, used[k], i)
                 if st_ld(&_worker(self, used[k]).pid) != 0:
                     eact += st_ldi(&e.active)
                 ereq += st_ld(&e.requests)
-            endpoints[endpoint_names[i]] = {"active": eact, "requests": ereq}
+                efail += st_ld(&e.connect_failures)
+                ereset += st_ld(&e.resets)
+            endpoints[endpoint_names[i]] = {"active": eact, "requests": ereq,
+                                            "connect_failures": efail, "resets": ereset}
 
         return {
             "routes": routes,

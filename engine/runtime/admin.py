@@ -165,7 +165,8 @@ class AdminServer:
         self.active: set[asyncio.Task] = set()         # serving an authenticated request
         self.uploads: asyncio.Semaphore | None = None  # made in the serving loop
         self.registry = metrics.registry_for(controller.stats,
-                                             getattr(controller, "buckets", None))
+                                             getattr(controller, "buckets", None),
+                                             getattr(controller, "reloads", None))
 
     @classmethod
     def for_config(cls, controller: Controller, admin) -> AdminServer:
@@ -489,6 +490,11 @@ class SupervisorController:
         return getattr(self.sup, "buckets", None)
 
     @property
+    def reloads(self) -> dict:
+        """{"applied": n, "rejected": n} since start (a live dict: read at each scrape)."""
+        return self.sup.reloads
+
+    @property
     def version(self) -> str:
         return self.sup.version
 
@@ -556,10 +562,13 @@ class SupervisorController:
                 eps.append({
                     "address": str(ep.address),
                     "weight": ep.weight,
-                    # no health checking is configured (yet): every endpoint is eligible
-                    "health": "healthy",
+                    # no health checking yet: nobody knows, so never claim "healthy" (every
+                    # endpoint is still eligible for the balancer)
+                    "health": "unknown",
                     "active_requests": s.get("active", 0),
                     "requests": s.get("requests", 0),
+                    "connect_failures": s.get("connect_failures", 0),
+                    "resets": s.get("resets", 0),
                 })
             out[c.name] = {"balancer": c.balancer, "endpoints": eps}
         return {"version": sup.version, "clusters": out}

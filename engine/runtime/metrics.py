@@ -9,11 +9,16 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_request_duration_seconds{route}              histogram request start to response end
     sluice_bytes_received_total{route}                  counter   request body bytes from clients
     sluice_bytes_sent_total{route}                      counter   response bytes to clients
+    sluice_rate_limited_total{route}                    counter   refused with 429 by its limit
     sluice_endpoint_active_requests{cluster, endpoint}  gauge     requests in flight per endpoint
     sluice_endpoint_requests_total{cluster, endpoint}   counter
+    sluice_endpoint_connect_failures_total{cluster, endpoint}, sluice_endpoint_resets_total{...}
+    sluice_cluster_connect_failures_total{cluster}, sluice_cluster_resets_total{cluster}
     sluice_active_connections                           gauge     open client connections
     sluice_active_requests                              gauge     exchanges in flight
     sluice_workers                                      gauge     live worker processes
+    sluice_build_info{version}                          gauge     1
+    sluice_reloads_total{result}                        counter   applied | rejected
     sluice_upstream_extra_data_total                    counter   responses followed by stray bytes
     sluice_accept_failures_total                        counter   accept() failed (no descriptors)
     sluice_connections_refused_total                    counter   over limits.max_connections
@@ -42,6 +47,18 @@ from prometheus_client.utils import floatToGoString
 from engine._fast.stats import BOUNDS, OTHER, STATUS_CLASSES, UNROUTED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sluice")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+_VERSION = _package_version()
 RESERVED = (OTHER, UNROUTED)
 _LE = [floatToGoString(b) for b in BOUNDS]
 
@@ -62,9 +79,10 @@ class StatsCollector(Collector):
     """Reads the shared-memory `Stats` (and, optionally, the limiter's `SharedBuckets`) at each
     scrape."""
 
-    def __init__(self, stats, buckets=None):
+    def __init__(self, stats, buckets=None, reloads: dict | None = None):
         self.stats = stats
         self.buckets = buckets
+        self.reloads = reloads
 
     def collect(self) -> Iterator[Metric]:
         agg = self.stats.aggregate()
@@ -78,6 +96,8 @@ class StatsCollector(Collector):
                                        "from clients.", labels=["route"])
         sent = CounterMetricFamily("sluice_bytes_sent", "Response bytes sent to clients.",
                                    labels=["route"])
+        limited = CounterMetricFamily("sluice_rate_limited", "Requests refused with 429 by the "
+                                      "route's rate limit.", labels=["route"])
         for name, r in agg["routes"].items():
             if _quiet(name, r["count"]):
                 continue
@@ -90,7 +110,8 @@ class StatsCollector(Collector):
             duration.add_metric([name], buckets, sum_value=r["sum"])
             received.add_metric([name], r["bytes_in"])
             sent.add_metric([name], r["bytes_out"])
-        yield from (requests, duration, received, sent)
+            limited.add_metric([name], r["rate_limited"])
+        yield from (requests, duration, received, sent, limited)
 
         clusters = CounterMetricFamily("sluice_cluster_requests", "Finished exchanges by the "
                                        "cluster they were sent to and response status class.",
@@ -107,13 +128,32 @@ class StatsCollector(Collector):
                                       labels=["cluster", "endpoint"])
         ep_total = CounterMetricFamily("sluice_endpoint_requests", "Requests sent to an endpoint.",
                                        labels=["cluster", "endpoint"])
+        ep_fail = CounterMetricFamily("sluice_endpoint_connect_failures", "Upstream connections "
+                                      "that could not be opened.", labels=["cluster", "endpoint"])
+        ep_reset = CounterMetricFamily("sluice_endpoint_resets", "Upstream connections that broke "
+                                       "before their response was complete.",
+                                       labels=["cluster", "endpoint"])
+        by_cluster: dict[str, list[int]] = {}
         for name, e in agg["endpoints"].items():
-            if _quiet(name, e["requests"]):
+            if _quiet(name, e["requests"] + e["connect_failures"] + e["resets"]):
                 continue
             cluster, _, address = name.partition("/")
             ep_active.add_metric([cluster, address], e["active"])
             ep_total.add_metric([cluster, address], e["requests"])
-        yield from (ep_active, ep_total)
+            ep_fail.add_metric([cluster, address], e["connect_failures"])
+            ep_reset.add_metric([cluster, address], e["resets"])
+            sums = by_cluster.setdefault(cluster, [0, 0])
+            sums[0] += e["connect_failures"]
+            sums[1] += e["resets"]
+        cl_fail = CounterMetricFamily("sluice_cluster_connect_failures", "Upstream connections of "
+                                      "the cluster that could not be opened.", labels=["cluster"])
+        cl_reset = CounterMetricFamily("sluice_cluster_resets", "Upstream connections of the "
+                                       "cluster that broke before their response was complete.",
+                                       labels=["cluster"])
+        for cluster, (fails, resets) in by_cluster.items():
+            cl_fail.add_metric([cluster], fails)
+            cl_reset.add_metric([cluster], resets)
+        yield from (ep_active, ep_total, ep_fail, ep_reset, cl_fail, cl_reset)
 
         gauges = agg["gauges"]
         yield GaugeMetricFamily("sluice_active_connections", "Open client connections.",
@@ -121,6 +161,16 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily("sluice_active_requests", "Exchanges in flight.",
                                 value=gauges["active_requests"])
         yield GaugeMetricFamily("sluice_workers", "Live worker processes.", value=agg["workers"])
+        info = GaugeMetricFamily("sluice_build_info", "The running sluice (always 1).",
+                                 labels=["version"])
+        info.add_metric([_VERSION], 1)
+        yield info
+        if self.reloads is not None:
+            reloads = CounterMetricFamily("sluice_reloads", "Configs offered for a reload (file, "
+                                          "SIGHUP, PUT /snapshot), by result.", labels=["result"])
+            for result in ("applied", "rejected"):
+                reloads.add_metric([result], self.reloads.get(result, 0))
+            yield reloads
         events = agg["events"]
         yield CounterMetricFamily(
             "sluice_upstream_extra_data", "Upstream responses followed by bytes that belong to no "
@@ -150,9 +200,9 @@ class StatsCollector(Collector):
                 "stuck holder.", value=self.buckets.lock_steals)
 
 
-def registry_for(stats, buckets=None) -> CollectorRegistry:
+def registry_for(stats, buckets=None, reloads: dict | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats, buckets))
+    registry.register(StatsCollector(stats, buckets, reloads))
     return registry
 
 

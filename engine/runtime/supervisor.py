@@ -102,6 +102,7 @@ class Supervisor:
         self.load_source = load_source
         self.reload_lock: asyncio.Lock | None = None
         self.last_rejection: dict | None = None
+        self.reloads = {"applied": 0, "rejected": 0}   # sluice_reloads_total{result}
         self.validating: list[dict] = []     # configs being checked now (for /config_dump)
         self.applied_at = time.time()
 
@@ -351,10 +352,12 @@ class Supervisor:
                 log.error("snapshot %s (%s) refused by workers: %s", version, why, "; ".join(failed))
                 self.last_rejection = {"version": version, "reason": failed, "source": source,
                                        "time": time.time()}
+                self.reloads["rejected"] += 1
                 return False, failed
             self.config, self.snapshot, self.version, self.source = config, snapshot, version, source
             self.wire = wire
             self.applied_at = time.time()
+            self.reloads["applied"] += 1
             log.info("applied snapshot %s from %s (%s)", version, source, why)
             for h in self.handles.values():
                 if h.ready and h.version != version and h not in handles:
@@ -377,6 +380,7 @@ class Supervisor:
         for p in problems:
             log.error("reload (%s) refused: %s", why, p)
         self.last_rejection = {"reason": problems, "source": why, "time": time.time()}
+        self.reloads["rejected"] += 1
         return False, problems
 
     async def _watch(self) -> None:

@@ -246,9 +246,11 @@ def test_endpoint_in_flight_counts():
     for w in (0, 1, 1):
         s.endpoint_begin_py(w, e)
     s.endpoint_end_py(1, e)
-    assert s.aggregate()["endpoints"]["api/127.0.0.1:9001"] == {"active": 2, "requests": 3}
+    assert s.aggregate()["endpoints"]["api/127.0.0.1:9001"] == {
+        "active": 2, "requests": 3, "connect_failures": 0, "resets": 0}
     s.release_worker(1)        # what it had in flight died with it
-    assert s.aggregate()["endpoints"]["api/127.0.0.1:9001"] == {"active": 1, "requests": 3}
+    assert s.aggregate()["endpoints"]["api/127.0.0.1:9001"] == {
+        "active": 1, "requests": 3, "connect_failures": 0, "resets": 0}
 
 
 def test_version_is_kept_to_64_bytes_and_cleared_when_the_worker_goes():
@@ -312,3 +314,19 @@ def test_the_child_sees_the_parents_counts_through_the_same_mapping():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert s.aggregate()["routes"]["r"]["count"] == 2
+
+
+def test_endpoint_failures_and_route_refusals_are_counted_per_worker_and_summed():
+    s = S.Stats(max_workers=2)
+    s.attach_worker(0, pid=1)
+    s.attach_worker(1, pid=2)
+    e = s.endpoint_slot("api/127.0.0.1:9001")
+    r = s.route_slot("api")
+    s.endpoint_failed_py(0, e, False)
+    s.endpoint_failed_py(1, e, False)
+    s.endpoint_failed_py(1, e, True)
+    s.route_limited_py(0, r)
+    agg = s.aggregate()
+    assert agg["endpoints"]["api/127.0.0.1:9001"]["connect_failures"] == 2
+    assert agg["endpoints"]["api/127.0.0.1:9001"]["resets"] == 1
+    assert agg["routes"]["api"]["rate_limited"] == 1

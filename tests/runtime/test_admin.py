@@ -45,7 +45,7 @@ class FakeController:
 
     def clusters(self) -> dict:
         return {"clusters": {"web": {"endpoints": [
-            {"address": "127.0.0.1:9004", "weight": 1, "health": "healthy",
+            {"address": "127.0.0.1:9004", "weight": 1, "health": "unknown",
              "active_requests": 0}]}}}
 
     async def apply_snapshot(self, data: bytes) -> tuple[bool, list[str]]:
@@ -219,7 +219,7 @@ def test_config_dump_and_clusters_are_json(serve):
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert r.json()["version"] == "v1" and r.json()["workers"] == [{"slot": 0, "version": "v1"}]
     r = httpx.get(a.url + "/clusters")
-    assert r.json()["clusters"]["web"]["endpoints"][0]["health"] == "healthy"
+    assert r.json()["clusters"]["web"]["endpoints"][0]["health"] == "unknown"   # no checks yet
 
 
 def test_put_snapshot_applies_or_reports_every_error(serve):
@@ -418,10 +418,10 @@ def test_supervisor_controller_lists_endpoints_with_in_flight_counts(stats):
     assert c.clusters() == {"version": "v2", "clusters": {"web": {
         "balancer": "least_request",
         "endpoints": [
-            {"address": "127.0.0.1:9004", "weight": 2, "health": "healthy",
-             "active_requests": 0, "requests": 0},
-            {"address": "127.0.0.1:9005", "weight": 1, "health": "healthy",
-             "active_requests": 1, "requests": 2},
+            {"address": "127.0.0.1:9004", "weight": 2, "health": "unknown",
+             "active_requests": 0, "requests": 0, "connect_failures": 0, "resets": 0},
+            {"address": "127.0.0.1:9005", "weight": 1, "health": "unknown",
+             "active_requests": 1, "requests": 2, "connect_failures": 0, "resets": 0},
         ]}}}
 
 
