@@ -57,10 +57,12 @@ def payload(size: int) -> bytes:
 class Variant:
     routes: int = 0
     ratelimit: bool = False
+    access_log: bool = False       # each proxy's default access log format, to a file
 
     @property
     def key(self) -> str:
-        return f"routes={self.routes},ratelimit={int(self.ratelimit)}"
+        return (f"routes={self.routes},ratelimit={int(self.ratelimit)}"
+                f",access_log={int(self.access_log)}")
 
 
 def _user_line() -> str:
@@ -213,8 +215,9 @@ class Sluice(Peer):
         self.port = free_port()
         path = d / f"{self.name}.json"        # JSON is YAML: no yaml dependency here
         path.write_text(json.dumps(self.config(variant, upstream), indent=1))
+        log = str(d / f"{self.name}-access.log") if variant.access_log else "off"
         self._popen([sys.executable, "-m", "engine", "run", "-c", str(path),
-                     "--workers", str(self.workers), "--access-log", "off"],
+                     "--workers", str(self.workers), "--access-log", log],
                     d / f"{self.name}.out", cwd=self.root)
         wait_port(self.port, self.proc)
         # every worker binds its own SO_REUSEPORT socket: wait until all are forked, then a bit
@@ -254,7 +257,7 @@ worker_rlimit_nofile {FD_LIMIT};
 pid {d}/nginx-proxy.pid;
 events {{ worker_connections {NGINX_CONNS}; }}
 http {{
-  access_log off;
+  access_log {f"{d}/nginx-access.log combined" if variant.access_log else "off"};
   error_log {d}/nginx-proxy-error.log warn;
 {_nginx_temp(d, "px")}
   keepalive_requests 1000000000;
@@ -294,6 +297,7 @@ http {{
 
 class Haproxy(Peer):
     name = "haproxy"
+    ok_variant = staticmethod(lambda v: not v.access_log)   # it logs to syslog only
 
     def start(self, variant, upstream, d):
         self.port = free_port()
@@ -346,7 +350,7 @@ class Baseline(Peer):
     """bench/baseline_proxy.py: uvloop + httptools, no rate limiter."""
 
     name = "baseline"
-    ok_variant = staticmethod(lambda v: not v.ratelimit)
+    ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log)
 
     def __init__(self, extra: tuple[str, ...] = ()) -> None:
         self.extra = list(extra)
