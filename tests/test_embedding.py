@@ -3,6 +3,7 @@ Python filters; and the example application in config/ run as a user would."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -179,3 +180,54 @@ def test_the_embedding_example_runs():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+class JsonDeny(engine.Filter):
+    def request(self, ctx):
+        return engine.Reply(403, '{"error": "denied"}', {"Content-Type": "application/json"})
+
+
+class Broken(engine.Filter):
+    def request(self, ctx):
+        raise RuntimeError("boom")
+
+
+def test_a_reply_has_its_reason_phrase_and_one_content_type():
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "x", filters=[{"name": "deny"}], route_filters=["deny"]),
+                             filters={"deny": JsonDeny})
+        await proxy.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        raw = await reader.read()
+        writer.close()
+        await proxy.stop(drain=1.0)
+        return raw
+
+    raw = run(main())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert head.lower().count(b"content-type:") == 1 and b"application/json" in head
+    assert body == b'{"error": "denied"}'
+
+
+def test_a_failing_filter_is_a_500_logged_once_and_the_connection_lives_on(caplog):
+    port = free_port()
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "x", filters=[{"name": "broken"}], route_filters=["broken"]),
+                             filters={"broken": Broken})
+        await proxy.start()
+        async with httpx.AsyncClient() as c:                 # one keep-alive connection
+            statuses = [(await c.get(f"http://127.0.0.1:{port}/")).status_code for _ in range(5)]
+            conns = proxy._server.worker.active
+        await proxy.stop(drain=1.0)
+        return statuses, conns
+
+    with caplog.at_level("ERROR"):
+        statuses, conns = run(main())
+    assert statuses == [500] * 5 and conns == 1
+    lines = [r for r in caplog.records if "Broken.request failed" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]

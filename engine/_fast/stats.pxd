@@ -58,6 +58,8 @@ cdef class Stats:
     # active -1 on end.
     # A request refused by its route's rate limit (429).
     cdef void route_limited(self, int worker, int route_slot) noexcept nogil
+    # A Python filter phase raised on the route.
+    cdef void route_filter_failed(self, int worker, int route_slot) noexcept nogil
     # An upstream connection to the endpoint failed to open (reset=False) or broke mid-exchange.
     cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil
     # One more ST_EV_* event of `worker`.

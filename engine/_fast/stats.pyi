@@ -15,6 +15,7 @@ SLOT_UNROUTED: Final[int]
 class RouteStats(TypedDict):
     requests: dict[str, int]            # status class -> count
     rate_limited: int                   # refused with 429 by the route's limit
+    filter_errors: int                  # Python filter phases that raised
     buckets: list[int]                  # per bucket (not cumulative), bounds BOUNDS
     count: int
     sum: float

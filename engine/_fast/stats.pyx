@@ -125,7 +125,8 @@ cdef extern from *:
         uint64_t bytes_in;
         uint64_t bytes_out;
         uint64_t rate_limited;     /* requests refused with 429 by the route's limit */
-        uint64_t _pad0[6];
+        uint64_t filter_errors;    /* Python filter phases that raised */
+        uint64_t _pad0[5];
     } st_route;
 
     typedef struct {
@@ -272,6 +273,7 @@ cdef extern from *:
         uint64_t bytes_in
         uint64_t bytes_out
         uint64_t rate_limited
+        uint64_t filter_errors
 
     ctypedef struct st_cluster:
         uint64_t status[6]
@@ -528,6 +530,15 @@ cdef class Stats:
             route_slot = ST_OTHER
         st_add(&_route(self, worker, route_slot).rate_limited, 1)
 
+    cdef void route_filter_failed(self, int worker, int route_slot) noexcept nogil:
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if route_slot < 0:
+            route_slot = ST_UNROUTED
+        elif route_slot >= self.max_routes:
+            route_slot = ST_OTHER
+        st_add(&_route(self, worker, route_slot).filter_errors, 1)
+
     cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil:
         cdef st_endpoint* e
         if worker < 0 or worker >= self.max_workers:
@@ -725,7 +736,7 @@ cdef class Stats:
         cdef uint64_t events[ST_NEVENTS]
         cdef uint64_t status[ST_NCLASSES]
         cdef uint64_t bucket[ST_NBUCKETS]
-        cdef uint64_t count, bin_, bout, ereq, limited, efail, ereset
+        cdef uint64_t count, bin_, bout, ereq, limited, efail, ereset, ferr
         cdef int64_t eact
         cdef double total
         cdef st_route* r
@@ -749,7 +760,7 @@ cdef class Stats:
         for i in range(nr):
             memset(status, 0, sizeof(status))
             memset(bucket, 0, sizeof(bucket))
-            count = bin_ = bout = limited = 0
+            count = bin_ = bout = limited = ferr = 0
             total = 0.0
             for k in range(nused):
                 r = _route(self, used[k], i)
@@ -762,8 +773,9 @@ cdef class Stats:
                 bin_ += st_ld(&r.bytes_in)
                 bout += st_ld(&r.bytes_out)
                 limited += st_ld(&r.rate_limited)
+                ferr += st_ld(&r.filter_errors)
             routes[route_names[i]] = {
-                "rate_limited": limited,
+                "rate_limited": limited, "filter_errors": ferr,
                 "requests": _classes(status),
                 "buckets": [bucket[w] for w in range(ST_NBUCKETS)],
                 "count": count, "sum": total, "bytes_in": bin_, "bytes_out": bout,

@@ -13,8 +13,10 @@ a snapshot: per-request data belongs in `ctx`, never on `self`.
 
 Cost: a route lists its filters by name; the data plane builds, per route, the tuple of filters
 that override `request` and the tuple that override `response`, and a route with none of either
-checks one pointer and never enters Python. A phase that raises becomes a 500 for that request
-(logged once), never a crashed connection.
+checks one pointer and never enters Python. A `request` phase that raises answers that request
+with a 500; a `response` phase that raises leaves the response as the upstream sent it. Either
+way the connection lives on, the failure is counted per route (`sluice_filter_errors_total`)
+and logged at most once per filter, phase and route every 10 seconds.
 """
 
 from __future__ import annotations

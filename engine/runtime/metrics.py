@@ -10,6 +10,7 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_bytes_received_total{route}                  counter   request body bytes from clients
     sluice_bytes_sent_total{route}                      counter   response bytes to clients
     sluice_rate_limited_total{route}                    counter   refused with 429 by its limit
+    sluice_filter_errors_total{route}                   counter   Python filter phases that raised
     sluice_endpoint_active_requests{cluster, endpoint}  gauge     requests in flight per endpoint
     sluice_endpoint_requests_total{cluster, endpoint}   counter
     sluice_endpoint_connect_failures_total{cluster, endpoint}, sluice_endpoint_resets_total{...}
@@ -98,6 +99,9 @@ class StatsCollector(Collector):
                                    labels=["route"])
         limited = CounterMetricFamily("sluice_rate_limited", "Requests refused with 429 by the "
                                       "route's rate limit.", labels=["route"])
+        ferrors = CounterMetricFamily("sluice_filter_errors", "Python filter phases that raised "
+                                      "(request: the client got a 500; response: logged, the "
+                                      "response went on).", labels=["route"])
         for name, r in agg["routes"].items():
             if _quiet(name, r["count"]):
                 continue
@@ -111,7 +115,8 @@ class StatsCollector(Collector):
             received.add_metric([name], r["bytes_in"])
             sent.add_metric([name], r["bytes_out"])
             limited.add_metric([name], r["rate_limited"])
-        yield from (requests, duration, received, sent, limited)
+            ferrors.add_metric([name], r["filter_errors"])
+        yield from (requests, duration, received, sent, limited, ferrors)
 
         clusters = CounterMetricFamily("sluice_cluster_requests", "Finished exchanges by the "
                                        "cluster they were sent to and response status class.",
