@@ -467,6 +467,7 @@ cdef class Downstream:
     cdef bint in_process
     cdef bint closed
     cdef bint admitted             # counted by Worker.admit_connection (released at close)
+    cdef int lslot                 # the listener's Stats slot it was counted under
     cdef int client_pause          # PAUSE_* bits: why we are not reading the client
     cdef bint write_paused         # the client's transport is above its high-water mark
     cdef bint fresh                # no request has started on this connection yet
@@ -545,6 +546,9 @@ cdef class Downstream:
             transport.abort()       # nothing was read: a reset, not a response we cannot afford
             return
         self.admitted = True
+        self.lslot = l.stats_slot
+        if self.worker.stats is not None:
+            self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, 1)
         self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
                                max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
         self.born = self.since = self.last_read = monotonic_now()
@@ -590,6 +594,8 @@ cdef class Downstream:
             return
         self.admitted = False
         self.worker.release_connection(self.lname)
+        if self.worker.stats is not None:
+            self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, -1)
         self.worker.conns.discard(self)
         if self.worker.stats is not None:
             self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,

@@ -24,6 +24,7 @@ cdef enum:
     ST_NCLASSES = 6               # status classes: 0 = outside 100..599, then 1xx..5xx
     ST_VERSION_BYTES = 64         # a worker's snapshot version field
     ST_NAME_BYTES = 128           # longest registered name (the config's NAME_MAX)
+    ST_MAX_LISTENERS = 64         # listener name slots (open connections are counted per listener)
 
     # reserved slots, registered when the table is created
     ST_OTHER = 0                  # "_other": the overflow slot of every name table
@@ -40,6 +41,7 @@ cdef class Stats:
     cdef char* routes_base              # st_route[max_workers][max_routes]
     cdef char* clusters_base            # st_cluster[max_workers][max_clusters]
     cdef char* endpoints_base           # st_endpoint[max_workers][max_endpoints]
+    cdef char* listeners_base           # int64 connections[max_workers][ST_MAX_LISTENERS]
     cdef readonly int max_workers
     cdef readonly int max_routes
     cdef readonly int max_clusters
@@ -62,6 +64,8 @@ cdef class Stats:
     cdef void route_filter_failed(self, int worker, int route_slot) noexcept nogil
     # An upstream connection to the endpoint failed to open (reset=False) or broke mid-exchange.
     cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil
+    # Open client connections of a listener in `worker`: +1 on accept, -1 on close.
+    cdef void listener_connections(self, int worker, int listener_slot, long delta) noexcept nogil
     # One more ST_EV_* event of `worker`.
     cdef void count_event(self, int worker, int which) noexcept nogil
     cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil

@@ -35,7 +35,11 @@ class Gauges(TypedDict):
     active_connections: int
     active_requests: int
 
+class ListenerStats(TypedDict):
+    active_connections: int
+
 class Aggregate(TypedDict):
+    listeners: dict[str, ListenerStats]
     events: dict[str, int]              # EVENT_NAMES -> count
     routes: dict[str, RouteStats]
     clusters: dict[str, ClusterStats]

@@ -80,7 +80,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 3u
+    #define ST_LAYOUT 4u
 
     typedef struct {
         uint64_t magic;
@@ -93,7 +93,7 @@ cdef extern from *:
         uint32_t nroutes;          /* registered names (release-published) */
         uint32_t nclusters;
         uint32_t nendpoints;
-        uint32_t _pad0;
+        uint32_t nlisteners;
         uint64_t lock_steals;
         uint64_t _pad1;
     } st_header;
@@ -248,6 +248,7 @@ cdef extern from *:
         uint32_t nroutes
         uint32_t nclusters
         uint32_t nendpoints
+        uint32_t nlisteners
         uint64_t lock_steals
 
     ctypedef struct st_name:
@@ -387,6 +388,12 @@ cdef inline st_name* _cluster_names(Stats s) noexcept nogil:
 cdef inline st_name* _endpoint_names(Stats s) noexcept nogil:
     return _cluster_names(s) + s.max_clusters
 
+cdef inline st_name* _listener_names(Stats s) noexcept nogil:
+    return _endpoint_names(s) + s.max_endpoints
+
+cdef inline int64_t* _listener_conns(Stats s, int w, int l) noexcept nogil:
+    return (<int64_t*>s.listeners_base) + (<size_t>w * ST_MAX_LISTENERS + <size_t>l)
+
 cdef inline st_worker* _worker(Stats s, int w) noexcept nogil:
     return (<st_worker*>s.workers_base) + w
 
@@ -416,6 +423,8 @@ cdef void _reset_live(Stats s, int worker) noexcept nogil:
         st_seti(&w.gauges[i], 0)
     for e in range(ne):
         st_seti(&_endpoint(s, worker, e).active, 0)
+    for i in range(ST_MAX_LISTENERS):
+        st_seti(_listener_conns(s, worker, i), 0)
     st_st_d(&w.heartbeat, 0.0)
     st_write_version(w, "", 0)
 
@@ -447,12 +456,14 @@ cdef class Stats:
         self.max_clusters = max_clusters
         self.max_endpoints = max_endpoints
         cdef size_t W = max_workers, R = max_routes, C = max_clusters, E = max_endpoints
-        cdef size_t off_workers = _align64(sizeof(st_header) + (R + C + E) * sizeof(st_name))
+        cdef size_t off_workers = _align64(sizeof(st_header)
+                                           + (R + C + E + ST_MAX_LISTENERS) * sizeof(st_name))
         cdef size_t off_routes = _align64(off_workers + W * sizeof(st_worker))
         cdef size_t off_clusters = _align64(off_routes + W * R * sizeof(st_route))
         cdef size_t ep_stride = _endpoint_stride(max_endpoints)
         cdef size_t off_endpoints = _align64(off_clusters + W * C * sizeof(st_cluster))
-        cdef size_t size = off_endpoints + W * ep_stride
+        cdef size_t off_listeners = _align64(off_endpoints + W * ep_stride)
+        cdef size_t size = off_listeners + W * ST_MAX_LISTENERS * sizeof(int64_t)
         cdef void* m = mmap(NULL, size, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if m == MAP_FAILED:
@@ -463,6 +474,7 @@ cdef class Stats:
         self.routes_base = self.mem + off_routes
         self.clusters_base = self.mem + off_clusters
         self.endpoints_base = self.mem + off_endpoints
+        self.listeners_base = self.mem + off_listeners
         cdef st_header* h = <st_header*>self.mem
         h.layout = ST_LAYOUT
         h.max_workers = <uint32_t>W
@@ -474,6 +486,7 @@ cdef class Stats:
             self.route_slot(name)
         self.cluster_slot(OTHER)
         self.endpoint_slot(OTHER)
+        self.listener_slot(OTHER)
         st_publish_magic(h)
 
     def __dealloc__(self):
@@ -635,6 +648,24 @@ cdef class Stats:
         return _register(h, _endpoint_names(self), &h.nendpoints, <uint32_t>self.max_endpoints,
                          PyBytes_AS_STRING(b), <uint32_t>PyBytes_GET_SIZE(b))
 
+    def listener_slot(self, name):
+        """The slot of listener `name` (see route_slot); at most 64, then the shared "_other"."""
+        cdef bytes b = _name_bytes(name)
+        cdef st_header* h = _hdr(self)
+        return _register(h, _listener_names(self), &h.nlisteners, ST_MAX_LISTENERS,
+                         PyBytes_AS_STRING(b), <uint32_t>PyBytes_GET_SIZE(b))
+
+    cdef void listener_connections(self, int worker, int listener_slot, long delta) noexcept nogil:
+        if worker < 0 or worker >= self.max_workers:
+            return
+        if listener_slot < 0 or listener_slot >= ST_MAX_LISTENERS:
+            listener_slot = ST_OTHER
+        st_addi(_listener_conns(self, worker, listener_slot), delta)
+
+    def listener_connections_py(self, int worker, int listener_slot, long delta):
+        _check_worker(self, worker)
+        self.listener_connections(worker, listener_slot, delta)
+
     def route_names(self):
         """Registered route names, indexed by slot."""
         return _names(_route_names(self), st_ld_count(&_hdr(self).nroutes))
@@ -721,6 +752,7 @@ cdef class Stats:
                     "bytes_in": n, "bytes_out": n}},
          "clusters": {name: {"requests": {...}}},
          "endpoints": {name: {"active": n, "requests": n, "connect_failures": n, "resets": n}},
+         "listeners": {name: {"active_connections": n}},
          "gauges": {"active_connections": n, "active_requests": n},
          "events": {EVENT_NAMES[i]: n},
          "workers": live worker count}
@@ -806,10 +838,22 @@ cdef class Stats:
             endpoints[endpoint_names[i]] = {"active": eact, "requests": ereq,
                                             "connect_failures": efail, "resets": ereset}
 
+        listeners = {}
+        cdef uint32_t nl = st_ld_count(&h.nlisteners)
+        cdef int64_t lconns
+        listener_names = _names(_listener_names(self), nl)
+        for i in range(nl):
+            lconns = 0
+            for k in range(nused):
+                if st_ld(&_worker(self, used[k]).pid) != 0:
+                    lconns += st_ldi(_listener_conns(self, used[k], i))
+            listeners[listener_names[i]] = {"active_connections": lconns}
+
         return {
             "routes": routes,
             "clusters": clusters,
             "endpoints": endpoints,
+            "listeners": listeners,
             "gauges": {"active_connections": conns, "active_requests": reqs},
             "events": {EVENT_NAMES[k]: events[k] for k in range(ST_NEVENTS)},
             "workers": nlive,

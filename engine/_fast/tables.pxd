@@ -69,6 +69,7 @@ cdef class Listener:
     cdef readonly double body_timeout     # no request body bytes while one is due
     cdef readonly double send_timeout     # the client reads nothing of what we send
     cdef readonly double max_duration     # connection age: close after the exchange in flight
+    cdef readonly int stats_slot       # Stats.listener_slot(name), -1 = not counted
     cdef readonly int path_flags       # paths.PATH_* bits for paths.path_normalize()
 
 

@@ -63,13 +63,14 @@ class Listener:
     send_timeout: float
     max_duration: float
     path_flags: int                    # engine._fast.paths PATH_* bits
+    stats_slot: int
     def __init__(self, name: str, host: str, port: int, router: Router, routes: list[Route],
                  max_head_bytes: int = ..., max_headers: int = ...,
                  max_uri_bytes: int = ..., max_connections: int = ...,
                  header_timeout: float = ..., idle_timeout: float = ...,
                  body_timeout: float = ..., send_timeout: float = ...,
                  max_duration: float = ...,
-                 path_flags: int = ...) -> None: ...
+                 path_flags: int = ..., stats_slot: int = ...) -> None: ...
 
 class Tables:
     version: object

@@ -74,7 +74,7 @@ cdef class Listener:
                  Py_ssize_t max_uri_bytes=8192, long max_connections=0,
                  double header_timeout=10.0, double idle_timeout=60.0,
                  double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0,
-                 int path_flags=PATH_FLAGS_DEFAULT):
+                 int path_flags=PATH_FLAGS_DEFAULT, int stats_slot=-1):
         self.name = name
         self.host = host
         self.port = port
@@ -90,6 +90,7 @@ cdef class Listener:
         self.send_timeout = send_timeout
         self.max_duration = max_duration
         self.path_flags = path_flags
+        self.stats_slot = stats_slot
 
 
 @cython.final

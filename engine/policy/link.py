@@ -223,7 +223,8 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats) -> di
                 header_timeout=tmo.header, idle_timeout=tmo.idle,
                 body_timeout=tmo.request_body, send_timeout=tmo.send,
                 max_duration=tmo.max_connection_duration,
-                path_flags=path_flags(lst.paths))
+                path_flags=path_flags(lst.paths),
+                stats_slot=stats.listener_slot(lst.name) if stats is not None else -1)
     return listeners
 
 

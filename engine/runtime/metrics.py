@@ -16,6 +16,7 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_endpoint_connect_failures_total{cluster, endpoint}, sluice_endpoint_resets_total{...}
     sluice_cluster_connect_failures_total{cluster}, sluice_cluster_resets_total{cluster}
     sluice_active_connections                           gauge     open client connections
+    sluice_listener_active_connections{listener}        gauge     ... per listener
     sluice_active_requests                              gauge     exchanges in flight
     sluice_workers                                      gauge     live worker processes
     sluice_build_info{version}                          gauge     1
@@ -159,6 +160,13 @@ class StatsCollector(Collector):
             cl_fail.add_metric([cluster], fails)
             cl_reset.add_metric([cluster], resets)
         yield from (ep_active, ep_total, ep_fail, ep_reset, cl_fail, cl_reset)
+
+        by_listener = GaugeMetricFamily("sluice_listener_active_connections", "Open client "
+                                        "connections per listener.", labels=["listener"])
+        for name, lst in agg["listeners"].items():
+            if name not in RESERVED or lst["active_connections"]:
+                by_listener.add_metric([name], lst["active_connections"])
+        yield by_listener
 
         gauges = agg["gauges"]
         yield GaugeMetricFamily("sluice_active_connections", "Open client connections.",

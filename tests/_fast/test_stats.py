@@ -330,3 +330,19 @@ def test_endpoint_failures_and_route_refusals_are_counted_per_worker_and_summed(
     assert agg["endpoints"]["api/127.0.0.1:9001"]["connect_failures"] == 2
     assert agg["endpoints"]["api/127.0.0.1:9001"]["resets"] == 1
     assert agg["routes"]["api"]["rate_limited"] == 1
+
+
+def test_open_connections_are_counted_per_listener_over_live_workers():
+    s = S.Stats(max_workers=2)
+    s.attach_worker(0, pid=1)
+    s.attach_worker(1, pid=2)
+    main, edge = s.listener_slot("main"), s.listener_slot("edge")
+    assert s.listener_slot("main") == main and main != edge
+    s.listener_connections_py(0, main, 1)
+    s.listener_connections_py(1, main, 1)
+    s.listener_connections_py(1, edge, 1)
+    s.listener_connections_py(1, edge, -1)
+    assert s.aggregate()["listeners"]["main"] == {"active_connections": 2}
+    assert s.aggregate()["listeners"]["edge"] == {"active_connections": 0}
+    s.release_worker(1)                       # a dead worker's connections are gone
+    assert s.aggregate()["listeners"]["main"] == {"active_connections": 1}

@@ -141,3 +141,17 @@ def test_rate_limited_requests_reloads_and_build_info_are_exported(upstream, sta
     s.path.write_text(yaml.safe_dump(dict(cfg, routes=[dict(routes[0], name="lim2")],
                                           listeners=[dict(cfg["listeners"][0], routes=["lim2"])])))
     eventually(lambda: value(metrics(s), 'sluice_reloads_total{result="applied"}') == 1)
+
+
+def test_open_connections_are_a_gauge_per_listener(upstream, start_sluice):
+    import socket
+    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}), workers=2)
+    held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+    try:
+        eventually(lambda: value(metrics(s),
+                                 'sluice_listener_active_connections{listener="main"}') == 3)
+    finally:
+        for c in held:
+            c.close()
+    eventually(lambda: value(metrics(s),
+                             'sluice_listener_active_connections{listener="main"}') == 0)
