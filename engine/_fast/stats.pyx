@@ -400,6 +400,17 @@ cdef inline st_worker* _worker(Stats s, int w) noexcept nogil:
 cdef inline st_route* _route(Stats s, int w, int r) noexcept nogil:
     return (<st_route*>s.routes_base) + (<size_t>w * <size_t>s.max_routes + <size_t>r)
 
+cdef inline st_route* _route_row(Stats s, int w, int r) noexcept nogil:
+    """The row a worker counts route slot `r` in, as record() files it (< 0: ST_UNROUTED, past
+    the table: ST_OTHER); NULL for a worker out of range."""
+    if w < 0 or w >= s.max_workers:
+        return NULL
+    if r < 0:
+        r = ST_UNROUTED
+    elif r >= s.max_routes:
+        r = ST_OTHER
+    return _route(s, w, r)
+
 cdef inline st_cluster* _cluster(Stats s, int w, int c) noexcept nogil:
     return (<st_cluster*>s.clusters_base) + (<size_t>w * <size_t>s.max_clusters + <size_t>c)
 
@@ -535,22 +546,14 @@ cdef class Stats:
             st_addi(&_worker(self, worker).gauges[which], delta)
 
     cdef void route_limited(self, int worker, int route_slot) noexcept nogil:
-        if worker < 0 or worker >= self.max_workers:
-            return
-        if route_slot < 0:
-            route_slot = ST_UNROUTED
-        elif route_slot >= self.max_routes:
-            route_slot = ST_OTHER
-        st_add(&_route(self, worker, route_slot).rate_limited, 1)
+        cdef st_route* r = _route_row(self, worker, route_slot)
+        if r != NULL:
+            st_add(&r.rate_limited, 1)
 
     cdef void route_filter_failed(self, int worker, int route_slot) noexcept nogil:
-        if worker < 0 or worker >= self.max_workers:
-            return
-        if route_slot < 0:
-            route_slot = ST_UNROUTED
-        elif route_slot >= self.max_routes:
-            route_slot = ST_OTHER
-        st_add(&_route(self, worker, route_slot).filter_errors, 1)
+        cdef st_route* r = _route_row(self, worker, route_slot)
+        if r != NULL:
+            st_add(&r.filter_errors, 1)
 
     cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil:
         cdef st_endpoint* e
