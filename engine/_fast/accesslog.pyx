@@ -192,6 +192,10 @@ cdef class AccessLog:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.fd < 0:                                   # closed: nothing can be written
+            self.dropped += self.len
+            self.len = 0
+            return
         while start < self.len:
             end = self.len
             if self.atomic_lines and end - start > PIPE_BUF:
@@ -200,7 +204,7 @@ cdef class AccessLog:
                     cut -= 1
                 end = cut if cut > start else start + PIPE_BUF   # a line longer than PIPE_BUF
             while start < end:
-                n = write(self.fd, self.buf + start, end - start) if self.fd >= 0 else -1
+                n = write(self.fd, self.buf + start, end - start)
                 if n < 0:
                     if c_errno == EINTR:
                         continue

@@ -695,7 +695,10 @@ cdef class Downstream:
                 self.abort()
                 return
         elif (not self.req_done and self.client_pause == 0 and l.body_timeout > 0
-                and now - self.last_read > l.body_timeout):
+                and now - self.last_read > l.body_timeout
+                and not (self.expect_continue and self.bytes_in == 0)):
+            # (a client that asked for 100-continue waits for our 100, which waits for the
+            # upstream: that is the route timeout's business, not a stalled body)
             self.worker.count(ST_EV_TIMEOUT_BODY)
             self.timed_out(408, b"request body timeout\n")
             return
