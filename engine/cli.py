@@ -25,6 +25,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 NOT_BUILT = ("the compiled modules (engine._fast) are missing: this looks like a source tree "
              "that was not built. Install sluice first (pip install .), or build them in place "
              "(python3 setup.py build_ext --inplace)")
+NEEDS_COMPILED = ("run", "explain")    # validate and compile run anywhere
 # the first byte of a msgpack map (fixmap, map 16, map 32): never the first byte of UTF-8 text
 MSGPACK_MAP = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
@@ -263,8 +264,6 @@ def cmd_run(args) -> int:
         print(f"{args.config}: <root>: a compiled snapshot (msgpack), not a YAML config: "
               f"run it with -s {args.config}", file=sys.stderr)
         return 1
-    if not _compiled():
-        return _not_built("run")
     load = _source_loader(args, _admin_token(args))
     try:
         config, source = load()
@@ -307,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("watchfiles").setLevel(max(level, logging.WARNING))
+    if args.command in NEEDS_COMPILED and not _compiled():
+        return _not_built(args.command)
     return args.handler(args)
 
 
