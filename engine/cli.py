@@ -22,6 +22,7 @@ import sys
 TOKEN_ENV = "SLUICE_ADMIN_TOKEN"
 TOKEN_WHERE = f"set admin.token in the config, or give --admin-token or {TOKEN_ENV}"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_HELP = "what the log on stderr shows (default info; debug adds tracebacks)"
 NOT_BUILT = ("the compiled modules (engine._fast) are missing: this looks like a source tree "
              "that was not built. Install sluice first (pip install .), or build them in place "
              "(python3 setup.py build_ext --inplace)")
@@ -45,8 +46,7 @@ def version() -> str:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sluice", description="An L7 proxy data plane.")
     ap.add_argument("--version", action="version", version=f"sluice {version()}")
-    ap.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                    help="what the log on stderr shows (default info; debug adds tracebacks)")
+    ap.add_argument("--log-level", choices=LOG_LEVELS, default="info", help=LOG_LEVEL_HELP)
     sub = ap.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="validate, compile and serve a config")
@@ -57,9 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes, at least 1 (default: one per CPU)")
     run.add_argument("--admin", metavar="ADDR",
                      help="admin API address host:port (overrides admin.address)")
-    run.add_argument("--admin-token", metavar="TOKEN",
-                     help=f"admin API bearer token (overrides admin.token; default: ${TOKEN_ENV}, "
-                          "which keeps it out of the process list)")
+    run.add_argument("--admin-token", metavar="TOKEN", type=_token,
+                     help="admin API bearer token; overrides admin.token in the config "
+                          f"(default: ${TOKEN_ENV}, which overrides it too and keeps the token "
+                          "out of the process list)")
     run.add_argument("--drain-timeout", type=float, default=30.0,
                      help="seconds a drain waits for in-flight requests (default 30)")
     run.add_argument("--access-log", help="stderr | stdout | off | FILE (overrides access_log.path)")
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                           "allowed, no other module is ever imported)")
     # also after the command (`sluice run --log-level debug`); the default is the one above
     run.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
-                     help="as before the command")
+                     help=LOG_LEVEL_HELP)
 
     val = sub.add_parser(
         "validate", help="check a config and print every error",
@@ -112,6 +113,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _token(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("an empty token would let anyone in; give one")
+    return text
 
 
 def _not_built(command: str) -> int:

@@ -165,7 +165,9 @@ class Supervisor:
         results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
         self.starting = False
         failures = [r for r in results if r is not None]
-        if failures:
+        if self.stopping:
+            pass                 # SIGTERM while starting: a drain like any other
+        elif failures:
             log.error("%s", failures[0])      # one line, however many workers failed alike
             self.shutdown(status=1)
         else:
