@@ -100,6 +100,7 @@ class Supervisor:
         self.nworkers = max(1, workers)
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
+        self.access_log_from = f"--access-log {access_log_path}" if access_log_path else None
         self.buckets = SharedBuckets(bucket_slots)
         self.stats = Stats(max_workers=max(64, self.nworkers))
         self.admin: AdminServer | None = None
@@ -245,8 +246,11 @@ class Supervisor:
                 self.loop.create_task(self._send_current(handle))
         elif op == "failed":
             where = msg.get("where")
-            handle.failure = (f"{self.source}: {where}: " if where else
-                              "a worker cannot start: ") + str(msg.get("reason"))
+            if where == "access_log.path" and self.access_log_from:
+                prefix = f"{self.access_log_from}: "       # the command line's, not the file's
+            else:
+                prefix = f"{self.source}: {where}: " if where else "a worker cannot start: "
+            handle.failure = prefix + str(msg.get("reason"))
             ready.done() or ready.set_result(handle.failure)
         elif op in ("ack", "nack"):
             if op == "ack":

@@ -137,3 +137,34 @@ def test_a_direct_response_with_a_status_without_a_standard_reason_serves(
 def test_a_direct_response_with_a_standard_status_keeps_its_reason(start_sluice):
     s = start_sluice(_config(free_port(), status=418))
     assert _status_line(s.port) == b"HTTP/1.1 418 I'm a Teapot"
+
+
+def test_a_worker_that_cannot_start_again_after_serving_is_retried_not_fatal(tmp_path,
+                                                                             start_sluice):
+    """Only the first start is fatal: once serving, a dead worker is restarted, and one that
+    cannot start (its access log's directory went away) is retried until it can."""
+    import shutil
+    import signal
+    import time
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    s = start_sluice(_config(free_port()), extra=["--access-log", str(logs / "access.log")])
+    [pid] = s.worker_pids()
+    shutil.rmtree(logs)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while "cannot open the access log" not in s.stderr_path.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert s.proc.poll() is None
+    logs.mkdir()
+    while True:
+        try:
+            if httpx.get(s.url + "/").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass                   # no worker listens between two attempts
+        assert time.monotonic() < deadline + 15
+        time.sleep(0.1)
+    assert "restarting" in s.stderr_path.read_text()
