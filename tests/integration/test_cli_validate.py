@@ -56,7 +56,9 @@ def _write(directory, cfg: dict):
 
 def _env() -> dict:
     """The test's environment without the filter directories: only the worktree on the path."""
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SLUICE_ADMIN_TOKEN", None)
+    return env
 
 
 def validate(path, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -173,3 +175,18 @@ def test_a_snapshot_given_to_validate_gets_a_hint(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith(f"{snap}: <root>: a compiled snapshot (msgpack)")
     assert f"sluice run -s {snap}" in done.stderr
+
+
+def test_a_non_loopback_admin_validates_with_the_token_run_would_get_from_the_environment(
+        tmp_path):
+    cfg = _config()
+    cfg["admin"] = {"address": "0.0.0.0:9901"}
+    path = _write(tmp_path, cfg)
+    done = validate(path)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"{path}: admin.token: required because")
+    assert "SLUICE_ADMIN_TOKEN" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "engine", "validate", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={**_env(), "SLUICE_ADMIN_TOKEN": "secret"})
+    assert done.returncode == 0 and done.stdout.startswith(f"OK: {path} "), done.stderr
