@@ -77,9 +77,19 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase of `status`, or b"" for a status without one (299, 520...):
+    the schema allows any final status, and RFC 9112 section 4 lets the phrase be empty (the
+    space before it stays), which is what nginx sends for a status it does not know."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 def _direct_head(resp) -> tuple[bytes, bytes]:
     body = resp.body.encode()
-    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, HTTPStatus(resp.status).phrase.encode())]
+    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, reason_phrase(resp.status))]
     for name, value in resp.headers.items():
         lines.append(b"%s: %s\r\n" % (name.encode(), str(value).encode()))
     if resp.status not in (204, 304) and resp.status >= 200:

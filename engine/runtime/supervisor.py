@@ -21,6 +21,13 @@ A listener address is probed without SO_REUSEPORT before any worker binds it (at
 a reload adds one; engine/runtime/sockets.py), so a second sluice on the same address exits 1
 instead of silently joining the first one's SO_REUSEPORT group.
 
+Start: `run` returns 1 when the start fails: a listener or the admin address cannot be bound, or
+any worker fails before it serves (it says why in a `failed` message: engine/runtime/worker.py).
+That is logged once, as one line, the workers that did start are stopped, and none is restarted:
+a worker that cannot start now will not start in half a second either, and a supervisor that
+keeps retrying looks healthy to systemd or Kubernetes while serving nothing. Once every worker has
+served, a worker that dies (or fails to start again) is restarted.
+
 SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
 to the drain deadline) and exits; the supervisor exits 0 once all have.
 """
@@ -61,6 +68,7 @@ class WorkerHandle:
         self.writer: asyncio.StreamWriter | None = None
         self.version: str | None = None      # what it acknowledged last
         self.ready = False
+        self.failure: str | None = None      # why it could not start (its `failed` message)
         self.started = time.monotonic()
         self.pending: asyncio.Future | None = None
 
@@ -69,11 +77,12 @@ class Supervisor:
     def __init__(self, config, *, workers: int, drain_timeout: float = 30.0,
                  access_log_path: str | None = None, bucket_slots: int = 65536,
                  source: str = "<config>", watch: str | None = None,
-                 load_source=None, filter_modules=()):
+                 load_source=None, filter_modules=(), filter_directory: str | None = None):
         """`load_source()` re-reads the config source (file) and returns (config, source name);
         it raises ConfigError/SnapshotError for a bad one. `watch` is the path to watch.
         `filter_modules` adds modules to the filter allow list (`--filter-module`), which is
-        fixed here: the modules `config` names plus these."""
+        fixed here: the modules `config` names plus these; they are found in
+        `filter_directory` (the config file's) before sys.path."""
         from engine.policy.snapshot import load_snapshot, snapshot_of
 
         self.snapshot_of = snapshot_of
@@ -83,18 +92,22 @@ class Supervisor:
         header, self.snapshot = snapshot_of(config, source)
         self.wire = None                 # the current config pickled for a worker, once needed
         self.version = header.config_version
-        self.filter_modules = FilterModules.at_start(config, filter_modules)
+        self.filter_modules = FilterModules.at_start(config, filter_modules,
+                                                     directory=filter_directory)
         # one thread: validations run one at a time, in the order they came
         self.validator = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sluice-validate")
         self.nworkers = max(1, workers)
         self.drain_timeout = drain_timeout
         self.access_log_path = access_log_path or config.access_log.path
+        self.access_log_from = f"--access-log {access_log_path}" if access_log_path else None
         self.buckets = SharedBuckets(bucket_slots)
         self.stats = Stats(max_workers=max(64, self.nworkers))
         self.admin: AdminServer | None = None
         self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
+        self.starting = True         # until every first worker is ready (or one failed)
         self.stopping = False
+        self.status = 0              # what run() returns once the workers are gone
         self.loop = None
         self.done = None
         self.watch_path = watch
@@ -153,9 +166,13 @@ class Supervisor:
             watcher = self.loop.create_task(self._watch())
             await asyncio.sleep(0.05)
         results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
-        if not all(results):
-            log.error("a worker failed to start")
-            self.shutdown()
+        self.starting = False
+        failures = [r for r in results if r is not None]
+        if self.stopping:
+            pass                 # SIGTERM while starting: a drain like any other
+        elif failures:
+            log.error("%s", failures[0])      # one line, however many workers failed alike
+            self.shutdown(status=1)
         else:
             addrs = ", ".join(f"{l.name}=http://{l.address}" for l in self.config.listeners)
             log.info("sluice serving %s with %d worker(s), snapshot %s", addrs, self.nworkers,
@@ -165,8 +182,8 @@ class Supervisor:
             watcher.cancel()
         return status
 
-    def spawn(self, slot: int) -> "asyncio.Future[bool]":
-        """Fork worker `slot`; the future says whether it reached 'ready'."""
+    def spawn(self, slot: int) -> "asyncio.Future[str | None]":
+        """Fork worker `slot`; the future is None once it is ready, else why it is not."""
         parent, child = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # child: leave the supervisor's loop and the other channels behind
@@ -198,29 +215,50 @@ class Supervisor:
         return ready
 
     async def _listen(self, handle: WorkerHandle, ready: asyncio.Future) -> None:
-        """Read one worker's channel: its ready message, then acks and nacks of snapshots."""
-        reader, writer = await asyncio.open_connection(sock=handle.chan)
-        handle.writer = writer
-        while True:
-            msg = await read_message(reader)
-            if msg is None:
-                ready.done() or ready.set_result(False)
-                if handle.pending is not None and not handle.pending.done():
-                    handle.pending.set_result((False, "worker exited"))
-                return
-            op = msg.get("op")
-            if op == "ready":
-                handle.ready = True
+        """Read one worker's channel: its ready (or failed) message, then acks and nacks of
+        snapshots. This task owns the channel and closes it once the worker has closed its end
+        (it exited): a worker that fails at once may be reaped (`_exited`) before this task
+        even starts, and must still be reported."""
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(sock=handle.chan)
+            handle.writer = writer
+            while True:
+                msg = await read_message(reader)
+                if msg is None:
+                    return
+                self._message(handle, ready, msg)
+        finally:
+            ready.done() or ready.set_result(
+                handle.failure or f"worker {handle.pid} exited before it was ready")
+            if handle.pending is not None and not handle.pending.done():
+                handle.pending.set_result((False, "worker exited"))
+            if writer is not None:
+                writer.close()
+            handle.chan.close()
+
+    def _message(self, handle: WorkerHandle, ready: asyncio.Future, msg: dict) -> None:
+        op = msg.get("op")
+        if op == "ready":
+            handle.ready = True
+            handle.version = msg.get("version")
+            ready.done() or ready.set_result(None)
+            if handle.version != self.version and not self.stopping:
+                # it was forked before a reload finished: bring it up to date
+                self.loop.create_task(self._send_current(handle))
+        elif op == "failed":
+            where = msg.get("where")
+            if where == "access_log.path" and self.access_log_from:
+                prefix = f"{self.access_log_from}: "       # the command line's, not the file's
+            else:
+                prefix = f"{self.source}: {where}: " if where else "a worker cannot start: "
+            handle.failure = prefix + str(msg.get("reason"))
+            ready.done() or ready.set_result(handle.failure)
+        elif op in ("ack", "nack"):
+            if op == "ack":
                 handle.version = msg.get("version")
-                ready.done() or ready.set_result(True)
-                if handle.version != self.version and not self.stopping:
-                    # it was forked before a reload finished: bring it up to date
-                    self.loop.create_task(self._send_current(handle))
-            elif op in ("ack", "nack"):
-                if op == "ack":
-                    handle.version = msg.get("version")
-                if handle.pending is not None and not handle.pending.done():
-                    handle.pending.set_result((op == "ack", msg.get("error")))
+            if handle.pending is not None and not handle.pending.done():
+                handle.pending.set_result((op == "ack", msg.get("error")))
 
     async def _send_current(self, handle: WorkerHandle) -> None:
         async with self.reload_lock:
@@ -252,14 +290,19 @@ class Supervisor:
         handle = self.handles.pop(pid, None)
         if handle is None:
             return
-        self.stats.release_worker(handle.slot)
-        handle.chan.close()
+        self.stats.release_worker(handle.slot)      # its channel: _listen closes it
         if self.stopping:
             if not self.handles and not self.done.done():
-                self.done.set_result(0)
+                self.done.set_result(self.status)
             return
-        log.warning("worker %d (slot %d) exited with status %s; restarting", pid, handle.slot,
-                    os.waitstatus_to_exitcode(status))
+        if self.starting and not handle.ready:
+            return      # the start failed: _serve reports it and stops (see the module docstring)
+        if handle.failure is not None:
+            log.error("worker %d (slot %d) exited: %s; restarting", pid, handle.slot,
+                      handle.failure)
+        else:
+            log.warning("worker %d (slot %d) exited with status %s; restarting", pid,
+                        handle.slot, os.waitstatus_to_exitcode(status))
         lived = time.monotonic() - handle.started
         self.loop.call_later(RESTART_DELAY if lived < 1.0 else 0.0, self._respawn, handle.slot)
 
@@ -267,18 +310,21 @@ class Supervisor:
         if not self.stopping:
             self.spawn(slot)
 
-    def shutdown(self) -> None:
+    def shutdown(self, status: int = 0) -> None:
+        """Drain every worker; `run` returns `status` once they are gone."""
         if self.stopping:
             return
         self.stopping = True
-        log.info("draining %d worker(s)", len(self.handles))
+        self.status = status
+        if status == 0:
+            log.info("draining %d worker(s)", len(self.handles))
         for pid in list(self.handles):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         if not self.handles:
-            self.done.done() or self.done.set_result(0)
+            self.done.done() or self.done.set_result(self.status)
             return
         self.loop.call_later(self.drain_timeout + KILL_GRACE, self._kill_stragglers)
 

@@ -14,6 +14,11 @@ Exchanges in flight keep the route and pool objects they started with; pools the
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
 
+Start: a forked worker that fails before it serves (an access log it cannot open, a filter it
+cannot import or build, a listener it cannot bind) sends the supervisor one `failed` message
+(`where`, `reason`) instead of `ready` and exits 1; the supervisor reports it once and exits 1
+(the traceback is logged at debug level only).
+
 Drain (SIGTERM, or `stop(drain=...)`): close the listening sockets, tell every connection to
 close after its current response, and wait until none is left or the deadline passes.
 """
@@ -213,6 +218,31 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
                 _settle_heap(gc_was_enabled)
 
 
+def start_failure(exc: Exception, access_log_path: str) -> dict:
+    """What made a worker fail before serving, as the `failed` message tells the supervisor:
+    `where` (a config field, when one is to blame) and `reason`, one line each."""
+    from engine.filters.loader import FilterModuleError
+
+    if isinstance(exc, FilterModuleError):
+        return {"where": exc.where, "reason": exc.reason}
+    if isinstance(exc, OSError) and exc.filename is not None \
+            and os.fspath(exc.filename) == access_log_path:
+        return {"where": "access_log.path",
+                "reason": f"cannot open the access log {access_log_path}: "
+                          f"{exc.strerror or exc}"}
+    return {"where": None, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+async def _say_failed(chan: socket.socket, failure: dict) -> None:
+    try:
+        _, writer = await asyncio.open_connection(sock=chan)
+        write_message(writer, {"op": "failed", "pid": os.getpid(), **failure})
+        await writer.drain()
+        writer.close()
+    except OSError:           # the supervisor is gone: nobody to tell
+        pass
+
+
 def _settle_heap(enable: bool) -> None:
     """After an apply: move what is alive now (the config and tables being served) out of the
     cyclic collector's reach (gc.freeze), then let it run again. A config of 10,000 routes is
@@ -243,15 +273,22 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
     raise_nofile_limit()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
-                          stats_slot=slot, filter_modules=filter_modules)
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
+    try:
+        server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
+                              stats_slot=slot, filter_modules=filter_modules)
+        loop.run_until_complete(server.start())
+    except Exception as exc:
+        # before serving: the supervisor reports it once (for every worker) and exits 1
+        log.debug("worker %d cannot start", os.getpid(), exc_info=True)
+        loop.run_until_complete(_say_failed(chan, start_failure(exc, access_log_path)))
+        loop.close()
+        return 1
     if server.access_log is not None:
         loop.add_signal_handler(signal.SIGUSR1, server.access_log.reopen)
 
     async def main() -> None:
-        await server.start()
         _settle_heap(gc.isenabled())     # the first config, as after every apply
         control = loop.create_task(_control(server, chan, stopping))
         await stopping

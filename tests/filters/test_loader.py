@@ -55,3 +55,42 @@ def test_an_allowed_name_must_be_a_filter_subclass():
         allowed.load_class(0, "json:Nope")
     from engine.filters.base import Filter
     assert allowed.load_class(0, "engine.filters.base:Filter") is Filter
+
+
+@pytest.fixture
+def isolated_imports():
+    """Undo what a test imports and the finders it installs."""
+    modules, meta_path = set(sys.modules), list(sys.meta_path)
+    yield
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]
+    sys.meta_path[:] = meta_path
+
+
+def test_the_config_directory_is_searched_first_for_allowed_modules_only(tmp_path, monkeypatch,
+                                                                         isolated_imports):
+    beside = tmp_path / "beside"
+    (beside / "sluicetestpkg").mkdir(parents=True)
+    (beside / "sluicetestpkg" / "__init__.py").write_text("")
+    (beside / "sluicetestpkg" / "filters.py").write_text(
+        "import engine\nclass F(engine.Filter):\n    where = 'beside'\n")
+    (beside / "sluicetestshadow.py").write_text("raise RuntimeError('imported from beside')\n")
+    on_path = tmp_path / "on_path"
+    (on_path / "sluicetestpkg").mkdir(parents=True)
+    (on_path / "sluicetestpkg" / "__init__.py").write_text("raise RuntimeError('sys.path won')\n")
+    (on_path / "sluicetestshadow.py").write_text("value = 'from sys.path'\n")
+    monkeypatch.syspath_prepend(str(on_path))
+    allowed = FilterModules(["sluicetestpkg.filters"], directory=str(beside))
+    assert allowed.load_class(0, "sluicetestpkg.filters:F").where == "beside"
+    assert str(beside) not in sys.path
+    import sluicetestshadow      # not an allowed module: the directory is not searched for it
+    assert sluicetestshadow.value == "from sys.path"
+
+
+def test_any_exception_importing_a_filter_module_names_the_field(tmp_path, monkeypatch,
+                                                                 isolated_imports):
+    (tmp_path / "sluicetestbroken.py").write_text("def f(:\n")
+    allowed = FilterModules(["sluicetestbroken"], directory=str(tmp_path))
+    with pytest.raises(FilterModuleError, match=r"filters\[2\]\.python: importing module "
+                                                r"'sluicetestbroken' raised SyntaxError"):
+        allowed.load_class(2, "sluicetestbroken:F")
