@@ -420,6 +420,15 @@ cdef inline size_t _endpoint_stride(int max_endpoints) noexcept nogil:
 cdef inline st_endpoint* _endpoint(Stats s, int w, int e) noexcept nogil:
     return (<st_endpoint*>(s.endpoints_base + <size_t>w * _endpoint_stride(s.max_endpoints))) + e
 
+cdef inline st_endpoint* _endpoint_row(Stats s, int w, int e) noexcept nogil:
+    """The row a worker counts endpoint slot `e` in (ST_OTHER when out of range); NULL for a
+    worker out of range."""
+    if w < 0 or w >= s.max_workers:
+        return NULL
+    if e < 0 or e >= s.max_endpoints:
+        e = ST_OTHER
+    return _endpoint(s, w, e)
+
 cdef int _check_worker(Stats s, int worker) except -1:
     if worker < 0 or worker >= s.max_workers:
         raise IndexError(f"worker slot {worker} is not in 0..{s.max_workers - 1}")
@@ -556,12 +565,9 @@ cdef class Stats:
             st_add(&r.filter_errors, 1)
 
     cdef void endpoint_failed(self, int worker, int endpoint_slot, bint reset) noexcept nogil:
-        cdef st_endpoint* e
-        if worker < 0 or worker >= self.max_workers:
+        cdef st_endpoint* e = _endpoint_row(self, worker, endpoint_slot)
+        if e == NULL:
             return
-        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
-            endpoint_slot = ST_OTHER
-        e = _endpoint(self, worker, endpoint_slot)
         if reset:
             st_add(&e.resets, 1)
         else:
@@ -580,21 +586,15 @@ cdef class Stats:
             st_add(&_worker(self, worker).events[which], 1)
 
     cdef void endpoint_begin(self, int worker, int endpoint_slot) noexcept nogil:
-        cdef st_endpoint* e
-        if worker < 0 or worker >= self.max_workers:
-            return
-        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
-            endpoint_slot = ST_OTHER
-        e = _endpoint(self, worker, endpoint_slot)
-        st_addi(&e.active, 1)
-        st_add(&e.requests, 1)
+        cdef st_endpoint* e = _endpoint_row(self, worker, endpoint_slot)
+        if e != NULL:
+            st_addi(&e.active, 1)
+            st_add(&e.requests, 1)
 
     cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil:
-        if worker < 0 or worker >= self.max_workers:
-            return
-        if endpoint_slot < 0 or endpoint_slot >= self.max_endpoints:
-            endpoint_slot = ST_OTHER
-        st_addi(&_endpoint(self, worker, endpoint_slot).active, -1)
+        cdef st_endpoint* e = _endpoint_row(self, worker, endpoint_slot)
+        if e != NULL:
+            st_addi(&e.active, -1)
 
     cdef void heartbeat(self, int worker, double now) noexcept nogil:
         if 0 <= worker < self.max_workers:
