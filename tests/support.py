@@ -26,6 +26,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def eventually(check, timeout: float = 10.0):
+    """Poll check() until it returns something truthy without raising AssertionError, and
+    return that; at the deadline the last failure is raised. This is how a test waits for
+    another process (a reload applied, a log line written, a counter moved): on a signal it can
+    observe, never on a sleep that is too short on a loaded machine and too long on others."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            assert result, f"still {result!r}"
+            return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

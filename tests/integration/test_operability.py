@@ -12,7 +12,7 @@ import httpx
 import yaml
 
 from hostile import HostileUpstream, read_head
-from support import free_port, simple_config
+from support import eventually, free_port, simple_config
 
 
 def metrics(s) -> str:
@@ -24,22 +24,6 @@ def value(text: str, line_start: str) -> float:
         if line.startswith(line_start):
             return float(line.split()[-1])
     raise AssertionError(f"no {line_start} in\n{text}")
-
-
-def eventually(check, timeout: float = 10.0):
-    """check() until it returns something truthy without raising AssertionError; the last
-    failure is raised at the deadline (for polling logs and counters that other processes
-    write)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            assert result, f"still {result!r}"
-            return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_access_log_line_has_client_host_agent_protocol_and_upstream_times(upstream, start_sluice):
