@@ -122,6 +122,28 @@ class Sluice:
         return self.proc.returncode
 
 
+def upstream_connections(pid: int, port: int) -> int:
+    """Established TCP connections process `pid` holds to 127.0.0.1:`port` (from /proc): which
+    worker has connections to an upstream shows which worker proxied to it."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
 def simple_config(port: int, clusters: dict[str, list[str]] | None = None, routes=None,
                   **cluster_opts) -> dict:
     """A config with one listener; `routes` default to one catch-all to cluster 'up'."""
