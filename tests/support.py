@@ -98,7 +98,24 @@ class Sluice:
         self.port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_port(self.port, proc=self.proc)
-        time.sleep(0.2 if workers > 1 else 0)  # let every worker bind its SO_REUSEPORT socket
+        if "admin" in config and "--admin" not in extra:
+            # /ready: every worker serves (has bound its SO_REUSEPORT socket), not just one
+            eventually(lambda: self.admin("/ready").status == 200, timeout=15)
+
+    def admin(self, path: str):
+        """GET `path` on the admin listener: an http.client response, its body read."""
+        import http.client
+        host, port = self.config["admin"]["address"].rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            r.body = r.read()
+            return r
+        except OSError as exc:
+            raise AssertionError(f"admin {path}: {exc}") from exc
+        finally:
+            c.close()
 
     def access_log(self) -> list[dict]:
         time.sleep(0.1)
