@@ -99,6 +99,69 @@ def test_a_request_with_a_body_on_a_stale_connection_is_not_retried(start_sluice
         up.stop()
 
 
+def test_a_pooled_connection_that_never_served_is_retried_like_any_reused_one(start_sluice):
+    """A connection opened for a client that left before it was connected goes to the pool
+    unused. Taken later, it is as exposed to the keep-alive race as any reused connection (the
+    upstream may have closed it meanwhile): a GET that finds it closed is retried on a new
+    connection, not answered 502. (A request on a connection opened for it is never retried.)"""
+    fillers: list[socket.socket] = []
+    seen: list[int] = []                 # peer ports of sluice's connections, in accept order
+
+    def handler(conn, index):
+        port = conn.getpeername()[1]
+        if port in {f.getsockname()[1] for f in fillers}:
+            return
+        seen.append(port)
+        buf = bytearray()
+        if len(seen) == 1:
+            up.head(conn, buf)           # the first request it carries: closed, unanswered
+            return
+        while up.head(conn, buf) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+
+    # an upstream not accepting yet, its accept queue full: sluice's connect hangs (SYN dropped)
+    up = HostileUpstream(handler, backlog=0, accepting=False)
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", up.port))
+        fillers.append(f)
+    try:
+        cfg = simple_config(free_port(), {"up": [up.address]})
+        cfg["clusters"][0]["connect_timeout"] = "20s"
+        cfg["clusters"][0]["pool"] = {"max_connections": 1}   # the next request must take it
+        s = start_sluice(cfg)
+        with socket.create_connection(("127.0.0.1", s.port)) as c:
+            c.sendall(b"GET /gone HTTP/1.1\r\nHost: a\r\n\r\n")
+        # the client left while sluice was connecting for it
+        eventually(lambda: [r for r in s.access_log() if r["path"] == "/gone"
+                            and r["status"] == 499])
+        up.accept()                      # the connect completes: the connection goes idle
+        r = httpx.get(s.url + "/next", timeout=30)
+        assert (r.status_code, r.text) == (200, "fresh"), (r.text, up.heads, seen)
+        assert len(seen) == 2
+        assert [h.split(b" ")[1] for h in up.heads] == [b"/next", b"/next"]
+    finally:
+        for f in fillers:
+            f.close()
+        up.stop()
+
+
+def test_a_request_whose_own_new_connection_breaks_is_not_retried(start_sluice):
+    # only a pooled connection can be stale; a new one that breaks is the upstream failing
+    def close_after_head(conn, index):
+        up.head(conn, bytearray())
+
+    up = HostileUpstream(close_after_head)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        r = httpx.get(s.url + "/x")
+        assert (r.status_code, r.text) == (502, "upstream connection broke before a response\n")
+        assert up.connections == 1 and len(up.heads) == 1
+    finally:
+        up.stop()
+
+
 def test_max_requests_per_connection_retires_connections(upstream, start_sluice):
     cfg = simple_config(free_port(), {"up": [upstream.address]})
     cfg["clusters"][0]["pool"] = {"max_requests_per_connection": 3}
