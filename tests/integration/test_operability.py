@@ -4,9 +4,9 @@ counters of failing upstreams and refused requests, reloads and the build, over 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
-import time
 
 import httpx
 import yaml
@@ -64,8 +64,15 @@ def test_sigusr1_reopens_the_access_log_after_logrotate_moved_it(upstream, start
     eventually(lambda: [r for r in s.access_log() if r["request_id"] == "before"])
     rotated = s.log.with_suffix(".1")
     s.log.rename(rotated)
+    pids = s.worker_pids()
     s.proc.send_signal(signal.SIGUSR1)
-    time.sleep(0.5)
+
+    def reopened():                                    # every worker writes the new file
+        files = {pid: {os.path.realpath(f"/proc/{pid}/fd/{fd}")
+                       for fd in os.listdir(f"/proc/{pid}/fd")} for pid in pids}
+        assert all(str(s.log) in f and str(rotated) not in f for f in files.values()), files
+        return True
+    eventually(reopened)
     assert s.proc.poll() is None                       # nobody died of SIGUSR1
     for i in range(8):                                 # both workers get some
         httpx.get(s.url + "/echo", headers={"x-request-id": f"after-{i}"})
