@@ -100,7 +100,8 @@ class Sluice:
         wait_port(self.port, proc=self.proc)
         if "admin" in config and "--admin" not in extra:
             # /ready: every worker serves (has bound its SO_REUSEPORT socket), not just one
-            eventually(lambda: self.admin("/ready").status == 200, timeout=15)
+            # (a 401: a token we cannot present, e.g. from a file; then the port must do)
+            eventually(lambda: self.admin("/ready").status in (200, 401), timeout=15)
 
     def admin(self, path: str):
         """GET `path` on the admin listener: an http.client response, its body read."""
@@ -108,7 +109,9 @@ class Sluice:
         host, port = self.config["admin"]["address"].rsplit(":", 1)
         c = http.client.HTTPConnection(host, int(port), timeout=5)
         try:
-            c.request("GET", path)
+            token = self.config["admin"].get("token")
+            c.request("GET", path, headers={"authorization": f"Bearer {token}"}
+                      if isinstance(token, str) else {})
             r = c.getresponse()
             r.body = r.read()
             return r
