@@ -33,15 +33,25 @@ def read_head(conn: socket.socket, buf: bytearray | None = None) -> bytes | None
 
 
 class HostileUpstream:
-    def __init__(self, handler: Callable[[socket.socket, int], None]):
+    """`backlog` and `accepting=False` make a server whose accept queue fills: connects to it
+    hang (the kernel drops their SYNs) until `accept()` starts taking connections."""
+
+    def __init__(self, handler: Callable[[socket.socket, int], None], backlog: int | None = None,
+                 accepting: bool = True):
         self.handler = handler
         self.port = free_port()
         self.connections = 0
         self.heads: list[bytes] = []          # every head read through `head()`
-        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.sock = socket.create_server(("127.0.0.1", self.port), backlog=backlog)
         self.sock.settimeout(0.2)
         self.stopped = threading.Event()
+        self.accepting = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
+        if accepting:
+            self.accept()
+
+    def accept(self) -> None:
+        self.accepting.set()
         self.thread.start()
 
     @property

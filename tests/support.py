@@ -26,6 +26,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def eventually(check, timeout: float = 10.0):
+    """Poll check() until it returns something truthy without raising AssertionError, and
+    return that; at the deadline the last failure is raised. This is how a test waits for
+    another process (a reload applied, a log line written, a counter moved): on a signal it can
+    observe, never on a sleep that is too short on a loaded machine and too long on others."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            assert result, f"still {result!r}"
+            return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,7 +98,27 @@ class Sluice:
         self.port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_port(self.port, proc=self.proc)
-        time.sleep(0.2 if workers > 1 else 0)  # let every worker bind its SO_REUSEPORT socket
+        if "admin" in config and "--admin" not in extra:
+            # /ready: every worker serves (has bound its SO_REUSEPORT socket), not just one
+            # (a 401: a token we cannot present, e.g. from a file; then the port must do)
+            eventually(lambda: self.admin("/ready").status in (200, 401), timeout=15)
+
+    def admin(self, path: str):
+        """GET `path` on the admin listener: an http.client response, its body read."""
+        import http.client
+        host, port = self.config["admin"]["address"].rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            token = self.config["admin"].get("token")
+            c.request("GET", path, headers={"authorization": f"Bearer {token}"}
+                      if isinstance(token, str) else {})
+            r = c.getresponse()
+            r.body = r.read()
+            return r
+        except OSError as exc:
+            raise AssertionError(f"admin {path}: {exc}") from exc
+        finally:
+            c.close()
 
     def access_log(self) -> list[dict]:
         time.sleep(0.1)
@@ -103,6 +140,28 @@ class Sluice:
                 self.proc.wait()
         self.stderr.close()
         return self.proc.returncode
+
+
+def upstream_connections(pid: int, port: int) -> int:
+    """Established TCP connections process `pid` holds to 127.0.0.1:`port` (from /proc): which
+    worker has connections to an upstream shows which worker proxied to it."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+                count += 1
+    return count
 
 
 def simple_config(port: int, clusters: dict[str, list[str]] | None = None, routes=None,

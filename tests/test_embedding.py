@@ -14,6 +14,7 @@ import pytest
 import uvloop
 
 import engine
+from engine.policy import ConfigError
 from support import ROOT, free_port, wait_port
 
 
@@ -42,8 +43,10 @@ def test_start_apply_stop_in_the_callers_loop():
             assert (await c.get(f"http://127.0.0.1:{port}/")).text == "one"
             await proxy.apply(cfg(port, "two"))
             assert (await c.get(f"http://127.0.0.1:{port}/")).text == "two"
-        with pytest.raises(Exception):
-            await proxy.apply({"listeners": []})          # refused: nothing changes
+        refused = cfg(port, "three")
+        refused["listeners"] = []
+        with pytest.raises(ConfigError, match="listeners: must not be empty"):
+            await proxy.apply(refused)                      # refused: nothing changes
         async with httpx.AsyncClient() as c:
             assert (await c.get(f"http://127.0.0.1:{port}/")).text == "two"
         assert proxy.requests == 3
@@ -85,18 +88,31 @@ def test_python_filter_answers_locally_or_passes():
     run(main())
 
 
+async def exchange(reader, writer) -> tuple[bytes, bytes]:
+    """One request on an open connection: (head, body) of its response."""
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head, await reader.readexactly(length)
+
+
 def test_a_filter_that_raises_gives_500_and_the_connection_lives_on():
     port = free_port()
 
     async def main():
         proxy = engine.Proxy(cfg(port, "x", [{"name": "boom"}], ["boom"]), filters={"boom": Boom()})
         await proxy.start()
-        async with httpx.AsyncClient() as c:
-            for _ in range(3):
-                assert (await c.get(f"http://127.0.0.1:{port}/")).status_code == 500
+        # one raw connection: a client library would reconnect behind our back if it closed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers = [await exchange(reader, writer) for _ in range(3)]
+        writer.close()
         await proxy.stop(drain=1.0)
+        return answers
 
-    run(main())
+    for head, body in run(main()):
+        assert head.startswith(b"HTTP/1.1 500 ") and body == b"filter error\n"
+        assert b"connection: close" not in head.lower()
 
 
 def test_a_filter_named_but_not_provided_is_refused():
@@ -117,7 +133,6 @@ class NotAFilter:
 def test_apply_naming_a_module_off_the_allow_list_is_refused_before_import(tmp_path, monkeypatch):
     """Security issue, item 2, for embedders: the allow list is the first config's modules plus
     filter_modules=; `subprocess:Popen` (or any module) in a later config is never imported."""
-    from engine.policy import ConfigError
 
     marker = tmp_path / "imported"
     (tmp_path / "embed_sideeffect.py").write_text(

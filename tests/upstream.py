@@ -12,7 +12,6 @@ misbehave on purpose. Paths:
   /slow/MS              answers after MS milliseconds; /stats counts requests cancelled meanwhile
   /status/NNN           an empty response with that status
   /hop                  a response carrying hop-by-hop headers that must not reach the client
-  /drop-idle            answers, then closes the connection without saying so (stale pool race)
   /ws                   accepts a WebSocket-style upgrade, then echoes bytes
   /stats                JSON: connections that carried a request other than /stats, requests
                         served, cancellations
@@ -28,7 +27,7 @@ import sys
 
 import h11
 
-ENDPOINTS = {"echo", "sink", "bytes", "chunked", "close", "status", "hop", "drop-idle", "stats",
+ENDPOINTS = {"echo", "sink", "bytes", "chunked", "close", "status", "hop", "stats",
              "ws", "slow"}
 STATS = {"connections": 0, "requests": 0, "cancelled": 0, "slow_started": 0, "port": 0}
 MiB = 1 << 20
@@ -173,9 +172,6 @@ async def serve(req: h11.Request, reader, writer, conn) -> bool:
         await respond(writer, conn, 200, [("content-length", "2"), ("keep-alive", "timeout=5"),
                                           ("connection", "x-upstream-secret"),
                                           ("x-upstream-secret", "1"), ("x-kept", "1")], b"ok")
-    elif head == "drop-idle":
-        await respond(writer, conn, 200, [("content-length", "2")], b"ok")
-        return True
     elif head == "stats":
         body = json.dumps(STATS).encode()
         await respond(writer, conn, 200, [("content-length", str(len(body)))], body)

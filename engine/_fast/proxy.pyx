@@ -1484,7 +1484,10 @@ cdef class Downstream:
         if close_upstream:
             up.close_now()
         self.lb_done()
-        if (not up.got_bytes and up.served > 0 and not self.retried and not self.req_has_body
+        # Retry only on a connection that waited in the pool (idle_since is set by release):
+        # the upstream may have closed it meanwhile. `served > 0` would miss one opened for a
+        # client that left before it connected, pooled without ever serving.
+        if (not up.got_bytes and up.idle_since > 0 and not self.retried and not self.req_has_body
                 and self.method in IDEMPOTENT):
             self.retried = True
             self.xstate = X_CONNECTING

@@ -233,8 +233,17 @@ def test_random_same_seed_same_sequence_different_seed_different():
 
 
 def test_negative_and_huge_seeds_are_accepted():
-    Balancer(LB_RANDOM, [1], keys(1), seed=-1).pick_py()
-    Balancer(LB_RANDOM, [1], keys(1), seed=2**70).pick_py()
+    # any int is a seed, taken modulo 2**64: -1 is 2**64 - 1 and 2**70 is 0, and each draws
+    # a proper random sequence (every endpoint, not one stuck pick)
+    def draws(seed):
+        b = Balancer(LB_RANDOM, [1] * 8, keys(8), seed=seed)
+        return [b.pick_py() for _ in range(64)]
+
+    assert draws(-1) == draws(2**64 - 1)
+    assert draws(2**70) == draws(0)
+    assert draws(-1) != draws(2**70)
+    for seed in (-1, 2**70):
+        assert set(draws(seed)) == set(range(8))
 
 
 # ------------------------------------------------------------------ least request

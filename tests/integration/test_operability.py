@@ -4,15 +4,15 @@ counters of failing upstreams and refused requests, reloads and the build, over 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
-import time
 
 import httpx
 import yaml
 
 from hostile import HostileUpstream, read_head
-from support import free_port, simple_config
+from support import eventually, free_port, simple_config
 
 
 def metrics(s) -> str:
@@ -24,22 +24,6 @@ def value(text: str, line_start: str) -> float:
         if line.startswith(line_start):
             return float(line.split()[-1])
     raise AssertionError(f"no {line_start} in\n{text}")
-
-
-def eventually(check, timeout: float = 10.0):
-    """check() until it returns something truthy without raising AssertionError; the last
-    failure is raised at the deadline (for polling logs and counters that other processes
-    write)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            assert result, f"still {result!r}"
-            return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_access_log_line_has_client_host_agent_protocol_and_upstream_times(upstream, start_sluice):
@@ -80,8 +64,15 @@ def test_sigusr1_reopens_the_access_log_after_logrotate_moved_it(upstream, start
     eventually(lambda: [r for r in s.access_log() if r["request_id"] == "before"])
     rotated = s.log.with_suffix(".1")
     s.log.rename(rotated)
+    pids = s.worker_pids()
     s.proc.send_signal(signal.SIGUSR1)
-    time.sleep(0.5)
+
+    def reopened():                                    # every worker writes the new file
+        files = {pid: {os.path.realpath(f"/proc/{pid}/fd/{fd}")
+                       for fd in os.listdir(f"/proc/{pid}/fd")} for pid in pids}
+        assert all(str(s.log) in f and str(rotated) not in f for f in files.values()), files
+        return True
+    eventually(reopened)
     assert s.proc.poll() is None                       # nobody died of SIGUSR1
     for i in range(8):                                 # both workers get some
         httpx.get(s.url + "/echo", headers={"x-request-id": f"after-{i}"})

@@ -7,12 +7,11 @@ import json
 import re
 import socket
 import subprocess
-import time
 
 import httpx
 import pytest
 
-from support import free_port, simple_config
+from support import eventually, free_port, simple_config
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -249,8 +248,7 @@ def test_endpoint_weights_within_a_cluster(upstream, upstream2, start_sluice):
 
 def test_access_log_is_json_lines(proxy):
     httpx.get(proxy.url + "/echo", headers={"x-request-id": "log-1"})
-    time.sleep(0.3)
-    rec = [r for r in proxy.access_log() if r["request_id"] == "log-1"][0]
+    [rec] = eventually(lambda: [r for r in proxy.access_log() if r["request_id"] == "log-1"])
     assert rec["method"] == "GET" and rec["path"] == "/echo" and rec["status"] == 200
     assert rec["route"] == "all" and rec["upstream"].startswith("127.0.0.1:")
     assert rec["bytes_out"] > 0 and rec["duration_ms"] >= 0 and rec["time"].endswith("Z")

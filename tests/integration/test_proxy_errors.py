@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from support import free_port, simple_config
+from hostile import HostileUpstream
+from support import eventually, free_port, simple_config, upstream_connections
 
 
 def test_upstream_refusing_connections_is_502(start_sluice):
@@ -34,7 +35,7 @@ def test_requests_wait_for_a_pooled_connection_at_max_connections(upstream, star
     import concurrent.futures as cf
     with cf.ThreadPoolExecutor(4) as ex:
         slow = ex.submit(httpx.get, s.url + "/slow/500", timeout=10)
-        time.sleep(0.1)
+        eventually(lambda: upstream.stats()["slow_started"] == 1)
         fast = ex.submit(httpx.get, s.url + "/echo", timeout=10)
         assert slow.result().status_code == 200
         assert fast.result().status_code == 200
@@ -45,19 +46,120 @@ def test_client_disconnect_cancels_the_upstream_request(upstream, start_sluice):
     s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}))
     with socket.create_connection(("127.0.0.1", s.port)) as c:
         c.sendall(b"GET /slow/2000 HTTP/1.1\r\nHost: a\r\n\r\n")
-        time.sleep(0.3)
-    time.sleep(0.5)
-    assert upstream.stats()["cancelled"] == 1
+        eventually(lambda: upstream.stats()["slow_started"] == 1)
+    eventually(lambda: upstream.stats()["cancelled"] == 1)
 
 
-def test_idempotent_request_on_a_stale_pooled_connection_is_retried(upstream, start_sluice):
-    s = start_sluice(simple_config(free_port(), {"up": [upstream.address]}))
-    with httpx.Client() as c:
-        for _ in range(5):
-            # the upstream answers then closes without "Connection: close": the pooled
-            # connection is dead by the time the next request takes it, or dies under it
-            assert c.get(s.url + "/drop-idle").status_code == 200
-            assert c.get(s.url + "/echo").status_code == 200
+def stale_after_first(up_box: list):
+    """Connection 0 answers its first request, then reads the second and closes without a
+    word: the keep-alive race (the upstream timed the connection out just as our request went
+    out), made certain. Every later connection answers "fresh"."""
+    def handler(conn, index):
+        up, buf = up_box[0], bytearray()
+        if index == 0:
+            if up.head(conn, buf) is None:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            up.head(conn, buf)           # the request on the reused connection: never answered
+            return
+        while up.head(conn, buf) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+    return handler
+
+
+def test_idempotent_request_on_a_stale_pooled_connection_is_retried(start_sluice):
+    box: list = []
+    up = HostileUpstream(stale_after_first(box))
+    box.append(up)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        with httpx.Client() as c:
+            assert c.get(s.url + "/one").text == "first"
+            r = c.get(s.url + "/two")
+        assert (r.status_code, r.text) == (200, "fresh")
+        # /two went out on the pooled connection, then once more on a new one
+        assert up.connections == 2
+        assert [h.split(b" ")[1] for h in up.heads] == [b"/one", b"/two", b"/two"]
+    finally:
+        up.stop()
+
+
+def test_a_request_with_a_body_on_a_stale_connection_is_not_retried(start_sluice):
+    box: list = []
+    up = HostileUpstream(stale_after_first(box))
+    box.append(up)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        with httpx.Client() as c:
+            assert c.get(s.url + "/one").text == "first"
+            r = c.post(s.url + "/two", content=b"x" * 10)
+        assert r.status_code == 502                 # the upstream may have acted on it
+        assert up.connections == 1
+    finally:
+        up.stop()
+
+
+def test_a_pooled_connection_that_never_served_is_retried_like_any_reused_one(start_sluice):
+    """A connection opened for a client that left before it was connected goes to the pool
+    unused. Taken later, it is as exposed to the keep-alive race as any reused connection (the
+    upstream may have closed it meanwhile): a GET that finds it closed is retried on a new
+    connection, not answered 502. (A request on a connection opened for it is never retried.)"""
+    fillers: list[socket.socket] = []
+    seen: list[int] = []                 # peer ports of sluice's connections, in accept order
+
+    def handler(conn, index):
+        port = conn.getpeername()[1]
+        if port in {f.getsockname()[1] for f in fillers}:
+            return
+        seen.append(port)
+        buf = bytearray()
+        if len(seen) == 1:
+            up.head(conn, buf)           # the first request it carries: closed, unanswered
+            return
+        while up.head(conn, buf) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+
+    # an upstream not accepting yet, its accept queue full: sluice's connect hangs (SYN dropped)
+    up = HostileUpstream(handler, backlog=0, accepting=False)
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", up.port))
+        fillers.append(f)
+    try:
+        cfg = simple_config(free_port(), {"up": [up.address]})
+        cfg["clusters"][0]["connect_timeout"] = "20s"
+        cfg["clusters"][0]["pool"] = {"max_connections": 1}   # the next request must take it
+        s = start_sluice(cfg)
+        with socket.create_connection(("127.0.0.1", s.port)) as c:
+            c.sendall(b"GET /gone HTTP/1.1\r\nHost: a\r\n\r\n")
+        # the client left while sluice was connecting for it
+        eventually(lambda: [r for r in s.access_log() if r["path"] == "/gone"
+                            and r["status"] == 499])
+        up.accept()                      # the connect completes: the connection goes idle
+        r = httpx.get(s.url + "/next", timeout=30)
+        assert (r.status_code, r.text) == (200, "fresh"), (r.text, up.heads, seen)
+        assert len(seen) == 2
+        assert [h.split(b" ")[1] for h in up.heads] == [b"/next", b"/next"]
+    finally:
+        for f in fillers:
+            f.close()
+        up.stop()
+
+
+def test_a_request_whose_own_new_connection_breaks_is_not_retried(start_sluice):
+    # only a pooled connection can be stale; a new one that breaks is the upstream failing
+    def close_after_head(conn, index):
+        up.head(conn, bytearray())
+
+    up = HostileUpstream(close_after_head)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        r = httpx.get(s.url + "/x")
+        assert (r.status_code, r.text) == (502, "upstream connection broke before a response\n")
+        assert up.connections == 1 and len(up.heads) == 1
+    finally:
+        up.stop()
 
 
 def test_max_requests_per_connection_retires_connections(upstream, start_sluice):
@@ -75,7 +177,9 @@ def test_idle_pooled_connections_are_closed_after_idle_timeout(upstream, start_s
     cfg["clusters"][0]["pool"] = {"idle_timeout": "1s"}
     s = start_sluice(cfg)
     assert httpx.get(s.url + "/echo").status_code == 200
-    time.sleep(2.5)
+    [pid] = s.worker_pids()
+    assert upstream_connections(pid, upstream.port) == 1
+    eventually(lambda: upstream_connections(pid, upstream.port) == 0)   # the sweep closed it
     assert httpx.get(s.url + "/echo").status_code == 200
     assert upstream.stats()["connections"] == 2
 

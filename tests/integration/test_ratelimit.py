@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from support import free_port, simple_config
+from support import free_port, simple_config, upstream_connections
 
 
 def limited(upstream, per="route", rate=20, burst=5):
@@ -58,4 +58,10 @@ def test_admitted_rate_with_two_workers_matches_the_configured_rate(upstream, st
     admitted = sum(ok for ok, _ in results)
     expected = burst + rate * elapsed
     assert sum(r for _, r in results) > 0
+    # the bucket is shared only if both workers took from it: each proxied some requests,
+    # so each holds pooled connections to the upstream
+    pids = s.worker_pids()
+    assert len(pids) == 2
+    assert all(upstream_connections(pid, upstream.port) > 0 for pid in pids), \
+        {pid: upstream_connections(pid, upstream.port) for pid in pids}
     assert 0.8 * expected <= admitted <= 1.1 * expected, (admitted, expected)

@@ -9,7 +9,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import free_port, simple_config
+from support import eventually, free_port, simple_config
 
 
 def admin_url(s) -> str:
@@ -45,8 +45,7 @@ def test_prometheus_counts_requests_over_both_workers(upstream, start_sluice):
     wait_ready(s)
     for _ in range(40):                      # fresh connections: the kernel spreads them
         assert httpx.get(s.url + "/echo").status_code == 200
-    time.sleep(0.2)
-    assert requests_by_route(s).get("all") == 40
+    eventually(lambda: requests_by_route(s).get("all") == 40)
     dump = httpx.get(admin_url(s) + "/config_dump").json()
     assert len(dump["workers"]) == 2
 

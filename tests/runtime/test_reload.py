@@ -13,7 +13,7 @@ import time
 import httpx
 import yaml
 
-from support import ROOT, free_port, wait_port
+from support import ROOT, eventually, free_port, wait_port
 
 
 def versioned(port: int, upstream_addr: str, version: str, admin: int | None = None) -> dict:
@@ -33,13 +33,11 @@ def versioned(port: int, upstream_addr: str, version: str, admin: int | None = N
     return cfg
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def metric(admin_url: str, line_start: str) -> float:
+    for line in httpx.get(admin_url + "/stats/prometheus").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {line_start} in /stats/prometheus")
 
 
 def body(url: str) -> str:
@@ -51,20 +49,47 @@ def test_file_rewritten_in_place_is_applied(upstream, start_sluice):
     s = start_sluice(versioned(port, upstream.address, "v1"), workers=2)
     assert body(s.url + "/version") == "v1"
     s.path.write_text(yaml.safe_dump(versioned(port, upstream.address, "v2")))
-    wait_for(lambda: all(body(s.url + "/version") == "v2" for _ in range(10)))
+    eventually(lambda: all(body(s.url + "/version") == "v2" for _ in range(10)))
 
 
-def test_atomic_rename_and_sighup_are_applied(upstream, start_sluice, tmp_path):
+def test_atomic_rename_is_applied(upstream, start_sluice, tmp_path):
     port = free_port()
     s = start_sluice(versioned(port, upstream.address, "v1"))
     tmp = tmp_path / "next.yaml"
     tmp.write_text(yaml.safe_dump(versioned(port, upstream.address, "v2")))
     os.replace(tmp, s.path)
-    wait_for(lambda: body(s.url + "/version") == "v2")
-    # SIGHUP re-reads the file even when no watcher event came (e.g. a network filesystem)
-    s.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
-    assert body(s.url + "/version") == "v2"
+    eventually(lambda: body(s.url + "/version") == "v2")
+
+
+def test_sighup_rereads_a_file_no_watcher_event_announced(upstream, tmp_path):
+    """SIGHUP re-reads the file even when no watcher event came (a network filesystem, say).
+    The config path is a symlink into another directory: the watcher watches the link's
+    directory, so writing the target there is a change it never hears of. Only SIGHUP can
+    bring v2 in, and the log must say SIGHUP did."""
+    port = free_port()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "watched").mkdir()
+    target = tmp_path / "real" / "sluice.yaml"
+    target.write_text(yaml.safe_dump(versioned(port, upstream.address, "v1")))
+    os.symlink(target, tmp_path / "watched" / "sluice.yaml")
+    stderr = open(tmp_path / "stderr.txt", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "-c",
+                             str(tmp_path / "watched" / "sluice.yaml"), "--workers", "1",
+                             "--access-log", "off"], cwd=ROOT, stderr=stderr)
+    try:
+        wait_port(port, proc=proc)
+        url = f"http://127.0.0.1:{port}"
+        assert body(url + "/version") == "v1"
+        target.write_text(yaml.safe_dump(versioned(port, upstream.address, "v2")))
+        proc.send_signal(signal.SIGHUP)
+        eventually(lambda: body(url + "/version") == "v2")
+        applied = [x for x in (tmp_path / "stderr.txt").read_text().splitlines()
+                   if "applied snapshot" in x]
+        assert len(applied) == 1 and "(SIGHUP)" in applied[0], applied
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        stderr.close()
 
 
 def test_configmap_symlink_swap_is_applied(upstream, tmp_path):
@@ -88,7 +113,7 @@ def test_configmap_symlink_swap_is_applied(upstream, tmp_path):
             yaml.safe_dump(versioned(port, upstream.address, "v2")))
         os.symlink("..v2", mount / "..data_tmp")
         os.replace(mount / "..data_tmp", mount / "..data")
-        wait_for(lambda: body(url + "/version") == "v2")
+        eventually(lambda: body(url + "/version") == "v2")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -97,12 +122,27 @@ def test_configmap_symlink_swap_is_applied(upstream, tmp_path):
 def test_a_bad_config_is_refused_and_the_running_one_stays(upstream, start_sluice):
     port = free_port()
     s = start_sluice(versioned(port, upstream.address, "v1"))
+    admin = f"http://{s.config['admin']['address']}"
+    version = httpx.get(admin + "/config_dump").json()["version"]
+
+    def rejected(n: int, reason: str):
+        def check():
+            assert metric(admin, 'sluice_reloads_total{result="rejected"}') >= n
+            dump = httpx.get(admin + "/config_dump").json()
+            rejection = dump["last_rejection"]
+            assert rejection and reason in " ".join(rejection["reason"]), rejection
+            return dump
+        return check
+
     s.path.write_text("listeners: [\n")                       # YAML syntax error
-    time.sleep(1.0)
+    eventually(rejected(1, "sluice.yaml"))
     bad = versioned(port, upstream.address, "v2")
     bad["routes"][1]["to"] = [{"cluster": "missing"}]        # a dangling reference
     s.path.write_text(yaml.safe_dump(bad))
-    time.sleep(1.0)
+    dump = eventually(rejected(2, "missing"))
+    # both were refused: the version in force and every worker's are the first one's
+    assert dump["version"] == version and [w["version"] for w in dump["workers"]] == [version]
+    assert metric(admin, 'sluice_reloads_total{result="applied"}') == 0
     assert body(s.url + "/version") == "v1"
     assert httpx.get(s.url + "/echo").status_code == 200
     err = s.stderr_path.read_text()
@@ -119,7 +159,7 @@ def test_put_snapshot_under_load_100_swaps_drop_nothing(upstream, start_sluice):
                  for v, c in configs.items()}
     s = start_sluice(configs["blue"], workers=2)
     admin_url = f"http://127.0.0.1:{admin}"
-    wait_for(lambda: httpx.get(admin_url + "/ready").status_code == 200)
+    eventually(lambda: httpx.get(admin_url + "/ready").status_code == 200)
 
     stop = threading.Event()
     failures: list = []

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from support import ROOT, free_port, simple_config
+from support import ROOT, eventually, free_port, simple_config
 
 
 def test_two_workers_serve_and_a_killed_worker_is_restarted(upstream, start_sluice):
@@ -19,14 +19,8 @@ def test_two_workers_serve_and_a_killed_worker_is_restarted(upstream, start_slui
     pids = s.worker_pids()
     assert len(pids) == 2
     os.kill(pids[0], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        now = s.worker_pids()
-        if len(now) == 2 and pids[0] not in now:
-            break
-        time.sleep(0.1)
-    assert len(s.worker_pids()) == 2 and pids[0] not in s.worker_pids()
-    time.sleep(0.3)
+    eventually(lambda: len(s.worker_pids()) == 2 and pids[0] not in s.worker_pids())
+    eventually(lambda: s.admin("/ready").status == 200)    # the new worker serves
     for _ in range(20):
         assert httpx.get(s.url + "/echo").status_code == 200
 
