@@ -44,7 +44,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, por
 
 
 async def main(ports: list[int]) -> None:
-    servers = [await asyncio.start_server(lambda r, w, p=p: handle(r, w, p), "127.0.0.1", p)
+    servers = [await asyncio.start_server(lambda r, w, p=p: handle(r, w, p), "127.0.0.1", p,
+                                         backlog=4096)   # asyncio's 100 overflows under load
                for p in ports]
     print("demo upstream on " + ", ".join(f"127.0.0.1:{p}" for p in ports), file=sys.stderr)
     await asyncio.gather(*(s.serve_forever() for s in servers))
