@@ -35,7 +35,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, por
             payload = json.dumps({"upstream": port, "method": method, "path": path,
                                   "headers": headers, "body_bytes": size}, indent=2).encode() + b"\n"
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                         b"content-length: %d\r\n\r\n%s" % (len(payload), payload))
+                         b"content-length: %d\r\n\r\n%s"
+                         % (len(payload), b"" if method == "HEAD" else payload))  # RFC 9110 9.3.2
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.LimitOverrunError):
         pass

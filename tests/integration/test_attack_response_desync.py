@@ -76,3 +76,33 @@ def test_extra_data_is_counted(proxy, hostile):
     line = [x for x in text.splitlines() if x.startswith("sluice_upstream_extra_data_total")]
     assert line and float(line[0].split()[-1]) >= 1, text
     assert "sent more data than its response" in proxy.stderr_path.read_text()
+
+
+def test_a_body_sent_after_head_does_not_become_the_next_requests_502(start_sluice):
+    """The demo's one 502 in about 2,000 requests ("upstream connection broke before a
+    response", no retry): its upstream answered HEAD with a body, in the same write as the head.
+    The body stayed buffered on the pooled connection, and the next request there read it as
+    its response (a malformed status line: 502). Now that connection is closed, not pooled."""
+    body = b'{\n  "upstream": 9001\n}\n'
+
+    def careless(conn, index):
+        buf = bytearray()
+        while True:
+            head = up.head(conn, buf)
+            if head is None:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+    up = HostileUpstream(careless)
+    try:
+        cfg = simple_config(free_port(), {"up": [up.address]})
+        cfg["clusters"][0]["pool"] = {"max_connections": 1}
+        s = start_sluice(cfg)
+        with httpx.Client() as c:
+            for _ in range(20):
+                assert c.head(s.url + "/").status_code == 200
+                r = c.get(s.url + "/")
+                assert r.status_code == 200 and r.content == body
+    finally:
+        up.stop()
