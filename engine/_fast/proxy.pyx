@@ -1362,7 +1362,10 @@ cdef class Downstream:
             elif ev == EV_PAUSED:
                 break
             else:
-                self.upstream_broke(up, True)
+                # Garbage where a reused connection's first response head should be is most
+                # likely what an earlier response left behind, arriving late (a body after
+                # HEAD in its own segment): that connection is broken, not the request.
+                self.upstream_broke(up, True, self.status == 0 and not self.resp_started)
                 break
         self.flush()
 
@@ -1477,8 +1480,9 @@ cdef class Downstream:
         self.upstream_broke(up, False)
         self.flush()
 
-    cdef upstream_broke(self, Upstream up, bint close_upstream):
-        """The upstream failed mid-exchange: retry, 502, or abort the client."""
+    cdef upstream_broke(self, Upstream up, bint close_upstream, bint stale_bytes=False):
+        """The upstream failed mid-exchange: retry, 502, or abort the client. `stale_bytes`:
+        the bytes read were not a response head (see on_response_data)."""
         self.up = None
         up.ds = None
         if close_upstream:
@@ -1487,8 +1491,10 @@ cdef class Downstream:
         # Retry only on a connection that waited in the pool (idle_since is set by release):
         # the upstream may have closed it meanwhile. `served > 0` would miss one opened for a
         # client that left before it connected, pooled without ever serving.
-        if (not up.got_bytes and up.idle_since > 0 and not self.retried and not self.req_has_body
-                and self.method in IDEMPOTENT):
+        if ((not up.got_bytes or stale_bytes) and up.idle_since > 0 and not self.retried
+                and not self.req_has_body and self.method in IDEMPOTENT):
+            if stale_bytes:
+                self.worker.upstream_extra_data(self.pool)
             self.retried = True
             self.xstate = X_CONNECTING
             self.lb_begin()

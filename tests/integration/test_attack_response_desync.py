@@ -106,3 +106,35 @@ def test_a_body_sent_after_head_does_not_become_the_next_requests_502(start_slui
                 assert r.status_code == 200 and r.content == body
     finally:
         up.stop()
+
+
+def test_stray_bytes_arriving_after_reuse_make_a_retry_not_a_502(start_sluice):
+    """The race no pooling rule can close: the stray bytes of an earlier response arrive in
+    their own segment after the connection went back to the pool and was taken again. They are
+    not a response head, so the idempotent request is retried once on a fresh connection."""
+    import time
+
+    def late_junk(conn, index):
+        buf = bytearray()
+        if index == 0:
+            if up.head(conn, buf) is None:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            up.head(conn, buf)              # the next request arrives on this connection...
+            time.sleep(0.1)
+            conn.sendall(b"<html>leftover</html>\r\n\r\n")   # ...and gets stale bytes
+            time.sleep(1)
+            return
+        while up.head(conn, buf) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+
+    up = HostileUpstream(late_junk)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        with httpx.Client() as c:
+            assert c.get(s.url + "/a").content == b"first"
+            r = c.get(s.url + "/b")
+        assert (r.status_code, r.content) == (200, b"fresh")
+        assert up.connections == 2
+    finally:
+        up.stop()
