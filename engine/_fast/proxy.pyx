@@ -40,7 +40,7 @@ from engine._fast.http1 cimport (
     H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_UPGRADE,
     H_HOST, HF_DROP,
 )
-from engine._fast.accesslog cimport AccessLog, LogEntry
+from engine._fast.accesslog cimport AccessLog, LogEntry, LOG_COMBINED
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn
 from engine._fast.tables cimport (
@@ -1626,8 +1626,8 @@ cdef class Downstream:
                                                     b"user-agent"):
                     e.user_agent = head + p.value_s[i]
                     e.user_agent_len = p.value_e[i] - p.value_s[i]
-                elif e.referer == NULL and name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i],
-                                                   b"referer"):
+                elif (e.referer == NULL and log.format == LOG_COMBINED    # json has no referer
+                      and name_is(head + p.name_s[i], p.name_e[i] - p.name_s[i], b"referer")):
                     e.referer = head + p.value_s[i]
                     e.referer_len = p.value_e[i] - p.value_s[i]
         if rid is None or PyBytes_GET_SIZE(rid) == 0:
