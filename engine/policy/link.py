@@ -17,7 +17,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http import HTTPStatus
 
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
@@ -77,24 +76,14 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
-def reason_phrase(status: int) -> bytes:
-    """The standard reason phrase of `status`, or b"" for a status without one (299, 520...):
-    the schema allows any final status, and RFC 9112 section 4 lets the phrase be empty (the
-    space before it stays), which is what nginx sends for a status it does not know."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
-
-
-def _direct_head(resp) -> tuple[bytes, bytes]:
-    body = resp.body.encode()
-    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, reason_phrase(resp.status))]
+def _direct_headers(resp) -> list[bytes]:
+    """A direct response's headers as the flat [name, value, ...] list codecs take (each codec
+    adds its own framing: content-length for HTTP/1.1)."""
+    out: list[bytes] = []
     for name, value in resp.headers.items():
-        lines.append(b"%s: %s\r\n" % (name.encode(), str(value).encode()))
-    if resp.status not in (204, 304) and resp.status >= 200:
-        lines.append(b"content-length: %d\r\n" % len(body))
-    return b"".join(lines), body
+        out.append(name.lower().encode())
+        out.append(str(value).encode())
+    return out
 
 
 def build_filters(config, provided: dict | None, allowed=None) -> dict:
@@ -135,9 +124,9 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
         kw["req_filters"] = tuple(f for f in chain if overrides(f, "request"))
         kw["resp_filters"] = tuple(f for f in chain if overrides(f, "response"))
     if route.direct_response is not None:
-        head, body = _direct_head(route.direct_response)
         kw.update(direct=True, direct_status=route.direct_response.status,
-                  direct_head=head, direct_body=body)
+                  direct_headers=_direct_headers(route.direct_response),
+                  direct_body=route.direct_response.body.encode())
     else:
         targets = [clusters[t.cluster] for t in route.to]
         kw["clusters"] = targets
@@ -150,9 +139,10 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
         if rw.path_prefix is not None and route.match.path_prefix is not None:
             kw["prefix_from"] = route.match.path_prefix.encode()
             kw["prefix_to"] = rw.path_prefix.encode()
-        add = [b"%s: %s\r\n" % (k.lower().encode(), str(v).encode())
-               for k, v in rw.set_headers.items()]
-        kw["add_lines"] = add
+        add: list[bytes] = []
+        for k, v in rw.set_headers.items():
+            add += [k.lower().encode(), str(v).encode()]
+        kw["add_headers"] = add
         kw["drop_names"] = tuple(sorted({k.lower().encode() for k in rw.set_headers}
                                         | {k.lower().encode() for k in rw.remove_headers}))
     rl = route.rate_limit
