@@ -12,6 +12,7 @@ and `true` is never a number.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
@@ -210,4 +211,50 @@ HashKey = Annotated[
     AfterValidator(_hash_on),
     WithJsonSchema({"type": "string", "pattern": r"^(client_ip|header:.+|cookie:.+)$",
                     "examples": ["client_ip", "header:x-user", "cookie:session"]}),
+]
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def _tls_file(value: str) -> str:
+    """A PEM file path; what is in the file is checked by the model (engine.policy.tls_client)."""
+    if not value.strip():
+        raise ValueError("a file path must not be empty")
+    if "\x00" in value:
+        raise ValueError("a file path contains a NUL character")
+    return value
+
+
+def _server_name(value: str) -> str:
+    """A TLS server name (RFC 6066 section 3): a DNS host name, never an IP literal or a
+    wildcard."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"'{value}' is an IP address: SNI carries host names only (leave sni "
+                         "out to verify an IP endpoint against its certificate's IP address)")
+    if value.startswith("*"):
+        raise ValueError(f"'{value}': a server name has no wildcard")
+    try:
+        return syntax.host(value.rstrip("."))
+    except ValueError:
+        raise ValueError(f"'{value}' is not a valid host name") from None
+
+
+TlsFile = Annotated[
+    str,
+    AfterValidator(_tls_file),
+    WithJsonSchema({"type": "string", "minLength": 1,
+                    "description": "Path of a PEM file (absolute, or relative to sluice's "
+                                   "working directory).",
+                    "examples": ["/etc/sluice/tls/ca.pem"]}),
+]
+
+ServerName = Annotated[
+    str,
+    AfterValidator(_server_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9.\-]+$",
+                    "examples": ["api.internal"]}),
 ]

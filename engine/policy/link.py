@@ -5,7 +5,9 @@ This is the one policy module that imports `engine._fast` (STYLE.md): everything
 and resolves every name once, so that serving a request never looks one up.
 
 State that must outlive a reload is carried over by identity: a `Pool` is reused when the
-previous tables had the same endpoint of the same cluster with the same pool settings, and a
+previous tables had the same endpoint of the same cluster with the same pool settings, protocol
+and TLS identity (a cluster's client SSLContext comes from `tls_client`, cached by a fingerprint
+of its settings and files, so an unchanged one is the same object after a reload), and a
 `Limiter` keyed by a stable `limit_id` (route name + limit settings) finds its buckets again in
 the node's shared table.
 """
@@ -31,16 +33,23 @@ from engine._fast.tables import (
     HASH_ON, LIMIT_PER, Cluster, Endpoint, Listener, Route, Tables,
 )
 
+from . import tls_client
+
 def stable_id(*parts: object) -> int:
     """A 64-bit identity that is the same in every process and every run."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-def _pool_key(cluster, endpoint) -> tuple:
+def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
+    """What a pool's connections are: to which endpoint, under which pool settings, speaking
+    which protocol, with which TLS identity (`tls_client.fingerprint`: the settings and the
+    files' bytes, None for plaintext). Equal keys across a reload keep the pool and its warm
+    connections; a changed CA, client certificate or SNI gets new pools."""
     pool = cluster.pool
     return (cluster.name, endpoint.address.host, endpoint.address.port, pool.max_connections,
-            pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout)
+            pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout,
+            pool.max_pending, cluster.protocol, tls_id)
 
 
 def _split_on(spec: str | None) -> tuple[str, bytes]:
@@ -53,17 +62,23 @@ def _split_on(spec: str | None) -> tuple[str, bytes]:
     return kind, (name if kind == "cookie" else name.lower()).encode()
 
 
-def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
+def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
+    """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None."""
     endpoints = []
     for ep in cluster.endpoints:
-        key = _pool_key(cluster, ep)
+        key = _pool_key(cluster, ep, tls[0] if tls is not None else None)
         pool = old_pools.get(key)
         if pool is None:
+            kw = {}
+            if tls is not None:
+                kw = dict(ssl_context=tls[1],
+                          server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host))
             pool = Pool(ep.address.host, ep.address.port,
                         max_connections=cluster.pool.max_connections,
                         max_requests=cluster.pool.max_requests_per_connection,
                         idle_timeout=cluster.pool.idle_timeout,
-                        connect_timeout=cluster.connect_timeout)
+                        connect_timeout=cluster.connect_timeout,
+                        max_waiters=cluster.pool.max_pending, **kw)
         pools[key] = pool
         endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
                                   if stats is not None else -1))
@@ -199,15 +214,21 @@ def path_flags(paths) -> int:
 
 
 def link(config, buckets, previous: Tables | None = None, version: object = None,
-         filters: dict | None = None, stats=None, filter_modules=None) -> Tables:
+         filters: dict | None = None, stats=None, filter_modules=None,
+         tls_contexts=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
     `filters` maps filter names to instances or classes the embedding program provides;
     `filter_modules` (engine.filters.loader.FilterModules) is the allow list of modules the
-    others may be imported from (None: none may)."""
+    others may be imported from (None: none may). `tls_contexts` is the
+    `tls_client.ClientContexts` cache (default: the process's), which keeps a cluster's
+    SSLContext, and so its pools, across reloads that do not change its TLS."""
     built = build_filters(config, filters, filter_modules)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
-    clusters = {c.name: _link_cluster(c, old_pools, pools, stats) for c in config.clusters}
+    contexts = (tls_contexts if tls_contexts is not None else tls_client.CONTEXTS) \
+        .resolve(config.clusters)
+    clusters = {c.name: _link_cluster(c, old_pools, pools, stats, contexts.get(c.name))
+                for c in config.clusters}
     listeners = _link_listeners(config, clusters, buckets, built, stats)
     return Tables(version, listeners, clusters, pools)
 

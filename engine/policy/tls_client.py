@@ -1,0 +1,207 @@
+"""TLS origination: the client side of a cluster's `tls` block (CONFIG.md, issue 9 item 8).
+
+Theory of operation
+-------------------
+Two jobs, one module, so the checks `sluice validate` makes are exactly what serving needs:
+
+* `check(tls)` reads the PEM files a cluster names and says, per field, what is wrong with them
+  (`/x/y.key: key does not match certificate /x/y.crt`). The model calls it, so a bad file is a
+  config error naming the file and its config path, at validate, compile, start and reload.
+* `ClientContexts.resolve(config)` builds the `ssl.SSLContext` of every cluster with `tls`, for
+  `link`. A context is *the* TLS identity of a pool's connections, so it is cached by a
+  fingerprint of the settings and of the files' bytes: one context is shared by all endpoints
+  of a cluster (and by clusters with the same settings), and a reload that changes neither the
+  settings nor the files gets the same context object back. `link` puts that fingerprint in its
+  pool key, so the pools, with their warm TLS connections, survive such a reload, while a
+  rotated CA, client certificate or changed `sni` gets new pools (and new handshakes).
+
+The context: TLS 1.2 minimum, OpenSSL's default ciphers (its "modern" set), the CA file or else
+the system's default trust store, `check_hostname` on, a client certificate when configured, and
+ALPN `http/1.1` (HTTP/2 upstreams come with the next issue). `insecure_skip_verify: true` turns
+certificate and name verification off, and only that: the connection is still encrypted.
+
+The name checked (and sent as SNI) is `server_hostname(tls, host)`: `sni` when set, else the
+endpoint's host. For an endpoint written as an IP address with no `sni`, that is the IP: Python
+then sends no SNI (RFC 6066 section 3 allows names only) and verifies the certificate's IP SAN.
+
+File paths are used as written; a relative path is relative to sluice's working directory (as
+Envoy does), so configs meant to run anywhere should use absolute paths.
+
+Who calls it: `model.ClusterTls` (check) and `link` (resolve, server_hostname). It imports no
+compiled module (`engine.policy` runs without a compiler).
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import ssl
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+ALPN = ("http/1.1",)
+MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+
+# -- reading and checking the files ------------------------------------------------------------
+
+
+class TlsFileError(ValueError):
+    """A TLS file that cannot be used: `str()` is `PATH: reason`."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise TlsFileError(path, f"cannot read the file: {error.strerror or error}") from None
+
+
+def certificates(path: str, data: bytes | None = None) -> list[x509.Certificate]:
+    """The PEM certificates in `path` (at least one), in file order."""
+    data = read_file(path) if data is None else data
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise TlsFileError(path, "no PEM certificate in it (expected '-----BEGIN CERTIFICATE-----')")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise TlsFileError(path, f"not a valid PEM certificate ({error})") from None
+
+
+def private_key(path: str, data: bytes | None = None) -> PrivateKeyTypes:
+    """The unencrypted PEM private key in `path`."""
+    data = read_file(path) if data is None else data
+    if b"PRIVATE KEY-----" not in data:
+        raise TlsFileError(path, "no PEM private key in it (expected '-----BEGIN ... PRIVATE "
+                                 "KEY-----')")
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise TlsFileError(path, "the key is encrypted: sluice needs it unencrypted (protect "
+                                 "the file by its permissions)") from None
+    except (ValueError, serialization.UnsupportedAlgorithm) as error:
+        raise TlsFileError(path, f"not a valid PEM private key ({error})") from None
+
+
+def _public(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def check(tls) -> list[tuple[tuple[str, ...], str]]:
+    """Problems with the files of a cluster's `tls` block, as (field, reason) pairs; [] when
+    every file is usable. `tls` has `ca`, `cert`, `key` (paths or None); the model has already
+    refused a cert without its key and the reverse."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if tls.ca is not None:
+        try:
+            certificates(tls.ca)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=tls.ca)
+        except TlsFileError as error:
+            problems.append((("ca",), str(error)))
+        except ssl.SSLError as error:
+            problems.append((("ca",), f"{tls.ca}: OpenSSL refuses it as a CA bundle "
+                                      f"({error.reason or error})"))
+    if tls.cert is not None and tls.key is not None:
+        cert = key = None
+        try:
+            cert = certificates(tls.cert)[0]
+        except TlsFileError as error:
+            problems.append((("cert",), str(error)))
+        try:
+            key = private_key(tls.key)
+        except TlsFileError as error:
+            problems.append((("key",), str(error)))
+        if cert is not None and key is not None:
+            if _public(cert.public_key()) != _public(key.public_key()):
+                problems.append((("key",), f"{tls.key}: key does not match certificate "
+                                           f"{tls.cert}"))
+            else:
+                try:
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tls.cert, tls.key)
+                except ssl.SSLError as error:
+                    problems.append((("cert",), f"{tls.cert}: OpenSSL refuses the certificate "
+                                                f"and key ({error.reason or error})"))
+    return problems
+
+
+# -- the client contexts -----------------------------------------------------------------------
+
+
+def server_hostname(tls, host: str) -> str:
+    """The name a connection to `host` verifies and sends as SNI (see the module docstring)."""
+    if tls.sni is not None:
+        return tls.sni
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.rstrip(".")
+
+
+def fingerprint(tls) -> str:
+    """What makes two `tls` blocks the same TLS identity: the settings and the files' bytes."""
+    digest = hashlib.sha256()
+    for part in (tls.ca, tls.cert, tls.key, tls.sni, bool(tls.insecure_skip_verify)):
+        digest.update(repr(part).encode() + b"\0")
+    for path in (tls.ca, tls.cert, tls.key):
+        if path is not None:
+            digest.update(hashlib.sha256(read_file(path)).digest())
+    return digest.hexdigest()[:32]
+
+
+def build_context(tls) -> ssl.SSLContext:
+    """A new client context for a `tls` block (raises TlsFileError or ssl.SSLError)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
+    ctx.minimum_version = MINIMUM_VERSION
+    if tls.ca is not None:
+        ctx.load_verify_locations(cadata=read_file(tls.ca).decode("ascii", "replace"))
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert is not None:
+        ctx.load_cert_chain(tls.cert, tls.key)
+    ctx.set_alpn_protocols(list(ALPN))
+    return ctx
+
+
+class ClientContexts:
+    """The client contexts of a process, kept from one link to the next (see the module
+    docstring). `resolve` returns, per cluster name, `(fingerprint, context)` and forgets the
+    contexts no cluster uses any more."""
+
+    def __init__(self) -> None:
+        self._by_fingerprint: dict[str, ssl.SSLContext] = {}
+
+    def resolve(self, clusters: Iterable) -> dict[str, tuple[str, ssl.SSLContext]]:
+        out: dict[str, tuple[str, ssl.SSLContext]] = {}
+        kept: dict[str, ssl.SSLContext] = {}
+        for cluster in clusters:
+            tls = getattr(cluster, "tls", None)
+            if tls is None:
+                continue
+            try:
+                key = fingerprint(tls)
+                ctx = kept.get(key) or self._by_fingerprint.get(key) or build_context(tls)
+            except (TlsFileError, ssl.SSLError) as error:
+                # validation read these files; they changed or vanished since
+                raise ValueError(f"cluster '{cluster.name}': tls: {error}") from None
+            kept[key] = ctx
+            out[cluster.name] = (key, ctx)
+        self._by_fingerprint = kept
+        return out
+
+    def __len__(self) -> int:
+        return len(self._by_fingerprint)
+
+
+# The process's cache: link() uses it unless given another.
+CONTEXTS = ClientContexts()
