@@ -248,8 +248,7 @@ TlsFile = Annotated[
     AfterValidator(_tls_file),
     WithJsonSchema({"type": "string", "minLength": 1,
                     "description": "Path of a PEM file (absolute, or relative to sluice's "
-                                   "working directory).",
-                    "examples": ["/etc/sluice/tls/ca.pem"]}),
+                                   "working directory)."}),
 ]
 
 ServerName = Annotated[
