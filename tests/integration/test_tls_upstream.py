@@ -1,0 +1,190 @@
+"""TLS origination end to end: the real binary proxies to a real HTTPS upstream (tests/upstream.py
+with certificates made by tests/tls_certs.py) and the upstream reports what it saw: how many
+connections, the SNI, ALPN and the client certificate."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from support import ROOT, Upstream, eventually, free_port, simple_config
+from tls_certs import make_ca, make_cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    ca = make_ca(root)
+    rogue = make_ca(root / "rogue", "rogue CA")
+    return {
+        "ca": ca,
+        "server": make_cert(ca, dns=["up.test", "localhost"], ip=["127.0.0.1"]),
+        "client": make_cert(ca, uris=["spiffe://cluster.local/ns/shop/sa/sluice"], client=True),
+        "rogue_server": make_cert(rogue, dns=["up.test", "localhost"], ip=["127.0.0.1"]),
+        "rogue": rogue,
+    }
+
+
+@pytest.fixture
+def tls_upstream(pki):
+    started = []
+
+    def start(server="server", client_ca=None) -> Upstream:
+        cert = pki[server]
+        u = Upstream(cert.cert, cert.key, client_ca=client_ca,
+                     stats_cert=(pki["client"].cert, pki["client"].key))
+        started.append(u)
+        return u
+
+    yield start
+    for u in started:
+        u.stop()
+
+
+def config(upstream: Upstream, tls: dict, host: str = "127.0.0.1") -> dict:
+    cfg = simple_config(free_port(), {"up": [f"{host}:{upstream.port}"]})
+    cfg["clusters"][0]["tls"] = {k: str(v) if not isinstance(v, bool) else v
+                                 for k, v in tls.items()}
+    return cfg
+
+
+def get(port: int, paths: list[str]) -> list[int]:
+    """GET each path on one keep-alive client connection; the statuses."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    statuses = []
+    try:
+        for path in paths:
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            statuses.append(r.status)
+    finally:
+        c.close()
+    return statuses
+
+
+def test_get_over_tls_works_and_pooled_tls_connections_are_reused(pki, tls_upstream,
+                                                                   start_sluice):
+    up = tls_upstream()
+    s = start_sluice(config(up, {"ca": pki["ca"].cert}))
+    assert get(s.port, ["/echo"] * 10) == [200] * 10
+    stats = up.stats()
+    assert stats["requests"] - 1 == 10          # (less our own /stats)
+    assert stats["connections"] == 1            # one handshake, nine reuses
+    assert stats["alpn"] == ["http/1.1"]
+    assert stats["sni"] == [None]               # an IP endpoint: no SNI, verified by IP SAN
+
+
+def test_an_upstream_certificate_from_another_ca_is_502_with_a_log_line(pki, tls_upstream,
+                                                                        start_sluice):
+    up = tls_upstream(server="rogue_server")
+    s = start_sluice(config(up, {"ca": pki["ca"].cert}))
+    assert get(s.port, ["/echo"]) == [502]
+    assert up.stats()["connections"] == 0       # no request reached it
+    eventually(lambda: f"upstream 127.0.0.1:{up.port}: connect failed" in
+               s.stderr_path.read_text())
+    assert "CERTIFICATE_VERIFY_FAILED" in s.stderr_path.read_text()
+
+
+def test_the_configured_sni_is_sent_and_verified(pki, tls_upstream, start_sluice):
+    up = tls_upstream()
+    s = start_sluice(config(up, {"ca": pki["ca"].cert, "sni": "up.test"}))
+    assert get(s.port, ["/echo"]) == [200]
+    assert up.stats()["sni"] == ["up.test"]
+
+
+def test_an_sni_the_certificate_does_not_name_is_502(pki, tls_upstream, start_sluice):
+    up = tls_upstream()
+    s = start_sluice(config(up, {"ca": pki["ca"].cert, "sni": "elsewhere.test"}))
+    assert get(s.port, ["/echo"]) == [502]
+    eventually(lambda: "elsewhere.test" in s.stderr_path.read_text())
+
+
+def test_the_default_sni_is_the_endpoint_host_name(pki, tls_upstream, start_sluice):
+    up = tls_upstream()
+    s = start_sluice(config(up, {"ca": pki["ca"].cert}, host="localhost"))
+    assert get(s.port, ["/echo"]) == [200]
+    assert up.stats()["sni"] == ["localhost"]
+
+
+def test_the_client_certificate_is_presented_when_configured(pki, tls_upstream, start_sluice):
+    up = tls_upstream(client_ca=pki["ca"].cert)
+    s = start_sluice(config(up, {"ca": pki["ca"].cert, "cert": pki["client"].cert,
+                                 "key": pki["client"].key}))
+    assert get(s.port, ["/echo", "/echo"]) == [200, 200]
+    (seen,) = up.stats()["client_certs"]
+    assert seen["subjectAltName"] == [["URI", "spiffe://cluster.local/ns/shop/sa/sluice"]]
+
+
+def test_an_upstream_that_requires_a_client_certificate_refuses_one_without(
+        pki, tls_upstream, start_sluice):
+    up = tls_upstream(client_ca=pki["ca"].cert)
+    s = start_sluice(config(up, {"ca": pki["ca"].cert}))
+    assert get(s.port, ["/echo"]) == [502]
+    assert up.stats()["connections"] == 0
+
+
+def test_insecure_skip_verify_accepts_an_unknown_ca_only_when_spelled_out(pki, tls_upstream,
+                                                                          start_sluice):
+    up = tls_upstream(server="rogue_server")
+    verifying = start_sluice(config(up, {}))        # the system trust store: rogue CA unknown
+    assert get(verifying.port, ["/echo"]) == [502]
+    verifying.stop()                                # (the next one writes the same config file)
+    skipping = start_sluice(config(up, {"insecure_skip_verify": True}))
+    assert get(skipping.port, ["/echo"] * 3) == [200] * 3
+    assert up.stats()["connections"] == 1
+
+
+def test_a_reload_keeps_pooled_tls_connections_unless_the_tls_settings_change(
+        pki, tls_upstream, start_sluice):
+    up = tls_upstream()
+    cfg = config(up, {"ca": pki["ca"].cert})
+    cfg["routes"][0]["rewrite"] = {"set_headers": {"x-config": "v1"}}
+    s = start_sluice(cfg)
+    assert get(s.port, ["/echo"]) == [200]
+
+    def applied(version: str) -> bool:
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        c.request("GET", "/echo")
+        seen = dict(yaml.safe_load(c.getresponse().read())["headers"]).get("x-config")
+        c.close()
+        return seen == version
+
+    cfg["routes"][0]["rewrite"]["set_headers"]["x-config"] = "v2"    # TLS unchanged
+    s.path.write_text(yaml.safe_dump(cfg))
+    eventually(lambda: applied("v2"))
+    assert up.stats()["connections"] == 1       # the warm TLS connection was kept
+
+    cfg["clusters"][0]["tls"]["sni"] = "up.test"                     # TLS changed
+    cfg["routes"][0]["rewrite"]["set_headers"]["x-config"] = "v3"
+    s.path.write_text(yaml.safe_dump(cfg))
+    eventually(lambda: applied("v3"))
+    stats = up.stats()
+    assert stats["connections"] == 2            # a new pool: a new handshake, with the new SNI
+    assert stats["sni"] == [None, "up.test"]
+
+
+def test_validate_names_the_bad_tls_files_and_their_config_paths(pki, tmp_path):
+    missing = tmp_path / "missing-ca.pem"
+    cfg = simple_config(free_port(), {"a": ["127.0.0.1:1"], "b": ["127.0.0.1:2"],
+                                      "c": ["127.0.0.1:3"]},
+                        routes=[{"name": "all", "match": {"path_prefix": "/"},
+                                 "to": [{"cluster": n} for n in "abc"]}])
+    cfg["clusters"][0]["tls"] = {"ca": str(missing)}
+    cfg["clusters"][1]["tls"] = {"cert": str(pki["client"].cert)}
+    cfg["clusters"][2]["tls"] = {"cert": str(pki["client"].cert), "key": str(pki["server"].key)}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "engine", "validate", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{path}: clusters[0].tls.ca: {missing}: cannot read the file: No such file or directory",
+        f"{path}: clusters[1].tls.key: required with cert (the client certificate's private key)",
+        f"{path}: clusters[2].tls.key: {pki['server'].key}: key does not match certificate "
+        f"{pki['client'].cert}",
+    ]
