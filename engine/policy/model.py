@@ -9,8 +9,13 @@ module adds, beyond CONFIG.md:
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
   `off`, or a file path) and their `format` (`json` or nginx's `combined`).
+- `Cluster.tls.insecure_skip_verify` (issue 9): verification off, only when spelled out.
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
-  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none).
+  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
+  `Cluster.protocol` to `http1` (`http2` is refused until HTTP/2 upstreams exist),
+  `pool.max_pending` to 1024.
+- The model reads files: a cluster's `tls` PEM files are checked when it is validated
+  (`tls_client.check`), so a bad file is a config error at validate, compile, start and reload.
 
 What the model guarantees once built:
 - Values are normalised: durations are float seconds, addresses are `Address`, header names
