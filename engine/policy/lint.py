@@ -18,7 +18,7 @@ from .pathregex import matcher
 
 def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
-            *_ignored_hash_on(config), *_not_normal_paths(config)]
+            *_ignored_hash_on(config), *_not_normal_paths(config), *_unverified_tls(config)]
 
 
 def _not_normal_paths(config: Config) -> Iterable[tuple[Loc, str]]:
@@ -217,3 +217,14 @@ def _ignored_hash_on(config: Config) -> Iterable[tuple[Loc, str]]:
         if cluster.hash_on is not None and cluster.balancer != "ring_hash":
             yield (("clusters", i, "hash_on"),
                    f"has no effect with balancer: {cluster.balancer} (only ring_hash uses it)")
+
+
+def _unverified_tls(config: Config) -> Iterable[tuple[Loc, str]]:
+    """`insecure_skip_verify: true` is allowed (tests against self-signed upstreams) but must
+    never pass unnoticed: every validate and start says what it costs."""
+    for i, cluster in enumerate(config.clusters):
+        if cluster.tls is not None and cluster.tls.insecure_skip_verify:
+            yield (("clusters", i, "tls", "insecure_skip_verify"),
+                   "the upstream's certificate is not verified: anyone on the path can pose "
+                   "as it (for tests only)" + (
+                       "; tls.ca has no effect" if cluster.tls.ca is not None else ""))

@@ -198,3 +198,4 @@ def test_a_file_gone_since_validation_is_a_clear_error_at_link(pki, tmp_path):
     ca.unlink()
     with pytest.raises(ValueError, match=rf"cluster 'c0': tls: {ca}: cannot read the file"):
         ClientContexts().resolve(clusters)
+
