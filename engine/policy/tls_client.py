@@ -132,6 +132,17 @@ def check(tls) -> list[tuple[tuple[str, ...], str]]:
     return problems
 
 
+def files(clusters: Iterable) -> list[str]:
+    """Every TLS file the clusters read, once each, in config order: what a watcher must watch
+    so that a rotated CA or client certificate is relinked (a new fingerprint, new pools)."""
+    out: dict[str, None] = {}
+    for cluster in clusters:
+        tls = getattr(cluster, "tls", None)
+        if tls is not None:
+            out.update((path, None) for path in (tls.ca, tls.cert, tls.key) if path is not None)
+    return list(out)
+
+
 # -- the client contexts -----------------------------------------------------------------------
 
 

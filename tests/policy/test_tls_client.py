@@ -199,3 +199,11 @@ def test_a_file_gone_since_validation_is_a_clear_error_at_link(pki, tmp_path):
     with pytest.raises(ValueError, match=rf"cluster 'c0': tls: {ca}: cannot read the file"):
         ClientContexts().resolve(clusters)
 
+
+
+def test_files_lists_every_tls_file_once_for_a_watcher(pki):
+    from engine.policy.tls_client import files
+
+    ca, cert, key = (str(pki["ca"].cert), str(pki["client"].cert), str(pki["client"].key))
+    data = config({"ca": ca}, {"ca": ca, "cert": cert, "key": key}, {})
+    assert files(Config.model_validate(data).clusters) == [ca, cert, key]
