@@ -1,19 +1,16 @@
-"""Certificates for the TLS tests, made with `cryptography` into a directory (no network, no
-fixtures checked in, so nothing expires in the repository).
+"""Throwaway certificates for the TLS tests, made with `cryptography`: a CA, server certificates
+for DNS names, client certificates with a SPIFFE URI SAN, written as PEM files in a test's
+directory. Nothing here is secret: every key is made for one test run and deleted with its
+directory.
 
-    ca = make_ca(tmp_path)                                    # a CA: ca.cert, ca.key (paths)
-    leaf = make_cert(ca, dns=["api.internal"], ip=["127.0.0.1"])   # leaf.cert, leaf.key
-    client = make_cert(ca, uris=["spiffe://td/ns/shop/sa/web"], client=True)
-
-Paths are `pathlib.Path`s; `str()` them for a config. A leaf's `cert` file holds the leaf only
-(`chain` holds leaf + CA). `days` (negative for an expired certificate) sets the validity.
+    ca = CA(tmp_path, "test-ca")
+    cert, key = ca.issue("server", dns=["localhost", "*.example.test"])
+    cert, key = ca.issue("client", uri="spiffe://td/ns/shop/sa/web", client=True)
 """
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -21,83 +18,79 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_serial = itertools.count(1)
+NOW = datetime.datetime.now(datetime.timezone.utc)
+DAY = datetime.timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class Issued:
-    """A certificate and its key, written as PEM files."""
-
-    cert: Path
-    key: Path
-    chain: Path
-    certificate: x509.Certificate
-    private_key: ec.EllipticCurvePrivateKey
-    directory: Path
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
 
 
-def _write(directory: Path, stem: str, cert: x509.Certificate, key, chain_extra=()) -> Issued:
-    directory.mkdir(parents=True, exist_ok=True)
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path, chain_path = (directory / f"{stem}.crt", directory / f"{stem}.key",
-                                       directory / f"{stem}-chain.crt")
-    cert_path.write_bytes(pem)
-    chain_path.write_bytes(pem + b"".join(c.public_bytes(serialization.Encoding.PEM)
-                                          for c in chain_extra))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return Issued(cert_path, key_path, chain_path, cert, key, directory)
+def write_key(key, path: Path) -> Path:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
 
 
-def make_ca(directory: Path, name: str = "sluice test CA") -> Issued:
-    """A self-signed CA (files `<name>.crt`/`.key`, spaces as dashes)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(name)).issuer_name(_name(name))
-            .public_key(key.public_key()).serial_number(next(_serial) << 32 | 1)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    return _write(Path(directory), name.replace(" ", "-"), cert, key)
+def write_cert(cert: x509.Certificate, path: Path) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
 
 
-def make_cert(ca: Issued, dns: list[str] = (), uris: list[str] = (), ip: list[str] = (),
-              name: str | None = None, client: bool = False, days: int = 30,
-              directory: Path | None = None) -> Issued:
-    """A leaf signed by `ca` with these SANs, for a server (default) or a client (`client`)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    common = name or next(iter([*dns, *uris, *ip]), "sluice test leaf")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=days)) \
-        if days > 0 else (now + datetime.timedelta(days=days - 1), now + datetime.timedelta(days=days))
-    sans = ([x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
-            + [x509.IPAddress(ipaddress.ip_address(a)) for a in ip])
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(common)).issuer_name(ca.certificate.subject)
-               .public_key(key.public_key()).serial_number(next(_serial) << 32 | 2)
-               .not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage(
-                   [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
-                   critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                   ca.private_key.public_key()), critical=False))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca.private_key, hashes.SHA256())
-    stem = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in common)[:60]
-    stem = f"{stem}-{cert.serial_number:x}"
-    return _write(Path(directory or ca.directory), stem, cert, key, (ca.certificate,))
+class CA:
+    """A self-signed CA whose certificate is `self.cert_path`."""
+
+    def __init__(self, directory: Path, name: str = "sluice-test-ca"):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.key = _key()
+        self.cert = (x509.CertificateBuilder()
+                     .subject_name(_name(name)).issuer_name(_name(name))
+                     .public_key(self.key.public_key())
+                     .serial_number(x509.random_serial_number())
+                     .not_valid_before(NOW - DAY).not_valid_after(NOW + 30 * DAY)
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                                    critical=True)
+                     .add_extension(x509.KeyUsage(
+                         digital_signature=True, key_cert_sign=True, crl_sign=True,
+                         content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, encipher_only=False,
+                         decipher_only=False), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.cert_path = write_cert(self.cert, self.dir / f"{name}.crt")
+
+    def issue(self, stem: str, dns: list[str] = (), uri: str | None = None,
+              client: bool = False, not_after: datetime.datetime | None = None,
+              ip: list[str] = ("127.0.0.1",)) -> tuple[Path, Path]:
+        """(cert path, key path) of a new leaf certificate `stem`.crt / `stem`.key."""
+        key = _key()
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip]
+        if uri is not None:
+            names.append(x509.UniformResourceIdentifier(uri))
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        end = not_after or NOW + 10 * DAY
+        builder = (x509.CertificateBuilder()
+                   .subject_name(_name(dns[0] if dns else stem)).issuer_name(self.cert.subject)
+                   .public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(min(NOW - DAY, end - DAY)).not_valid_after(end)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                  critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return (write_cert(cert, self.dir / f"{stem}.crt"), write_key(key, self.dir / f"{stem}.key"))
+
+
+def not_after(path: Path) -> float:
+    """The expiry of the (first) certificate in `path`, in seconds since the epoch."""
+    cert = x509.load_pem_x509_certificates(Path(path).read_bytes())[0]
+    return cert.not_valid_after_utc.timestamp()

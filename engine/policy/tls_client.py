@@ -24,8 +24,8 @@ The name checked (and sent as SNI) is `server_hostname(tls, host)`: `sni` when s
 endpoint's host. For an endpoint written as an IP address with no `sni`, that is the IP: Python
 then sends no SNI (RFC 6066 section 3 allows names only) and verifies the certificate's IP SAN.
 
-File paths are used as written; a relative path is relative to sluice's working directory (as
-Envoy does), so configs meant to run anywhere should use absolute paths.
+File paths arrive absolute (`fields.FilePath`: a relative one is relative to the config file's
+directory).
 
 Who calls it: `model.ClusterTls` (check) and `link` (resolve, server_hostname). It imports no
 compiled module (`engine.policy` runs without a compiler).
@@ -37,98 +37,43 @@ import ipaddress
 import ssl
 from collections.abc import Iterable
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from . import pem
 
 ALPN = ("http/1.1",)
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
-# -- reading and checking the files ------------------------------------------------------------
-
-
-class TlsFileError(ValueError):
-    """A TLS file that cannot be used: `str()` is `PATH: reason`."""
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except OSError as error:
-        raise TlsFileError(path, f"cannot read the file: {error.strerror or error}") from None
-
-
-def certificates(path: str, data: bytes | None = None) -> list[x509.Certificate]:
-    """The PEM certificates in `path` (at least one), in file order."""
-    data = read_file(path) if data is None else data
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise TlsFileError(path, "no PEM certificate in it (expected '-----BEGIN CERTIFICATE-----')")
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError as error:
-        raise TlsFileError(path, f"not a valid PEM certificate ({error})") from None
-
-
-def private_key(path: str, data: bytes | None = None) -> PrivateKeyTypes:
-    """The unencrypted PEM private key in `path`."""
-    data = read_file(path) if data is None else data
-    if b"PRIVATE KEY-----" not in data:
-        raise TlsFileError(path, "no PEM private key in it (expected '-----BEGIN ... PRIVATE "
-                                 "KEY-----')")
-    try:
-        return serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise TlsFileError(path, "the key is encrypted: sluice needs it unencrypted (protect "
-                                 "the file by its permissions)") from None
-    except (ValueError, serialization.UnsupportedAlgorithm) as error:
-        raise TlsFileError(path, f"not a valid PEM private key ({error})") from None
-
-
-def _public(key) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+# -- checking the files ------------------------------------------------------------------------
 
 
 def check(tls) -> list[tuple[tuple[str, ...], str]]:
     """Problems with the files of a cluster's `tls` block, as (field, reason) pairs; [] when
     every file is usable. `tls` has `ca`, `cert`, `key` (paths or None); the model has already
-    refused a cert without its key and the reverse."""
+    refused a cert without its key and the reverse. The PEM checks are `pem`'s (shared with the
+    listeners); OpenSSL then gets the last word, loading the files as `build_context` will."""
     problems: list[tuple[tuple[str, ...], str]] = []
     if tls.ca is not None:
         try:
-            certificates(tls.ca)
+            pem.certificates(tls.ca, "CA bundle")
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=tls.ca)
-        except TlsFileError as error:
+        except pem.PemError as error:
             problems.append((("ca",), str(error)))
         except ssl.SSLError as error:
             problems.append((("ca",), f"{tls.ca}: OpenSSL refuses it as a CA bundle "
                                       f"({error.reason or error})"))
     if tls.cert is not None and tls.key is not None:
-        cert = key = None
         try:
-            cert = certificates(tls.cert)[0]
-        except TlsFileError as error:
+            pem.certificates(tls.cert)
+        except pem.PemError as error:
             problems.append((("cert",), str(error)))
+            return problems
         try:
-            key = private_key(tls.key)
-        except TlsFileError as error:
+            pem.check_pair(tls.cert, tls.key)     # the certificate is fine: this is the key
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tls.cert, tls.key)
+        except pem.PemError as error:
             problems.append((("key",), str(error)))
-        if cert is not None and key is not None:
-            if _public(cert.public_key()) != _public(key.public_key()):
-                problems.append((("key",), f"{tls.key}: key does not match certificate "
-                                           f"{tls.cert}"))
-            else:
-                try:
-                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tls.cert, tls.key)
-                except ssl.SSLError as error:
-                    problems.append((("cert",), f"{tls.cert}: OpenSSL refuses the certificate "
-                                                f"and key ({error.reason or error})"))
+        except ssl.SSLError as error:
+            problems.append((("cert",), f"{tls.cert}: OpenSSL refuses the certificate and key "
+                                        f"({error.reason or error})"))
     return problems
 
 
@@ -163,16 +108,16 @@ def fingerprint(tls) -> str:
         digest.update(repr(part).encode() + b"\0")
     for path in (tls.ca, tls.cert, tls.key):
         if path is not None:
-            digest.update(hashlib.sha256(read_file(path)).digest())
+            digest.update(hashlib.sha256(pem.read(path)).digest())
     return digest.hexdigest()[:32]
 
 
 def build_context(tls) -> ssl.SSLContext:
-    """A new client context for a `tls` block (raises TlsFileError or ssl.SSLError)."""
+    """A new client context for a `tls` block (raises pem.PemError or ssl.SSLError)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
     ctx.minimum_version = MINIMUM_VERSION
     if tls.ca is not None:
-        ctx.load_verify_locations(cadata=read_file(tls.ca).decode("ascii", "replace"))
+        ctx.load_verify_locations(cadata=pem.read(tls.ca).decode("ascii", "replace"))
     else:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.insecure_skip_verify:
@@ -202,7 +147,7 @@ class ClientContexts:
             try:
                 key = fingerprint(tls)
                 ctx = kept.get(key) or self._by_fingerprint.get(key) or build_context(tls)
-            except (TlsFileError, ssl.SSLError) as error:
+            except (pem.PemError, ssl.SSLError) as error:
                 # validation read these files; they changed or vanished since
                 raise ValueError(f"cluster '{cluster.name}': tls: {error}") from None
             kept[key] = ctx

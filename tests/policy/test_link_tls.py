@@ -7,14 +7,15 @@ import pytest
 from engine.policy.link import link
 from engine.policy.model import Config
 from engine.policy.tls_client import ClientContexts
-from tls_certs import make_ca, make_cert
+from tls_certs import CA
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     root = tmp_path_factory.mktemp("pki")
-    ca = make_ca(root)
-    return {"ca": ca, "client": make_cert(ca, uris=["spiffe://td/sa/sluice"], client=True)}
+    ca = CA(root)
+    return {"ca": ca.cert_path, "client": ca.issue("client", uri="spiffe://td/sa/sluice",
+                                                   client=True)}
 
 
 def config(tls: dict | None, pool: dict | None = None) -> Config:
@@ -42,25 +43,25 @@ def test_a_plaintext_cluster_has_no_ssl_context_and_its_max_pending(pki):
 
 
 def test_tls_pools_share_one_context_and_verify_each_endpoint_host(pki):
-    (a, b) = pools(link(config({"ca": str(pki["ca"].cert)}), None,
+    (a, b) = pools(link(config({"ca": str(pki["ca"])}), None,
                         tls_contexts=ClientContexts()))
     assert a.ssl_context is not None and a.ssl_context is b.ssl_context
     assert (a.server_hostname, b.server_hostname) == ("10.0.0.5", "api-2.internal")
-    (a, b) = pools(link(config({"ca": str(pki["ca"].cert), "sni": "api.internal"}), None,
+    (a, b) = pools(link(config({"ca": str(pki["ca"]), "sni": "api.internal"}), None,
                         tls_contexts=ClientContexts()))
     assert (a.server_hostname, b.server_hostname) == ("api.internal", "api.internal")
 
 
 def test_a_relink_keeps_pools_when_tls_is_unchanged_and_replaces_them_when_it_changes(pki):
     contexts = ClientContexts()
-    tls = {"ca": str(pki["ca"].cert), "cert": str(pki["client"].cert),
-           "key": str(pki["client"].key)}
+    tls = {"ca": str(pki["ca"]), "cert": str(pki["client"][0]),
+           "key": str(pki["client"][1])}
     first = link(config(tls), None, tls_contexts=contexts)
     same = link(config(dict(tls)), None, first, tls_contexts=contexts)
     assert pools(same) == pools(first) and all(
         x is y for x, y in zip(pools(same), pools(first)))
     for changed in ({**tls, "sni": "api.internal"}, {**tls, "insecure_skip_verify": True},
-                    {"ca": str(pki["ca"].cert)}, None):
+                    {"ca": str(pki["ca"])}, None):
         other = link(config(changed), None, same, tls_contexts=contexts)
         assert not any(x is y for x, y in zip(pools(other), pools(same))), changed
 

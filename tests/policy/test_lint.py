@@ -202,16 +202,16 @@ def test_a_listener_that_keeps_paths_as_they_came_warns_nothing():
 
 
 def test_insecure_skip_verify_is_a_warning_and_says_a_ca_is_then_ignored(tmp_path):
-    from tls_certs import make_ca
+    from tls_certs import CA
 
-    ca = make_ca(tmp_path)
+    ca = CA(tmp_path)
     data = config([route("a")], ["a"]).model_dump(mode="json")
     data["clusters"][0]["tls"] = {"insecure_skip_verify": True}
     assert check(Config.model_validate(data)) == [
         (("clusters", 0, "tls", "insecure_skip_verify"),
          "the upstream's certificate is not verified: anyone on the path can pose as it "
          "(for tests only)")]
-    data["clusters"][0]["tls"] = {"insecure_skip_verify": True, "ca": str(ca.cert)}
+    data["clusters"][0]["tls"] = {"insecure_skip_verify": True, "ca": str(ca.cert_path)}
     assert check(Config.model_validate(data))[0][1].endswith("; tls.ca has no effect")
-    data["clusters"][0]["tls"] = {"ca": str(ca.cert)}
+    data["clusters"][0]["tls"] = {"ca": str(ca.cert_path)}
     assert check(Config.model_validate(data)) == []

@@ -7,20 +7,22 @@ import ssl
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from engine.policy.load import check_data
 from engine.policy.model import ClusterTls, Config
 from engine.policy.tls_client import ClientContexts, build_context, fingerprint, server_hostname
-from tls_certs import make_ca, make_cert
+from tls_certs import CA
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     root = tmp_path_factory.mktemp("pki")
-    ca = make_ca(root)
-    return {"ca": ca, "server": make_cert(ca, dns=["api.internal"]),
-            "client": make_cert(ca, uris=["spiffe://td/ns/shop/sa/web"], client=True),
-            "other": make_cert(ca, dns=["other.internal"]), "dir": root}
+    ca = CA(root)
+    return {"ca": str(ca.cert_path),
+            "client": tuple(map(str, ca.issue("client", uri="spiffe://td/ns/shop/sa/web",
+                                              client=True))),
+            "other": tuple(map(str, ca.issue("other", dns=["other.internal"])))}
 
 
 def config(*tls_blocks, **cluster) -> dict:
@@ -41,8 +43,8 @@ def errors(data: dict) -> list[str]:
 
 
 def test_a_complete_tls_block_validates(pki):
-    data = config({"ca": str(pki["ca"].cert), "sni": "API.internal",
-                   "cert": str(pki["client"].cert), "key": str(pki["client"].key)})
+    data = config({"ca": pki["ca"], "sni": "API.internal",
+                   "cert": pki["client"][0], "key": pki["client"][1]})
     cluster = Config.model_validate(data).clusters[0]
     assert cluster.tls.sni == "api.internal"
     assert cluster.tls.insecure_skip_verify is False
@@ -59,36 +61,37 @@ def test_a_ca_file_without_a_certificate_is_an_error(tmp_path):
     junk = tmp_path / "ca.pem"
     junk.write_text("not a certificate\n")
     assert errors(config({"ca": str(junk)})) == [
-        f"clusters[0].tls.ca: {junk}: no PEM certificate in it "
-        "(expected '-----BEGIN CERTIFICATE-----')"]
+        f"clusters[0].tls.ca: {junk}: not a PEM CA bundle (no '-----BEGIN CERTIFICATE-----' "
+        "line)"]
 
 
 def test_cert_without_key_and_key_without_cert_are_errors(pki):
-    assert errors(config({"cert": str(pki["client"].cert)}, {"key": str(pki["client"].key)})) == [
+    assert errors(config({"cert": pki["client"][0]}, {"key": pki["client"][1]})) == [
         "clusters[0].tls.key: required with cert (the client certificate's private key)",
         "clusters[1].tls.cert: required with key (the client certificate the key belongs to)"]
 
 
 def test_a_key_that_does_not_match_the_certificate_is_an_error(pki):
-    cert, key = pki["client"].cert, pki["other"].key
-    assert errors(config({"ca": str(pki["ca"].cert)}, {"cert": str(cert), "key": str(key)})) == [
+    cert, key = pki["client"][0], pki["other"][1]
+    assert errors(config({"ca": pki["ca"]}, {"cert": str(cert), "key": str(key)})) == [
         f"clusters[1].tls.key: {key}: key does not match certificate {cert}"]
 
 
 def test_an_encrypted_key_is_an_error_saying_so(pki, tmp_path):
     locked = tmp_path / "locked.key"
-    locked.write_bytes(pki["client"].private_key.private_bytes(
+    key = load_pem_private_key(open(pki["client"][1], "rb").read(), None)
+    locked.write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"secret")))
-    (problem,) = errors(config({"cert": str(pki["client"].cert), "key": str(locked)}))
+    (problem,) = errors(config({"cert": pki["client"][0], "key": str(locked)}))
     assert problem.startswith(f"clusters[0].tls.key: {locked}: the key is encrypted")
 
 
 def test_a_certificate_file_holding_a_key_is_an_error(pki):
-    wrong = pki["client"].key
+    wrong = pki["client"][1]
     assert errors(config({"cert": str(wrong), "key": str(wrong)})) == [
-        f"clusters[0].tls.cert: {wrong}: no PEM certificate in it "
-        "(expected '-----BEGIN CERTIFICATE-----')"]
+        f"clusters[0].tls.cert: {wrong}: not a PEM certificate (no '-----BEGIN CERTIFICATE-----' "
+        "line) (this is a private key: swap cert and key?)"]
 
 
 @pytest.mark.parametrize("sni, reason", [
@@ -144,15 +147,15 @@ def test_server_hostname_is_sni_else_the_endpoint_host():
 
 
 def test_the_context_verifies_with_tls_1_2_minimum(pki):
-    ctx = build_context(tls(ca=str(pki["ca"].cert)))
+    ctx = build_context(tls(ca=pki["ca"]))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "sluice test CA"),),)]
+    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "sluice-test-ca"),),)]
 
 
 def test_without_ca_the_context_uses_the_system_trust_store(monkeypatch, pki):
     # OpenSSL's default trust store, which SSL_CERT_FILE points at: prove it is what gets loaded
-    monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca"].cert))
+    monkeypatch.setenv("SSL_CERT_FILE", pki["ca"])
     ctx = build_context(tls())
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.cert_store_stats()["x509_ca"] >= 1
@@ -164,7 +167,7 @@ def test_insecure_skip_verify_turns_verification_off(pki):
 
 
 def test_one_context_per_tls_identity_kept_across_resolves(pki):
-    a = {"ca": str(pki["ca"].cert)}
+    a = {"ca": pki["ca"]}
     data = config(a, dict(a), {**a, "sni": "other.internal"})
     contexts = ClientContexts()
     first = contexts.resolve(Config.model_validate(data).clusters)
@@ -177,12 +180,12 @@ def test_one_context_per_tls_identity_kept_across_resolves(pki):
 
 def test_a_changed_file_is_a_new_identity_and_the_old_context_is_forgotten(pki, tmp_path):
     ca = tmp_path / "ca.pem"
-    ca.write_bytes(pki["ca"].cert.read_bytes())
+    ca.write_bytes(open(pki["ca"], "rb").read())
     block = tls(ca=str(ca))
     contexts = ClientContexts()
     before = contexts.resolve([Config.model_validate(config({"ca": str(ca)})).clusters[0]])
-    other = make_ca(tmp_path / "rotated", "rotated CA")
-    ca.write_bytes(other.cert.read_bytes())
+    other = CA(tmp_path / "rotated", "rotated CA")
+    ca.write_bytes(other.cert_path.read_bytes())
     assert fingerprint(block) != before["c0"][0]
     after = contexts.resolve([Config.model_validate(config({"ca": str(ca)})).clusters[0]])
     assert after["c0"][1] is not before["c0"][1]
@@ -193,7 +196,7 @@ def test_a_changed_file_is_a_new_identity_and_the_old_context_is_forgotten(pki, 
 
 def test_a_file_gone_since_validation_is_a_clear_error_at_link(pki, tmp_path):
     ca = tmp_path / "ca.pem"
-    ca.write_bytes(pki["ca"].cert.read_bytes())
+    ca.write_bytes(open(pki["ca"], "rb").read())
     clusters = Config.model_validate(config({"ca": str(ca)})).clusters
     ca.unlink()
     with pytest.raises(ValueError, match=rf"cluster 'c0': tls: {ca}: cannot read the file"):
@@ -204,6 +207,20 @@ def test_a_file_gone_since_validation_is_a_clear_error_at_link(pki, tmp_path):
 def test_files_lists_every_tls_file_once_for_a_watcher(pki):
     from engine.policy.tls_client import files
 
-    ca, cert, key = (str(pki["ca"].cert), str(pki["client"].cert), str(pki["client"].key))
+    ca, cert, key = (pki["ca"], pki["client"][0], pki["client"][1])
     data = config({"ca": ca}, {"ca": ca, "cert": cert, "key": key}, {})
     assert files(Config.model_validate(data).clusters) == [ca, cert, key]
+
+
+def test_a_relative_path_is_relative_to_the_config_files_directory(pki, tmp_path):
+    import yaml
+
+    from engine.policy.load import check_file
+
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "ca.pem").write_bytes(open(pki["ca"], "rb").read())
+    path = tmp_path / "sluice.yaml"
+    path.write_text(yaml.safe_dump(config({"ca": "tls/ca.pem"})))
+    result = check_file(path)
+    assert result.ok, [str(p) for p in result.problems]
+    assert result.config.clusters[0].tls.ca == str(tmp_path / "tls" / "ca.pem")
