@@ -7,7 +7,7 @@ Two jobs, one module, so the checks `sluice validate` makes are exactly what ser
 * `check(tls)` reads the PEM files a cluster names and says, per field, what is wrong with them
   (`/x/y.key: key does not match certificate /x/y.crt`). The model calls it, so a bad file is a
   config error naming the file and its config path, at validate, compile, start and reload.
-* `ClientContexts.resolve(config)` builds the `ssl.SSLContext` of every cluster with `tls`, for
+* `ClientContexts.resolve(clusters)` builds the `ssl.SSLContext` of every cluster with `tls`, for
   `link`. A context is *the* TLS identity of a pool's connections, so it is cached by a
   fingerprint of the settings and of the files' bytes: one context is shared by all endpoints
   of a cluster (and by clusters with the same settings), and a reload that changes neither the
@@ -15,7 +15,8 @@ Two jobs, one module, so the checks `sluice validate` makes are exactly what ser
   pool key, so the pools, with their warm TLS connections, survive such a reload, while a
   rotated CA, client certificate or changed `sni` gets new pools (and new handshakes).
 
-The context: TLS 1.2 minimum, OpenSSL's default ciphers (its "modern" set), the CA file or else
+The context: TLS 1.2 minimum, Python's default cipher list (forward-secret AEAD suites first, no
+SHA-1 or static RSA key exchange at OpenSSL security level 2), the CA file or else
 the system's default trust store, `check_hostname` on, a client certificate when configured, and
 ALPN `http/1.1` (HTTP/2 upstreams come with the next issue). `insecure_skip_verify: true` turns
 certificate and name verification off, and only that: the connection is still encrypted.
@@ -117,7 +118,7 @@ def build_context(tls) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
     ctx.minimum_version = MINIMUM_VERSION
     if tls.ca is not None:
-        ctx.load_verify_locations(cadata=pem.read(tls.ca).decode("ascii", "replace"))
+        ctx.load_verify_locations(cafile=tls.ca)
     else:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.insecure_skip_verify:
