@@ -412,7 +412,7 @@ class Endpoint(_Model):
         return self
 
 
-class ClusterTls(_Model):
+class ClusterTLS(_Model):
     """TLS to a cluster's endpoints (origination). The files are PEM and are read when the config
     is validated: a missing, unreadable or mismatched file is an error naming it (`tls_client`)."""
 
@@ -432,7 +432,7 @@ class ClusterTls(_Model):
                            "authenticated): for tests only.")
 
     @model_validator(mode="after")
-    def _files(self) -> ClusterTls:
+    def _files(self) -> ClusterTLS:
         rules = RuleCollector()
         if self.cert is not None and self.key is None:
             rules.add(("key",), "required with cert (the client certificate's private key)")
@@ -454,7 +454,7 @@ class Cluster(_Model):
     protocol: Literal["http1", "http2"] = Field(
         "http1", description="How requests go to the endpoints: http1 (HTTP/1.1). http2 is "
                              "not supported yet.")
-    tls: ClusterTls | None = Field(
+    tls: ClusterTLS | None = Field(
         None, description="Connect to the endpoints with TLS; absent = plaintext.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
 

@@ -28,7 +28,7 @@ then sends no SNI (RFC 6066 section 3 allows names only) and verifies the certif
 File paths arrive absolute (`fields.FilePath`: a relative one is relative to the config file's
 directory).
 
-Who calls it: `model.ClusterTls` (check) and `link` (resolve, server_hostname). It imports no
+Who calls it: `model.ClusterTLS` (check) and `link` (resolve, server_hostname). It imports no
 compiled module (`engine.policy` runs without a compiler).
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from engine.policy.load import check_data
-from engine.policy.model import ClusterTls, Config
+from engine.policy.model import ClusterTLS, Config
 from engine.policy.tls_client import ClientContexts, build_context, fingerprint, server_hostname
 from tls_certs import CA
 
@@ -105,7 +105,7 @@ def test_sni_must_be_a_host_name(sni, reason):
 
 
 def test_insecure_skip_verify_is_off_unless_spelled_out_as_a_boolean():
-    assert ClusterTls().insecure_skip_verify is False
+    assert ClusterTLS().insecure_skip_verify is False
     assert errors(config({"insecure_skip_verify": "yes"})) == [
         "clusters[0].tls.insecure_skip_verify: expected true or false, got 'yes'"]
     assert errors(config({"insecure_skip_verify": 1})) == [
@@ -135,8 +135,8 @@ def test_pool_max_pending_defaults_to_1024_and_must_not_be_negative():
 # -- contexts ----------------------------------------------------------------------------------
 
 
-def tls(**fields) -> ClusterTls:
-    return ClusterTls.model_validate(fields)
+def tls(**fields) -> ClusterTLS:
+    return ClusterTLS.model_validate(fields)
 
 
 def test_server_hostname_is_sni_else_the_endpoint_host():
