@@ -53,8 +53,12 @@ def check(tls) -> list[tuple[tuple[str, ...], str]]:
     listeners); OpenSSL then gets the last word, loading the files as `build_context` will."""
     problems: list[tuple[tuple[str, ...], str]] = []
     if tls.ca is not None:
+        # OpenSSL alone judges a CA bundle: system bundles hold old roots that `cryptography`
+        # parses only with a deprecation warning (negative serial numbers), or not at all
         try:
-            pem.certificates(tls.ca, "CA bundle")
+            if pem.CERT_MARKER not in pem.read(tls.ca):
+                raise pem.PemError(tls.ca, "not a PEM CA bundle (no '-----BEGIN CERTIFICATE-----' "
+                                           "line)")
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=tls.ca)
         except pem.PemError as error:
             problems.append((("ca",), str(error)))

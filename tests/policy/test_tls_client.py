@@ -3,7 +3,9 @@
 kept across reloads while settings and files are unchanged."""
 from __future__ import annotations
 
+import os
 import ssl
+import warnings
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -224,3 +226,16 @@ def test_a_relative_path_is_relative_to_the_config_files_directory(pki, tmp_path
     result = check_file(path)
     assert result.ok, [str(p) for p in result.problems]
     assert result.config.clusters[0].tls.ca == str(tmp_path / "tls" / "ca.pem")
+
+
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_BUNDLE), reason="no Debian CA bundle here")
+def test_the_system_ca_bundle_validates_without_a_warning():
+    """Debian's bundle holds a root with a negative serial number, which `cryptography` parses
+    only with a deprecation warning (an error in a later release): `sluice validate` would print
+    it, then refuse the bundle. OpenSSL, which does the verifying, is the one asked."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert errors(config({"ca": SYSTEM_BUNDLE})) == []
