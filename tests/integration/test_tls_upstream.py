@@ -87,6 +87,9 @@ def test_an_upstream_certificate_from_another_ca_is_502_with_a_log_line(pki, tls
     eventually(lambda: f"upstream 127.0.0.1:{up.port}: connect failed" in
                s.stderr_path.read_text())
     assert "CERTIFICATE_VERIFY_FAILED" in s.stderr_path.read_text()
+    counter = (f'sluice_endpoint_connect_failures_total{{cluster="up",'
+               f'endpoint="127.0.0.1:{up.port}"}} 1.0')
+    eventually(lambda: counter in s.admin("/stats/prometheus").body.decode())
 
 
 def test_the_configured_sni_is_sent_and_verified(pki, tls_upstream, start_sluice):
