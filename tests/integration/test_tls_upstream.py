@@ -190,3 +190,34 @@ def test_validate_names_the_bad_tls_files_and_their_config_paths(pki, tmp_path):
         f"{path}: clusters[2].tls.key: {pki['server'][1]}: key does not match certificate "
         f"{pki['client'][0]}",
     ]
+
+
+def test_tls_to_a_plaintext_upstream_is_502_not_a_request_in_clear(upstream, start_sluice,
+                                                                   pki):
+    s = start_sluice(config(upstream, {"ca": pki["ca"]}))
+    assert get(s.port, ["/echo"]) == [502]
+    assert upstream.stats()["requests"] == 1     # only our /stats: no request went in clear
+    eventually(lambda: f"upstream 127.0.0.1:{upstream.port}: connect failed" in
+               s.stderr_path.read_text())
+
+
+def test_an_upstream_that_never_answers_the_handshake_is_502_at_connect_timeout(
+        pki, start_sluice):
+    """A peer that accepts TCP and then says nothing: the handshake is part of the connect, so
+    connect_timeout ends it (502), well before the route timeout would (504)."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        port = silent.getsockname()[1]
+        cfg = simple_config(free_port(), {"up": [f"127.0.0.1:{port}"]},
+                            routes=[{"name": "all", "match": {"path_prefix": "/"},
+                                     "timeout": "30s", "to": [{"cluster": "up"}]}],
+                            connect_timeout="200ms")
+        cfg["clusters"][0]["tls"] = {"ca": str(pki["ca"])}
+        s = start_sluice(cfg)
+        assert get(s.port, ["/echo"]) == [502]
+    finally:
+        silent.close()
