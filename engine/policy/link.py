@@ -35,6 +35,7 @@ from engine._fast.tables import (
 
 from . import tls_client
 
+
 def stable_id(*parts: object) -> int:
     """A 64-bit identity that is the same in every process and every run."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
@@ -69,16 +70,15 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -
         key = _pool_key(cluster, ep, tls[0] if tls is not None else None)
         pool = old_pools.get(key)
         if pool is None:
-            kw = {}
-            if tls is not None:
-                kw = dict(ssl_context=tls[1],
-                          server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host))
             pool = Pool(ep.address.host, ep.address.port,
                         max_connections=cluster.pool.max_connections,
                         max_requests=cluster.pool.max_requests_per_connection,
                         idle_timeout=cluster.pool.idle_timeout,
                         connect_timeout=cluster.connect_timeout,
-                        max_waiters=cluster.pool.max_pending, **kw)
+                        max_waiters=cluster.pool.max_pending,
+                        ssl_context=tls[1] if tls is not None else None,
+                        server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host)
+                        if tls is not None else None)
         pools[key] = pool
         endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
                                   if stats is not None else -1))
