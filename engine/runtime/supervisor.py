@@ -186,7 +186,8 @@ class Supervisor:
             log.error("%s", failures[0])      # one line, however many workers failed alike
             self.shutdown(status=1)
         else:
-            addrs = ", ".join(f"{l.name}=http://{l.address}" for l in self.config.listeners)
+            addrs = ", ".join(f"{l.name}={'https' if l.tls else 'http'}://{l.address}"
+                              for l in self.config.listeners)
             log.info("sluice serving %s with %d worker(s), snapshot %s", addrs, self.nworkers,
                      self.version)
         status = await self.done
