@@ -17,14 +17,6 @@ control channel as the validated Config (workers do not validate it again); each
 beside the old and swaps one reference, then acknowledges. Reloads are serialised, and a worker
 restarted later starts from the current snapshot.
 
-Certificates: the certificate, key and CA files of TLS listeners are watched too (`_watch_tls`).
-A change is checked here (`reload_tls`), then every worker re-reads the files and new handshakes
-get the new certificates, while the listening sockets and open connections stay as they are
-(engine/policy/tls_server.py). A file that cannot be used is refused with its path, like a
-refused snapshot (logged, `last_rejection` in /config_dump), and the old certificates serve on.
-The TLS listeners' front contexts are made here before the first fork, so every worker has the
-same session ticket keys (a client resumes on any worker).
-
 A listener address is probed without SO_REUSEPORT before any worker binds it (at start, and when
 a reload adds one; engine/runtime/sockets.py), so a second sluice on the same address exits 1
 instead of silently joining the first one's SO_REUSEPORT group.
@@ -35,6 +27,14 @@ That is logged once, as one line, the workers that did start are stopped, and no
 a worker that cannot start now will not start in half a second either, and a supervisor that
 keeps retrying looks healthy to systemd or Kubernetes while serving nothing. Once every worker has
 served, a worker that dies (or fails to start again) is restarted.
+
+Certificates: the certificate, key and CA files of TLS listeners are watched too (`_watch_tls`).
+A change is checked here (`reload_tls`), then every worker re-reads the files and new handshakes
+get the new certificates, while the listening sockets and open connections stay as they are
+(engine/policy/tls_server.py). A file that cannot be used is refused with its path, like a
+refused snapshot (logged, `last_rejection` in /config_dump), and the old certificates serve on.
+The TLS listeners' front contexts are made here before the first fork, so every worker has the
+same session ticket keys (a client resumes on any worker).
 
 SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
 to the drain deadline) and exits; the supervisor exits 0 once all have.
