@@ -202,6 +202,20 @@ def test_sessions_resume_on_any_worker(pki, upstream, start_sluice, version):
             assert get(again).endswith(b"ok\n")
 
 
+def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, upstream,
+                                                                        start_sluice):
+    from tls_certs import DAY, NOW
+
+    cert, key = pki["ca"].issue("expired", dns=["localhost"], not_after=NOW - DAY)
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["tls"]["certificates"] = [{"cert": str(cert), "key": str(key)}]
+    s = start_sluice(config)
+    done = curl(pki, f"https://localhost:{port_of(config)}/healthz")
+    assert done.returncode == 60 and "expired" in done.stderr, done.stderr
+    assert f"listeners[0].tls.certificates[0].cert: warning: {cert}: expired on " in \
+        s.stderr_path.read_text()
+
+
 # -- mutual TLS --------------------------------------------------------------------------------
 
 
