@@ -202,6 +202,29 @@ def test_sessions_resume_on_any_worker(pki, upstream, start_sluice, version):
             assert get(again).endswith(b"ok\n")
 
 
+@pytest.mark.parametrize("junk", [b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+                                  b"\x16\x03\x01\x00\x05garbage" * 20, b"\x00" * 4096],
+                         ids=["plaintext", "broken-hello", "zeros"])
+def test_bytes_that_are_not_tls_close_that_connection_only(pki, upstream, start_sluice, junk):
+    config = tls_config(pki, upstream)
+    s = start_sluice(config)
+    port = port_of(config)
+    keep = connect(port, client_ctx(pki))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(junk)
+        answer = b""
+        try:
+            while chunk := raw.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert b"HTTP/1.1" not in answer and b"ok" not in answer
+    assert get(keep).endswith(b"ok\n")             # the others go on
+    assert curl(pki, f"https://localhost:{port}/healthz").stdout == "ok\n"
+    keep.close()
+    assert s.proc.poll() is None
+
+
 def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, upstream,
                                                                         start_sluice):
     from tls_certs import DAY, NOW
