@@ -9,7 +9,9 @@ previous tables had the same endpoint of the same cluster with the same pool set
 and TLS identity (a cluster's client SSLContext comes from `tls_client`, cached by a fingerprint
 of its settings and files, so an unchanged one is the same object after a reload), and a
 `Limiter` keyed by a stable `limit_id` (route name + limit settings) finds its buckets again in
-the node's shared table.
+the node's shared table. A TLS listener's server SSLContext is kept when its shape (min_version, mutual
+TLS) is unchanged, so the listening server goes on and only its certificates change
+(engine/policy/tls_server.py).
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ from engine._fast.router import (
     HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
 )
 from engine._fast.tables import (
-    HASH_ON, LIMIT_PER, Cluster, Endpoint, Listener, Route, Tables,
+    HASH_ON, LIMIT_PER, XFCC, Cluster, Endpoint, Listener, Route, Tables,
 )
-
-from . import tls_client
+from engine.policy import tls_client, tls_server
 
 
 def stable_id(*parts: object) -> int:
@@ -185,8 +186,9 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
 
 
 def router_entry(match) -> tuple:
-    """A route's match block as the primitive tuple `Router` takes. Per route of every reload,
-    so the common shapes (no host, no methods, no headers) take no loop."""
+    """A route's match block as the primitive tuple `Router` takes (the 7th element is
+    match.client_identity as bytes, or None). Per route of every reload, so the common shapes
+    (no host, no methods, no headers) take no loop."""
     host = match.host
     if not host:
         hk, hv = HOST_ANY, b""
@@ -205,7 +207,8 @@ def router_entry(match) -> tuple:
     methods = tuple([m.upper().encode() for m in match.methods]) if match.methods else None
     headers = tuple([(k.lower().encode(), str(v).encode()) for k, v in match.headers.items()]) \
         if match.headers else ()
-    return (hk, hv, pk, pv, methods, headers)
+    identity = match.client_identity.encode() if match.client_identity is not None else None
+    return (hk, hv, pk, pv, methods, headers, identity)
 
 
 def path_flags(paths) -> int:
@@ -229,11 +232,24 @@ def link(config, buckets, previous: Tables | None = None, version: object = None
         .resolve(config.clusters)
     clusters = {c.name: _link_cluster(c, old_pools, pools, stats, contexts.get(c.name))
                 for c in config.clusters}
-    listeners = _link_listeners(config, clusters, buckets, built, stats)
+    listeners = _link_listeners(config, clusters, buckets, built, stats, previous)
     return Tables(version, listeners, clusters, pools)
 
 
-def _link_listeners(config, clusters: dict, buckets, filters: dict, stats) -> dict:
+def _tls_arguments(lst, previous: Tables | None) -> dict:
+    """A TLS listener's keyword arguments to `Listener`: its server SSLContext (the previous
+    tables' one when it still fits, so the listening server goes on: engine/policy/tls_server.py)
+    with the certificates read from their files now, the XFCC mode and our own URI SAN."""
+    if lst.tls is None:
+        return {}
+    old = previous.listeners.get(lst.name) if previous is not None else None
+    ctx = tls_server.context_for(lst, old.ssl_context if old is not None else None)
+    return {"tls": True, "xfcc": XFCC[lst.tls.forward_client_cert],
+            "tls_uri": ctx.selection.own_uri, "ssl_context": ctx}
+
+
+def _link_listeners(config, clusters: dict, buckets, filters: dict, stats,
+                    previous: Tables | None = None) -> dict:
     """Each listener's Router and Routes. With the cyclic GC paused: the build allocates a few
     objects per route, every one kept by the new tables, so a collection halfway (several, at
     10,000 routes, each walking the whole heap of a worker that holds two configs) would find
@@ -255,7 +271,8 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats) -> di
                 body_timeout=tmo.request_body, send_timeout=tmo.send,
                 max_duration=tmo.max_connection_duration,
                 path_flags=path_flags(lst.paths),
-                stats_slot=stats.listener_slot(lst.name) if stats is not None else -1)
+                stats_slot=stats.listener_slot(lst.name) if stats is not None else -1,
+                **_tls_arguments(lst, previous))
     return listeners
 
 

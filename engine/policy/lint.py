@@ -18,7 +18,33 @@ from .pathregex import matcher
 
 def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
-            *_ignored_hash_on(config), *_not_normal_paths(config), *_unverified_tls(config)]
+            *_ignored_hash_on(config), *_not_normal_paths(config), *_expired_certificates(config),
+            *_unverified_tls(config)]
+
+
+def _expired_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
+    """A listener certificate that has expired, or is not valid yet: it loads (nginx serves one
+    too, and refusing it would turn a late renewal into an outage at the next reload), but
+    clients that check dates will refuse it."""
+    from datetime import datetime, timezone
+
+    from . import pem
+
+    now = datetime.now(timezone.utc)
+    for i, listener in enumerate(config.listeners):
+        for j, item in enumerate(listener.tls.certificates if listener.tls is not None else ()):
+            try:
+                leaf = pem.certificates(item.cert).leaf
+            except pem.PemError:
+                continue          # an error already (the model)
+            loc = ("listeners", i, "tls", "certificates", j, "cert")
+            end, start = leaf.not_valid_after_utc, leaf.not_valid_before_utc
+            if end < now:
+                yield loc, (f"{item.cert}: expired on {end:%Y-%m-%d %H:%M} UTC: clients will "
+                            "refuse it")
+            elif start > now:
+                yield loc, (f"{item.cert}: not valid before {start:%Y-%m-%d %H:%M} UTC: clients "
+                            "will refuse it until then")
 
 
 def _not_normal_paths(config: Config) -> Iterable[tuple[Loc, str]]:

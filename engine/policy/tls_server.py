@@ -45,6 +45,7 @@ metrics). Pure Python (stdlib `ssl`, `cryptography` through `pem`): no compiled 
 """
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ CIPHERS_TLS12 = ":".join([
 ])
 VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 ALPN = {"http1": "http/1.1", "http2": "h2"}
+
+log = logging.getLogger("sluice.tls")
 
 Shape = tuple[str, bool]      # (min_version, mutual TLS): what only a new front can change
 
@@ -184,25 +187,43 @@ _prepared: dict[tuple[str, Shape], ServerContext] = {}
 
 
 def prepare(config) -> None:
-    """Make the front of each TLS listener of `config` now (in the supervisor, before forking),
-    so that every worker inherits the same session ticket keys."""
+    """Make the front of each TLS listener of `config` now, in the supervisor before it forks,
+    so that every worker inherits the same session ticket keys; and load the certificates into
+    it, so that a worker forked later (a restart) still has the last good ones if the files have
+    gone bad since (a refused certificate reload). A file that cannot be used keeps what the
+    front had: the supervisor has already refused it."""
     for listener in config.listeners:
-        if listener.tls is not None:
-            key = (listener.name, shape_of(listener.tls))
-            if key not in _prepared:
-                _prepared[key] = ServerContext(key[1])
+        if listener.tls is None:
+            continue
+        key = (listener.name, shape_of(listener.tls))
+        front = _prepared.get(key)
+        if front is None:
+            front = _prepared[key] = ServerContext(key[1])
+        try:
+            front.install(load(listener.tls, listener.protocols))
+        except pem.PemError:
+            pass
 
 
 def context_for(listener, previous: ssl.SSLContext | None = None) -> ServerContext:
     """The front for `listener` (a model.Listener with tls) with its files loaded now: the
     previous tables' front when its shape still fits (the same listening server goes on), else
-    one made before the fork, else a new one. Raises pem.PemError."""
+    one made before the fork, else a new one. Raises pem.PemError, except in a worker's first
+    link (no previous front) when the front made before the fork has certificates: those were
+    the last good ones, and they serve on (see `prepare`)."""
     shape = shape_of(listener.tls)
+    inherited = _prepared.get((listener.name, shape))
     if isinstance(previous, ServerContext) and previous.shape == shape:
         front = previous
     else:
-        front = _prepared.get((listener.name, shape)) or ServerContext(shape)
-    front.install(load(listener.tls, listener.protocols))
+        front = inherited or ServerContext(shape)
+    try:
+        front.install(load(listener.tls, listener.protocols))
+    except pem.PemError as error:
+        if previous is not None or front is not inherited or front.selection is None:
+            raise
+        log.warning("listener %s: %s; serving the certificates loaded before", listener.name,
+                    error)
     return front
 
 

@@ -298,3 +298,16 @@ def test_a_chain_file_keeps_its_order(pki):
 def test_a_directory_is_not_a_certificate(tmp_path):
     with pytest.raises(PemError, match="is a directory"):
         certificates(str(tmp_path))
+
+
+def test_an_expired_certificate_is_a_warning_not_an_error(pki):
+    _, ca, _, _ = pki
+    cert, key = ca.issue("expired", dns=["localhost"], not_after=NOW - 2 * DAY)
+    data = copy.deepcopy(BASE)
+    data["listeners"][0]["tls"] = {"certificates": [{"cert": str(cert), "key": str(key)}]}
+    result = check_data(data, "cfg.yaml")
+    assert result.ok
+    (warning,) = [str(p) for p in result.warnings]
+    assert warning.startswith(f"cfg.yaml: listeners[0].tls.certificates[0].cert: warning: "
+                              f"{cert}: expired on "), warning
+    assert warning.endswith("UTC: clients will refuse it")

@@ -148,7 +148,8 @@ def test_min_version_13_refuses_a_tls12_client(pki, serve):
         assert tls.version() == "TLSv1.3"
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
+                         ids=["tls1.2", "tls1.3"])
 def test_a_session_resumes(pki, serve, version):
     port = serve(tls_server.context_for(listener(pki, "default"))).port
     ctx = client_ctx(pki, maximum_version=version)
