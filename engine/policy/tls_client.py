@@ -28,8 +28,14 @@ then sends no SNI (RFC 6066 section 3 allows names only) and verifies the certif
 File paths arrive absolute (`fields.FilePath`: a relative one is relative to the config file's
 directory).
 
-Who calls it: `model.ClusterTLS` (check) and `link` (resolve, server_hostname). It imports no
-compiled module (`engine.policy` runs without a compiler).
+Certificate rotation: the supervisor watches `files` beside the listeners' files and checks
+them again (`problems`) when one changes; each worker then relinks its tables. An unchanged
+cluster keeps its fingerprint, context and pools; a cluster whose CA, certificate or key bytes
+changed gets a new context and new pools, so new connections use the new files while exchanges
+in flight finish on the old ones.
+
+Who calls it: `model.ClusterTLS` (check), `link` (resolve, server_hostname), the supervisor
+(files, problems). It imports no compiled module (`engine.policy` runs without a compiler).
 """
 from __future__ import annotations
 
@@ -80,6 +86,14 @@ def check(tls) -> list[tuple[tuple[str, ...], str]]:
             problems.append((("cert",), f"{tls.cert}: OpenSSL refuses the certificate and key "
                                         f"({error.reason or error})"))
     return problems
+
+
+def problems(config) -> list[tuple[tuple, str]]:
+    """`check` for every cluster of `config`, with locations from the file's root (the
+    supervisor's re-check before a certificate reload)."""
+    return [(("clusters", i, "tls", *loc), reason)
+            for i, cluster in enumerate(config.clusters) if cluster.tls is not None
+            for loc, reason in check(cluster.tls)]
 
 
 def files(clusters: Iterable) -> list[str]:

@@ -221,3 +221,45 @@ def test_an_upstream_that_never_answers_the_handshake_is_502_at_connect_timeout(
         assert get(s.port, ["/echo"]) == [502]
     finally:
         silent.close()
+
+
+def _uri_of(seen: dict | None) -> str | None:
+    return next((v for k, v in (seen or {}).get("subjectAltName", ()) if k == "URI"), None)
+
+
+def test_a_rotated_client_certificate_is_presented_on_new_connections_without_a_reload(
+        pki, tls_upstream, start_sluice, tmp_path):
+    """Certificate rotation (issue 9 item 9) for a cluster: the files change, the config does
+    not. New upstream connections present the new certificate; a bad pair written meanwhile is
+    refused with its path and the certificate in use goes on."""
+    ca = CA(tmp_path / "mesh", "mesh-ca")
+    first = ca.issue("first", uri="spiffe://td/sa/first", client=True)
+    second = ca.issue("second", uri="spiffe://td/sa/second", client=True)
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "client.crt", live / "client.key"
+    cert.write_bytes(first[0].read_bytes())
+    key.write_bytes(first[1].read_bytes())
+    up = tls_upstream(client_ca=ca.cert_path)
+    up.stats_cert = first
+    cfg = config(up, {"ca": pki["ca"], "cert": cert, "key": key})
+    s = start_sluice(cfg)
+    assert get(s.port, ["/echo"]) == [200]
+    assert _uri_of(up.stats()["client_certs"][-1]) == "spiffe://td/sa/first"
+
+    key.write_bytes(second[1].read_bytes())          # a key that is not the certificate's
+    eventually(lambda: "certificate reload" in s.stderr_path.read_text()
+               and f"{key}: key does not match certificate" in s.stderr_path.read_text())
+    assert get(s.port, ["/echo"]) == [200]           # the old pair serves on
+
+    cert.write_bytes(second[0].read_bytes())         # now the pair is whole again: applied
+
+    def presents_second() -> bool:
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        c.request("GET", "/echo", headers={"connection": "close"})
+        assert c.getresponse().status == 200
+        c.close()
+        return _uri_of(up.stats()["client_certs"][-1]) == "spiffe://td/sa/second"
+
+    eventually(presents_second)
+    assert s.proc.poll() is None

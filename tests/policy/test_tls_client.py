@@ -239,3 +239,15 @@ def test_the_system_ca_bundle_validates_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert errors(config({"ca": SYSTEM_BUNDLE})) == []
+
+
+def test_problems_rechecks_every_cluster_with_locations_from_the_root(pki, tmp_path):
+    from engine.policy.tls_client import problems
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(open(pki["ca"], "rb").read())
+    parsed = Config.model_validate(config({}, {"ca": str(ca)}))
+    assert problems(parsed) == []
+    ca.write_text("rotated into garbage\n")
+    assert problems(parsed) == [(("clusters", 1, "tls", "ca"), f"{ca}: not a PEM CA bundle "
+                                 "(no '-----BEGIN CERTIFICATE-----' line)")]
