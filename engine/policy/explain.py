@@ -157,7 +157,7 @@ def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
 def first_failure(entry: tuple, request: Request) -> str | None:
     """The first condition of a router entry (`link.router_entry`) the request fails, in words;
     None when every condition holds. Semantics of engine/_fast/router.pyx."""
-    hk, hv, pk, pv, methods, headers = entry
+    hk, hv, pk, pv, methods, headers = entry[:6]
     host = request.shown(request.host)
     if hk == HOST_EXACT and request.host != hv:
         if not host:

@@ -166,7 +166,8 @@ class AdminServer:
         self.uploads: asyncio.Semaphore | None = None  # made in the serving loop
         self.registry = metrics.registry_for(controller.stats,
                                              getattr(controller, "buckets", None),
-                                             getattr(controller, "reloads", None))
+                                             getattr(controller, "reloads", None),
+                                             getattr(controller, "tls", None))
 
     @classmethod
     def for_config(cls, controller: Controller, admin) -> AdminServer:
@@ -493,6 +494,11 @@ class SupervisorController:
     def reloads(self) -> dict:
         """{"applied": n, "rejected": n} since start (a live dict: read at each scrape)."""
         return self.sup.reloads
+
+    @property
+    def tls(self) -> tuple[dict, dict]:
+        """(certificate reloads {result: n}, expiry {(listener, file): notAfter}): live dicts."""
+        return self.sup.tls_reloads, self.sup.tls_expiry
 
     @property
     def version(self) -> str:

@@ -9,7 +9,14 @@ Apply (hot reload): the supervisor has validated the config already (once, off i
 sends it ready to link (`received_config`); filter modules are imported only from the allow list
 fixed at start (engine/filters/loader.py). New Tables are linked beside the old ones (pools of
 unchanged clusters are carried over by `link`), new listener sockets are opened first, then one
-reference swaps.
+reference swaps. A TLS listener keeps its server (and its SSLContext, whose certificates link
+has just re-read) unless it switched between plaintext and TLS or its TLS shape changed
+(engine/policy/tls_server.py); then it gets a new server like a listener that moved.
+Certificate reload (`tls_reload` from the supervisor, which watches the files): the files are
+read again and new handshakes get the new certificates; nothing else changes, and a file that
+cannot be used leaves the old certificates serving (the answer is a nack naming it). Clusters with
+`tls` are relinked then, which gives a cluster whose files changed new pools (new connections
+present and verify with the new files) and leaves every other pool as it was.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
@@ -69,19 +76,44 @@ class WorkerServer:
         self.worker.filter_context = FilterContext
         self.worker.log_error = log.error
         self.servers: dict[str, tuple[str, object]] = {}   # listener name -> (address, server)
+        self.server_ssl: dict[str, object] = {}          # listener name -> its server's SSLContext
         self.retired: list = []                            # pools of earlier tables still busy
         self.sweeper = None
 
-    async def _open(self, lst) -> tuple[str, object]:
+    async def _open(self, lst, tables=None) -> tuple[str, object]:
+        """A listening server for `lst` (a model.Listener), with the SSLContext `tables` link
+        made for it when it terminates TLS."""
         sock = listen_socket(lst.address.host, lst.address.port)
+        ssl_context = (tables or self.worker.tables).listeners[lst.name].ssl_context
+        tls = {}
+        if ssl_context is not None:
+            # a handshake counts towards the header timeout: a client that connects and never
+            # finishes one is dropped as one that never sends a head would be
+            tls = {"ssl": ssl_context,
+                   "ssl_handshake_timeout": lst.timeouts.header or None}
         # uvloop listens again with create_server's backlog (default 100): pass ours
         server = await self.loop.create_server(self.worker.protocol_factory(lst.name), sock=sock,
-                                               backlog=BACKLOG)
+                                               backlog=BACKLOG, **tls)
         return str(lst.address), server
+
+    def _tls_changed(self, name: str, tables) -> bool:
+        """Whether listener `name` needs a new server for `tables`: it switched between
+        plaintext and TLS, or its TLS shape changed (a new front context, see
+        engine/policy/tls_server.py). New certificates alone do not."""
+        return self.server_ssl.get(name) is not tables.listeners[name].ssl_context
+
+    def reload_tls(self) -> int:
+        """A certificate reload: re-read the TLS files of the config being served and switch new
+        handshakes to them. Raises engine.policy.pem.PemError (and changes nothing) when a file
+        cannot be used; returns how many listeners were reloaded."""
+        from engine.policy import tls_server
+
+        return tls_server.reload_all(self.config, dict(self.server_ssl))
 
     async def start(self) -> None:
         for lst in self.config.listeners:
             self.servers[lst.name] = await self._open(lst)
+            self.server_ssl[lst.name] = self.worker.tables.listeners[lst.name].ssl_context
         self.sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
@@ -110,8 +142,9 @@ class WorkerServer:
         try:
             for name, lst in wanted.items():
                 current = self.servers.get(name)
-                if current is None or current[0] != str(lst.address):
-                    opened[name] = await self._open(lst)
+                if current is None or current[0] != str(lst.address) \
+                        or self._tls_changed(name, tables):
+                    opened[name] = await self._open(lst, tables)
         except OSError:
             for _, server in opened.values():
                 server.close()
@@ -122,6 +155,8 @@ class WorkerServer:
                 server.close()
                 del self.servers[name]
         self.servers.update(opened)
+        self.server_ssl = {name: self.server_ssl[name] if name not in opened
+                           else tables.listeners[name].ssl_context for name in self.servers}
         for key, pool in old.pools.items():
             if tables.pools.get(key) is not pool:
                 pool.close_idle()
@@ -216,6 +251,23 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
                 write_message(writer, {"op": "ack", "version": version})
             finally:
                 _settle_heap(gc_was_enabled)
+        elif msg.get("op") == "tls_reload":
+            write_message(writer, await _reload_tls(server, msg.get("version")))
+
+
+async def _reload_tls(server: WorkerServer, version) -> dict:
+    """A `tls_reload` message (the supervisor saw a certificate file change and checked the
+    files): the answer is ack, or nack with the file at fault while the old certificates go on.
+    Clusters with `tls` are relinked (the same config): a cluster whose files changed gets new
+    pools with a new client context, the others keep theirs (engine/policy/tls_client.py)."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, server.reload_tls)
+        if any(cluster.tls is not None for cluster in server.config.clusters):
+            await server.apply(server.config, server.version)
+    except Exception as exc:
+        log.error("worker %d: certificate reload refused: %s", os.getpid(), exc)
+        return {"op": "nack", "version": version, "error": str(exc)}
+    return {"op": "ack", "version": version}
 
 
 def start_failure(exc: Exception, access_log_path: str) -> dict:
