@@ -81,8 +81,9 @@ def live_objects_released():
     gc.collect()
     problems = []
     after = live_objects_here()
-    if after != before:
-        problems.append(f"this process: live objects {before} before the test, {after} after")
+    changed = {kind: f"{before[kind]} -> {n}" for kind, n in after.items() if n != before[kind]}
+    if changed:
+        problems.append(f"this process's live objects changed over the test: {changed}")
     for s in Sluice.started[first:]:
         if not s.leaks_expected:
             problems += leaked_at_exit(s)
