@@ -23,6 +23,8 @@ cdef class Pool:
     cdef readonly int connects           # connections ever opened (tests count reuse with it)
     cdef list waiters                    # FIFO of callables waiting for a free slot
     cdef readonly int max_waiters
+    cdef readonly object ssl_context     # ssl.SSLContext for TLS to the endpoint, or None
+    cdef readonly str server_hostname    # SNI and the name verified (None: no SNI)
 
     cdef PooledConn take_idle(self)
     cdef bint may_open(self)

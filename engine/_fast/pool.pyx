@@ -35,7 +35,8 @@ cdef class PooledConn:
 @cython.final
 cdef class Pool:
     def __cinit__(self, str host, int port, int max_connections=1024, int max_requests=0,
-                  double idle_timeout=60.0, double connect_timeout=1.0, int max_waiters=1024):
+                  double idle_timeout=60.0, double connect_timeout=1.0, int max_waiters=1024,
+                  object ssl_context=None, str server_hostname=None):
         self.host = host
         self.port = port
         self.address = (("[%s]:%d" if ":" in host else "%s:%d") % (host, port)).encode()
@@ -48,6 +49,8 @@ cdef class Pool:
         self.total = 0
         self.connects = 0
         self.max_waiters = max_waiters
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
 
     cdef PooledConn take_idle(self):
         cdef PooledConn c

@@ -41,6 +41,7 @@ from engine._fast.http1 cimport (
     H_HOST, HF_DROP,
 )
 from engine._fast.accesslog cimport AccessLog, LogEntry, LOG_COMBINED
+from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn
 from engine._fast.tables cimport (
@@ -61,10 +62,10 @@ import http
 import os
 import resource
 import asyncio
+import ssl
 
 DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
 DEF PIPELINE_BUFFER = 1048576        # unparsed client bytes held before we stop reading it
-DEF MAX_HOST = 255
 DEF OUT_FLUSH = 65536                # collected output written before parsing on (see process)
 DEF FD_RESERVE = 32                  # descriptors kept free for logs, reloads, the admin side
 DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
@@ -927,17 +928,10 @@ cdef class Downstream:
                 hl = 0
 
         # host for routing: lowercase, port removed
-        if hl > MAX_HOST:
+        hl = route_host_into(hp, hl, hostbuf)
+        if hl < 0:
             self.local(400, b"host too long\n", None, True)
             return
-        i = hl - 1
-        while i >= 0 and hp[i] >= b'0' and hp[i] <= b'9':
-            i -= 1
-        if i >= 0 and hp[i] == b':':
-            hl = i
-        for i in range(hl):
-            hostbuf[i] = hp[i] + 32 if (hp[i] >= b'A' and hp[i] <= b'Z') else hp[i]
-        hostbuf[hl] = 0
 
         # path without the query for matching
         q = 0
@@ -1114,11 +1108,7 @@ cdef class Downstream:
         self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
 
         # the upstream head: rewritten target, forwarded headers, framing
-        target = self.path
-        if route.prefix_from is not None and target.startswith(route.prefix_from):
-            target = route.prefix_to + target[PyBytes_GET_SIZE(route.prefix_from):]
-            if not target.startswith(b"/"):
-                target = b"/" + target
+        target = rewrite_prefix(self.path, route.prefix_from, route.prefix_to)
         xff = None
         rid = None
         for i in range(p.nheaders):
@@ -1235,9 +1225,12 @@ cdef class Downstream:
         worker = self.worker
         try:
             _, up = await asyncio.wait_for(
-                loop.create_connection(lambda: Upstream(pool, worker), pool.host, pool.port),
+                loop.create_connection(lambda: Upstream(pool, worker), pool.host, pool.port,
+                                       ssl=pool.ssl_context,
+                                       server_hostname=pool.server_hostname
+                                       if pool.ssl_context is not None else None),
                 pool.connect_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, ssl.SSLError, ssl.CertificateError) as exc:
             pool.connect_failed()
             if self.xstate == X_CONNECTING and self.pool is pool:
                 if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -1693,14 +1686,3 @@ cdef bytes without_h2c(bytes value):
         return value
     return b", ".join([t.strip() for t in value.split(b",")
                        if t.strip() and t.strip().lower() != b"h2c"])
-
-
-cdef bytes cookie_value(object header, bytes name):
-    """The value of cookie `name` in a Cookie header (RFC 6265 section 4.2.1), or None."""
-    if header is None:
-        return None
-    for part in (<bytes>header).split(b";"):
-        k, sep, v = part.strip().partition(b"=")
-        if sep and k == name:
-            return v
-    return None

@@ -82,6 +82,7 @@ cdef class Router:
     cdef list hdr_values     # bytes, by flat header-condition index
     cdef list regex          # per route (PATH_REGEX): the pattern's bytes until first use, then
                              # its RE2 program's bound Match (None: RE2 refused it); else None
+    cdef list identity       # per route: match.client_identity bytes (b".../*": prefix) or None
 
     cdef void _free(self) noexcept
     cdef int32_t _lookup(self, uint64_t h, int32_t tag,
@@ -90,9 +91,10 @@ cdef class Router:
     cdef int _visit(self, RtGather* g, int32_t b, const char* path, Py_ssize_t path_len) except -1
     cdef object _compile(self, Py_ssize_t i)
     cdef int _headers_ok(self, const RtRoute* r, object headers) except -1
+    cdef int _identity_ok(self, Py_ssize_t i, object identity) except -1
 
     cdef int match(self, const char* host, Py_ssize_t host_len,
                    const char* path, Py_ssize_t path_len,
                    const char* method, Py_ssize_t method_len,
-                   object headers) except -2
+                   object headers, object identity=*) except -2
     # returns the index (in construction order) of the first matching route, or -1

@@ -36,6 +36,7 @@ class Router:
         path: bytes,
         method: bytes,
         headers: Mapping[bytes, bytes] | HeaderSource | None = None,
+        identity: bytes | None = None,
     ) -> int:
         """Index of the first matching route, or -1. host lowercase without port; path without
         query."""

@@ -215,10 +215,10 @@ cdef void* _alloc(Py_ssize_t n, size_t size) except NULL:
 @cython.final
 cdef class Router:
     """Routes of one listener, compiled. ``Router(routes)``, one tuple per route in order:
-    ``(host_kind, host, path_kind, path, methods, headers)`` with host (or suffix, dot included)
+    ``(host_kind, host, path_kind, path, methods, headers[, identity])`` with host (or suffix, dot included)
     lowercase bytes, path bytes (PATH_REGEX: a bytes pattern, or an already compiled one),
     methods a tuple of bytes or None for any, headers a tuple of (lowercase name, value) bytes
-    pairs. A table of at most ``scan_max`` routes is not indexed (scanned); tests pass 0 to
+    pairs, identity (optional) the match.client_identity bytes or None. A table of at most ``scan_max`` routes is not indexed (scanned); tests pass 0 to
     force the index on small tables."""
 
     def __cinit__(self):
@@ -271,6 +271,7 @@ cdef class Router:
         self.hdr_names = []
         self.hdr_values = []
         self.regex = []
+        self.identity = []
 
         # Pass 1, in Python: normalise each route and group it into (bucket, list).
         rows = []                 # per route: kinds, host, path, methods, header-condition span
@@ -280,7 +281,11 @@ cdef class Router:
         exact_counts = [0]
         groups = {}               # (bucket, NS_PATH_* or -1, path key) -> [route indices]
         for i in range(n):
-            host_kind, host, path_kind, path, methods, headers = routes[i]
+            host_kind, host, path_kind, path, methods, headers = routes[i][:6]
+            ident = routes[i][6] if len(routes[i]) > 6 else None
+            if ident is not None:
+                ident = bytes(ident)
+            self.identity.append(ident)
             host_kind = int(host_kind)
             path_kind = int(path_kind)
             host = b"" if host is None else bytes(host)
@@ -359,7 +364,8 @@ cdef class Router:
             r.path.len = PyBytes_GET_SIZE(path)
             r.hdr_start = hdr_start
             r.hdr_count = hdr_count
-            r.py_checks = r.hdr_count > 0 or path_kind == PATH_REGEX
+            r.py_checks = (r.hdr_count > 0 or path_kind == PATH_REGEX
+                           or self.identity[i] is not None)
             if meth is None:
                 r.meth_start = 0
                 r.meth_count = -1
@@ -503,6 +509,16 @@ cdef class Router:
         self.regex[i] = fn
         return fn
 
+    cdef int _identity_ok(self, Py_ssize_t i, object identity) except -1:
+        """match.client_identity: the peer's verified SPIFFE ID equals the condition, or
+        starts with it when it ends in "/*" (the slash kept: ns/shop/* is not ns/shopping)."""
+        cdef bytes want = self.identity[i]
+        if identity is None:
+            return 0
+        if want.endswith(b"/*"):
+            return (<bytes>identity).startswith(want[:-1])
+        return identity == want
+
     cdef int _headers_ok(self, const RtRoute* r, object headers) except -1:
         cdef int32_t j
         if headers is None:
@@ -516,7 +532,7 @@ cdef class Router:
     cdef int match(self, const char* host, Py_ssize_t host_len,
                    const char* path, Py_ssize_t path_len,
                    const char* method, Py_ssize_t method_len,
-                   object headers) except -2:
+                   object headers, object identity=None) except -2:
         cdef RtGather g
         cdef Py_ssize_t i, lo, end
         cdef uint64_t s
@@ -569,7 +585,8 @@ cdef class Router:
                 if _cheap(r, self.methods, host, host_len, path, path_len, method, method_len):
                     if not r.py_checks:
                         return best
-                    if r.hdr_count == 0 or self._headers_ok(r, headers):
+                    if ((r.hdr_count == 0 or self._headers_ok(r, headers)) and
+                            (self.identity[best] is None or self._identity_ok(best, identity))):
                         if r.path_kind != PATH_REGEX:
                             return best
                         if path_obj is None:
@@ -589,9 +606,10 @@ cdef class Router:
                 PyMem_Free(g.cur)
 
     def match_py(self, bytes host not None, bytes path not None, bytes method not None,
-                 headers=None):
+                 headers=None, bytes identity=None):
         """match() for tests and ``sluice explain``: headers is a dict (or anything with .get)
-        keyed by lowercase bytes names, or None for no headers."""
+        keyed by lowercase bytes names, or None for no headers; identity the peer's SPIFFE ID."""
         return self.match(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host),
                           PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path),
-                          PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method), headers)
+                          PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method), headers,
+                          identity)

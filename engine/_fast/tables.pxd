@@ -14,6 +14,11 @@ cdef enum:
     HASH_CLIENT_IP = 2
     HASH_COOKIE = 3
 
+    XFCC_NONE = 0          # plaintext listener: x-forwarded-client-cert is removed
+    XFCC_SANITIZE = 1      # removed, never set (the default)
+    XFCC_SANITIZE_SET = 2  # removed, then set to the verified peer's element
+    XFCC_FORWARD_ONLY = 3  # passed through as the client sent it
+
 
 cdef class Endpoint:
     cdef readonly object pool          # engine._fast.pool.Pool
@@ -71,6 +76,10 @@ cdef class Listener:
     cdef readonly double max_duration     # connection age: close after the exchange in flight
     cdef readonly int stats_slot       # Stats.listener_slot(name), -1 = not counted
     cdef readonly int path_flags       # paths.PATH_* bits for paths.path_normalize()
+    cdef readonly bint tls             # TLS terminated here: x-forwarded-proto is https
+    cdef readonly int xfcc             # XFCC_*: what happens to x-forwarded-client-cert
+    cdef readonly bytes tls_uri        # our certificate's URI SAN (the By= element of XFCC)
+    cdef readonly object ssl_context   # the runtime's (create_server); never read per request
 
 
 cdef class Tables:

@@ -5,6 +5,7 @@ from engine._fast.router import Router
 
 LIMIT_PER: dict[str, int]
 HASH_ON: dict[str, int]
+XFCC: dict[str, int]
 
 class Endpoint:
     pool: Pool
@@ -57,6 +58,10 @@ class Listener:
     max_headers: int
     max_uri_bytes: int
     max_connections: int
+    tls: bool
+    xfcc: int
+    tls_uri: bytes
+    ssl_context: object | None
     header_timeout: float
     idle_timeout: float
     body_timeout: float
@@ -70,7 +75,9 @@ class Listener:
                  header_timeout: float = ..., idle_timeout: float = ...,
                  body_timeout: float = ..., send_timeout: float = ...,
                  max_duration: float = ...,
-                 path_flags: int = ..., stats_slot: int = ...) -> None: ...
+                 path_flags: int = ..., stats_slot: int = ..., tls: bool = ...,
+                 xfcc: int = ..., tls_uri: bytes = ...,
+                 ssl_context: object | None = ...) -> None: ...
 
 class Tables:
     version: object

@@ -74,7 +74,8 @@ cdef class Listener:
                  Py_ssize_t max_uri_bytes=8192, long max_connections=0,
                  double header_timeout=10.0, double idle_timeout=60.0,
                  double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0,
-                 int path_flags=PATH_FLAGS_DEFAULT, int stats_slot=-1):
+                 int path_flags=PATH_FLAGS_DEFAULT, int stats_slot=-1, bint tls=False,
+                 int xfcc=XFCC_NONE, bytes tls_uri=b"", object ssl_context=None):
         self.name = name
         self.host = host
         self.port = port
@@ -91,6 +92,10 @@ cdef class Listener:
         self.max_duration = max_duration
         self.path_flags = path_flags
         self.stats_slot = stats_slot
+        self.tls = tls
+        self.xfcc = xfcc
+        self.tls_uri = tls_uri
+        self.ssl_context = ssl_context
 
 
 @cython.final
@@ -102,4 +107,6 @@ cdef class Tables:
         self.pools = pools
 
 LIMIT_PER = {"route": LIMIT_PER_ROUTE, "client_ip": LIMIT_PER_CLIENT_IP, "header": LIMIT_PER_HEADER}
+XFCC = {"sanitize": XFCC_SANITIZE, "sanitize_set": XFCC_SANITIZE_SET,
+        "forward_only": XFCC_FORWARD_ONLY}
 HASH_ON = {"": HASH_NONE, "header": HASH_HEADER, "client_ip": HASH_CLIENT_IP, "cookie": HASH_COOKIE}

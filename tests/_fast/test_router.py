@@ -450,3 +450,17 @@ def test_1000_route_table_with_the_match_at_the_end(make):
     assert r.match_py(b"x.example.com", b"/api/v1", b"GET") == 999
     assert r.match_py(b"example.com", b"/api/v1", b"GET") == -1
     check_against_scan(routes, random.Random(1), 200)
+
+
+def test_client_identity_exact_and_prefix_conditions():
+    from engine._fast.router import Router, HOST_ANY, PATH_PREFIX
+    r = Router([
+        (HOST_ANY, b"", PATH_PREFIX, b"/", None, (), b"spiffe://td/ns/shop/sa/web"),
+        (HOST_ANY, b"", PATH_PREFIX, b"/", None, (), b"spiffe://td/ns/shop/*"),
+        (HOST_ANY, b"", PATH_PREFIX, b"/", None, ()),
+    ])
+    assert r.match_py(b"h", b"/x", b"GET", None, b"spiffe://td/ns/shop/sa/web") == 0
+    assert r.match_py(b"h", b"/x", b"GET", None, b"spiffe://td/ns/shop/sa/cart") == 1
+    # the slash is part of the prefix: ns/shopping is another namespace
+    assert r.match_py(b"h", b"/x", b"GET", None, b"spiffe://td/ns/shopping/sa/x") == 2
+    assert r.match_py(b"h", b"/x", b"GET", None, None) == 2
