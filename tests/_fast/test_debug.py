@@ -91,8 +91,6 @@ def test_a_forked_workers_counts_reach_the_supervisor():
 
 
 @debug_only
-@pytest.mark.xfail(strict=True, reason="until the hot path calls live_add from its connection "
-                   "classes (issue 9 item 10, the lead's part): then remove this mark")
 def test_an_embedded_proxy_counts_its_connections_and_releases_them():
     upstream_port, port = free_port(), free_port()
     config = {
