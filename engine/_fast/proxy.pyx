@@ -38,7 +38,7 @@ from engine._fast.debug cimport (
     live_add, SLUICE_DEBUG, LIVE_DOWNSTREAM, LIVE_UPSTREAM, LIVE_TLS,
 )
 from engine._fast.errors cimport (
-    E_CONNECT_METHOD, E_BAD_TARGET, E_BAD_HOST, E_HEADER_TIMEOUT, E_BODY_TIMEOUT,
+    E_CONNECT_METHOD, E_BAD_TARGET, E_BAD_HOST, E_HEADER_TIMEOUT, E_BODY_TIMEOUT, E_BAD_RESPONSE,
 )
 from engine._fast.exchange cimport (
     Exchange, Services, Downstream, UpstreamConn,
@@ -394,7 +394,7 @@ cdef class Upstream(UpstreamConn):
                 # Garbage where a reused connection's first response head should be is most
                 # likely what an earlier response left behind, arriving late (a body after
                 # HEAD in its own segment): that connection is broken, not the request.
-                x.upstream_broke(self, True, x.status == 0 and not x.resp_started)
+                x.upstream_broke(self, True, x.status == 0 and not x.resp_started, E_BAD_RESPONSE)
                 break
         x.ds.flush()
 
