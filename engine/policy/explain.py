@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 
 from .durations import format_duration
 from .errors import ConfigError
+from .fields import RequestKey
 from .model import Cluster, Config, Listener, Route
 from .pathregex import fullmatch
 
@@ -97,18 +98,18 @@ def parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def routing_host(authority: bytes) -> tuple[bytes, int | None]:
-    """The proxy's routing host: trailing digits after a ':' removed, lowercased (ASCII);
-    also the port, if one was given."""
-    end = len(authority)
-    i = end - 1
-    while i >= 0 and 0x30 <= authority[i] <= 0x39:
-        i -= 1
-    port = None
-    if i >= 0 and authority[i] == 0x3A:  # ':'
-        digits = authority[i + 1:]
-        port = int(digits) if digits else None
-        end = i
-    return authority[:end].lower(), port
+    """The host the proxy routes by (`semantics.route_host`, the proxy's own function), and the
+    port the authority names, if any (only for choosing a listener: the proxy's listener is
+    the socket a request arrives on). ExplainError when the proxy answers 400 instead."""
+    from engine._fast.semantics import route_host
+
+    host = route_host(authority)
+    if host is None:
+        raise ExplainError(f"the proxy answers 400 to host '{authority.decode('utf-8', 'replace')}"
+                           "': longer than a host can be")
+    digits = authority[len(host) + 1:]
+    port = int(digits) if len(authority) > len(host) and digits.isdigit() else None
+    return host, port
 
 
 def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
@@ -138,9 +139,15 @@ def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
             raise ExplainError(f"'{url}' is neither an absolute URL (http://host/path) nor a "
                                "path starting with '/'")
         scheme = raw[:i].decode().lower()
-        slash = raw.find(b"/", i + 3)
-        authority = raw[i + 3:] if slash < 0 else raw[i + 3:slash]
-        target = b"/" if slash < 0 else raw[slash:]
+        if scheme not in DEFAULT_PORTS:
+            raise ExplainError(f"the proxy answers 400 to the scheme '{scheme}' (http and "
+                               "https only)")
+        # as the proxy splits an absolute-form target: the authority ends at '/' or '?'
+        end = i + 3
+        while end < len(raw) and raw[end] not in b"/?":
+            end += 1
+        authority = raw[i + 3:end]
+        target = raw[end:] if raw[end:end + 1] == b"/" else b"/" + raw[end:]
         host_value = authority
     if b"#" in target:
         target = target[:target.index(b"#")]  # a client never sends the fragment
@@ -157,7 +164,7 @@ def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
 def first_failure(entry: tuple, request: Request) -> str | None:
     """The first condition of a router entry (`link.router_entry`) the request fails, in words;
     None when every condition holds. Semantics of engine/_fast/router.pyx."""
-    hk, hv, pk, pv, methods, headers = entry
+    hk, hv, pk, pv, methods, headers = entry[:6]
     host = request.shown(request.host)
     if hk == HOST_EXACT and request.host != hv:
         if not host:
@@ -320,12 +327,11 @@ def _follow(result: Explanation, config: Config, route: Route, client_ip: str | 
     target = request.target
     rewrite = route.rewrite
     if rewrite is not None:
-        prefix = route.match.path_prefix
-        if rewrite.path_prefix is not None and prefix is not None \
-                and target.startswith(prefix.encode()):
-            target = rewrite.path_prefix.encode() + target[len(prefix.encode()):]
-            if not target.startswith(b"/"):
-                target = b"/" + target
+        if rewrite.path_prefix is not None:    # the model: only with match.path_prefix
+            from engine._fast.semantics import rewrite_target
+
+            target = rewrite_target(route.match.path_prefix.encode(),
+                                    rewrite.path_prefix.encode(), target)
         result.set_headers = {k.lower(): str(v) for k, v in rewrite.set_headers.items()}
         result.removed_headers = tuple(h.lower() for h in rewrite.remove_headers)
     result.upstream_target = target
@@ -340,35 +346,25 @@ def _follow(result: Explanation, config: Config, route: Route, client_ip: str | 
 def _ring_pick(cluster: Cluster, request: Request, client_ip: str | None) -> str | None:
     """For ring_hash, the endpoint the request's key maps to (the ring is the same in every
     worker); a reason when it cannot be known here."""
-    if cluster.balancer != "ring_hash" or not cluster.hash_on:
+    on = cluster.hash_on
+    if cluster.balancer != "ring_hash" or on is None:
         return None
-    kind, _, name = cluster.hash_on.partition(":")
-    name = name.strip()
-    if kind == "header":
-        key = request.headers.get(name.lower().encode())
-    elif kind == "cookie":
-        key = _cookie(request.headers.get(b"cookie"), name.encode())
+    if on.kind == "header":
+        key = request.headers.get(on.name.encode())
+    elif on.kind == "cookie":
+        from engine._fast.semantics import cookie_value
+
+        key = cookie_value(request.headers.get(b"cookie"), on.name.encode())
     else:
         if client_ip is None:
             return "depends on the client's address (give one with --client-ip)"
         key = client_ip.encode()
     if not key:
-        return f"no {cluster.hash_on} in the request: a weighted random endpoint"
+        return f"no {on} in the request: a weighted random endpoint"
     from .link import _link_cluster
 
     index = _link_cluster(cluster, {}, {}).balancer.pick_py(key)
     return str(cluster.endpoints[index].address) if index >= 0 else None
-
-
-def _cookie(header: bytes | None, name: bytes) -> bytes | None:
-    """proxy.pyx's cookie_value: the value of cookie `name` (RFC 6265 section 4.2.1)."""
-    if header is None:
-        return None
-    for part in header.split(b";"):
-        key, sep, value = part.strip().partition(b"=")
-        if sep and key == name:
-            return value
-    return None
 
 
 def _percent(part: int, total: int) -> str:
@@ -468,12 +464,12 @@ def _match_text(route: Route) -> str:
     return ", ".join(parts) or "any request"
 
 
-def _bucket(per: str, request: Request) -> str:
-    if per == "route":
+def _bucket(per: RequestKey, request: Request) -> str:
+    if per.kind == "route":
         return "one bucket for the route"
-    if per == "client_ip":
+    if per.kind == "client_ip":
         return "one bucket per client address"
-    name = per.partition(":")[2].strip().lower()
+    name = per.name
     value = request.header(name)
     if value is None:
         return f"one bucket per {name} value; this request has none (the empty key, shared by " \

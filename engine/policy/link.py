@@ -43,16 +43,6 @@ def _pool_key(cluster, endpoint) -> tuple:
             pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout)
 
 
-def _split_on(spec: str | None) -> tuple[str, bytes]:
-    """'header:x-user' -> ('header', b'x-user'); 'client_ip' -> ('client_ip', b'')."""
-    if not spec:
-        return "", b""
-    kind, _, name = spec.partition(":")
-    name = name.strip()
-    # header names are case-insensitive (matched lowercase); cookie names are not
-    return kind, (name if kind == "cookie" else name.lower()).encode()
-
-
 def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
     endpoints = []
     for ep in cluster.endpoints:
@@ -72,8 +62,10 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
                         [str(ep.address).encode() for ep in cluster.endpoints],
                         # per process: workers must not draw random picks in lockstep
                         (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF)
-    kind, name = _split_on(cluster.hash_on)
-    return Cluster(cluster.name, balancer, endpoints, HASH_ON[kind], name,
+    on = cluster.hash_on          # a RequestKey: kind and name as the model normalised them
+    return Cluster(cluster.name, balancer, endpoints,
+                   HASH_ON[on.kind] if on is not None else HASH_ON[""],
+                   on.name.encode() if on is not None else b"",
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
@@ -157,11 +149,12 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
                                         | {k.lower().encode() for k in rw.remove_headers}))
     rl = route.rate_limit
     if rl is not None:
-        per, _, header = rl.per.partition(":")
-        kw["limiter"] = Limiter(buckets, stable_id("limit", route.name, rl.rate, rl.burst, rl.per),
+        # the identity spells `per` as the user does: a limit keeps its buckets across reloads
+        kw["limiter"] = Limiter(buckets, stable_id("limit", route.name, rl.rate, rl.burst,
+                                                   str(rl.per)),
                                 float(rl.rate), int(rl.burst))
-        kw["limit_per"] = LIMIT_PER[per]
-        kw["limit_header"] = header.strip().lower().encode()
+        kw["limit_per"] = LIMIT_PER[rl.per.kind]
+        kw["limit_header"] = rl.per.name.encode()      # lowercase already (the model's)
     if route.timeout:
         kw["timeout"] = float(route.timeout)
     if stats is not None:
