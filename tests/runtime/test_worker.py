@@ -1,23 +1,37 @@
-"""engine/runtime/worker.py: what a worker does with an `apply` message from the supervisor."""
+"""engine/runtime/worker.py: what a worker serves is a snapshot the supervisor validated, checked
+against the digest it validated, never validated a second time."""
 
 from __future__ import annotations
 
-import pickle
+import asyncio
+import socket
 
+import httpx
 import pytest
+import uvloop
 
 from engine.policy import load_config_text
-from engine.policy.snapshot import encode_snapshot
+from engine.policy.snapshot import SnapshotError, snapshot_of
 from engine.runtime import worker
+from engine.runtime.channel import read_message, write_message
+from engine.runtime.supervisor import apply_message
+from support import free_port
 
 CONFIG = """
-listeners: [{name: main, address: "127.0.0.1:8080", routes: [r]}]
-routes: [{name: r, match: {path_prefix: /}, direct_response: {status: 200, body: hi}}]
+listeners: [{name: main, address: "127.0.0.1:%d", routes: [r]}]
+routes: [{name: r, match: {path_prefix: /}, direct_response: {status: 200, body: %s}}]
 """
 
 
-def test_a_config_the_supervisor_validated_is_not_validated_again(monkeypatch):
-    config = load_config_text(CONFIG)
+def validated(body: str = "hi", port: int = 8080):
+    """What the supervisor has after validating a config: (config, header, snapshot bytes)."""
+    config = load_config_text(CONFIG % (port, body))
+    header, data = snapshot_of(config, "c.yaml")
+    return config, header, data
+
+
+def test_a_validated_snapshot_is_not_validated_again(monkeypatch):
+    config, header, data = validated()
 
     def no(*args, **kwargs):
         raise AssertionError("validated again in the worker")
@@ -26,14 +40,76 @@ def test_a_config_the_supervisor_validated_is_not_validated_again(monkeypatch):
     import engine.policy.snapshot
     monkeypatch.setattr(engine.policy.load, "check_data", no)
     monkeypatch.setattr(engine.policy.snapshot, "check_data", no)
-    got = worker.received_config({"op": "apply", "version": "v", "config": pickle.dumps(config)})
+    monkeypatch.setattr(engine.policy.model.Config, "model_validate", no)
+    got = worker.received_config(apply_message(data, header.sha256, header.config_version))
     assert got == config
 
 
-def test_snapshot_bytes_alone_are_verified_and_validated():
-    config = load_config_text(CONFIG)
-    data = encode_snapshot(config, "c.yaml")
-    assert worker.received_config({"op": "apply", "snapshot": data}) == config
-    from engine.policy.snapshot import SnapshotError
+def test_another_valid_snapshot_under_the_validated_digest_is_refused():
+    # the attack: the bytes a worker receives are not the ones the supervisor validated (a
+    # valid snapshot all the same); the worker used to validate and serve whatever came
+    _, header, _ = validated("checked")
+    _, _, other = validated("swapped")
+    with pytest.raises(SnapshotError, match="does not match the digest it was validated with"):
+        worker.received_config(apply_message(other, header.sha256, header.config_version))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data[:-3],                                  # truncated
+    lambda data: data.replace(b"hi", b"ho"),                 # content changed, header kept
+    lambda data: b"",
+])
+def test_damaged_bytes_are_refused(damage):
+    _, header, data = validated()
     with pytest.raises(SnapshotError):
-        worker.received_config({"op": "apply", "snapshot": data[:-3]})
+        worker.received_config(apply_message(damage(data), header.sha256, header.config_version))
+
+
+def test_an_apply_message_without_its_digest_is_refused():
+    _, header, data = validated()
+    with pytest.raises(SnapshotError, match="the digest they were validated with"):
+        worker.received_config({"op": "apply", "version": header.config_version,
+                                "snapshot": data})
+
+
+def test_a_digest_mismatch_is_nacked_with_why_and_the_old_config_keeps_serving():
+    """Through the worker's control channel, as the supervisor sees it: the apply is refused
+    with the reason, the listener goes on answering with the config it had, and a good apply
+    afterwards still works."""
+    port = free_port()
+    _, header, data = validated("old", port)
+    _, good_header, good = validated("new", port)
+
+    async def main():
+        from engine._fast.limiter import SharedBuckets
+
+        loop = asyncio.get_running_loop()
+        config, version = worker.served_config(data, header.sha256)
+        server = worker.WorkerServer(loop, config, SharedBuckets(1024), "off", version)
+        await server.start()
+        ours, theirs = socket.socketpair()
+        stopping = loop.create_future()
+        control = loop.create_task(worker._control(server, theirs, stopping))
+        reader, writer = await asyncio.open_connection(sock=ours)
+        try:
+            assert (await read_message(reader))["op"] == "ready"
+            # the supervisor validated `good` but these bytes arrive under its digest
+            write_message(writer, apply_message(data.replace(b"old", b"bad"),
+                                                good_header.sha256, good_header.config_version))
+            answer = await read_message(reader)
+            assert answer["op"] == "nack" and answer["version"] == good_header.config_version
+            assert "does not match the digest it was validated with" in answer["error"]
+            async with httpx.AsyncClient() as c:
+                assert (await c.get(f"http://127.0.0.1:{port}/")).text == "old"
+            write_message(writer, apply_message(good, good_header.sha256,
+                                                good_header.config_version))
+            assert (await read_message(reader))["op"] == "ack"
+            async with httpx.AsyncClient() as c:
+                assert (await c.get(f"http://127.0.0.1:{port}/")).text == "new"
+            assert server.version == good_header.config_version
+        finally:
+            writer.close()
+            control.cancel()
+            await server.stop(drain=1.0)
+
+    uvloop.run(main())
