@@ -6,11 +6,18 @@ Who calls it. `sluice explain -c FILE.yaml 'GET http://host/path' [-H 'name: val
 `-s FILE.msgpack`) through `cmd_explain`; tests and tools through `explain(config, request)`,
 which returns an `Explanation` (data, plus `text()` for people).
 
-One matcher. The route is chosen by the compiled `Router` itself, built from the same
-`link.router_entry` tuples a worker builds, and fed what the proxy feeds it
-(engine/_fast/proxy.pyx): the host from the absolute-form URL (else the Host header), lowercased
-with a trailing `:port` removed; the path up to `?`; the method exactly as typed (methods are
-case-sensitive); each header's first value. So explain answers what serving answers. The only
+One matcher, one set of request rules. The route is chosen by the compiled `Router` itself,
+built from the same `link.router_entry` tuples a worker builds, and fed what the proxy feeds it
+(engine/_fast/proxy.pyx): the host from the absolute-form URL (else the Host header) as
+`semantics.route_host` makes it (lowercase, port removed: the proxy's own function); the path
+normalised by `paths.normalize` (the listener's settings), up to `?`; the method exactly as typed
+(methods are case-sensitive); each header's first value. The upstream target comes from
+`semantics.rewrite_target` and a ring-hash cookie key from `semantics.cookie_value`, the
+functions the proxy calls. So explain answers what serving answers, and there is no copy of a
+rule here to drift (tests/integration/test_explain_agrees_with_the_proxy.py holds the two to the
+same answers over generated requests, with the real binary as the oracle). What is still
+explain's own: splitting an absolute-form target (the authority ends at `/` or `?`; http and
+https only), and the port, which only picks a listener. The only
 Python judgement of conditions here is the *reason* a route was passed over: for every route
 before the winner (or every route, when none matched) it names the first condition that fails,
 checked in the order host, path, methods, headers. The two must agree; when they do not, the
@@ -30,8 +37,9 @@ Exit status: 0 when a route matches, 1 when none does (CONFIG.md), 2 when there 
 explain: an invalid config or snapshot (its problems on stderr, one per line), a malformed
 request line or header, or an unknown `--listener` (as grep: 0 found, 1 not found, 2 error).
 
-This module imports the compiled modules only inside the functions that match (`engine.policy`
-must import without a compiler; tests/policy/test_init.py).
+This module imports the compiled modules (router, paths, semantics) only inside the functions
+that use them: `engine.policy` must import without a compiler (tests/policy/test_init.py), and
+explain, whose whole point is to run the proxy's own code, needs them only when it explains.
 """
 from __future__ import annotations
 

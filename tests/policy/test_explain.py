@@ -74,6 +74,22 @@ def test_origin_form_takes_the_host_header_and_scheme_default_ports():
     assert parse_request("GET /p").port is None
 
 
+def test_an_absolute_target_is_split_as_the_proxy_splits_it():
+    # the authority ends at '/' or '?' (engine/_fast/proxy.pyx); a bracketed IPv6 literal keeps
+    # its brackets and loses its port (engine/_fast/semantics.pyx route_host)
+    r = parse_request("GET HTTP://API.example.com:80?q=/x")
+    assert (r.host, r.port, r.target, r.path) == (b"api.example.com", 80, b"/?q=/x", b"/")
+    r = parse_request("GET http://[::1]:8080/a")
+    assert (r.host, r.port, r.path) == (b"[::1]", 8080, b"/a")
+
+
+def test_a_host_the_proxy_answers_400_is_an_explain_error():
+    with pytest.raises(ExplainError, match="the proxy answers 400 to host"):
+        parse_request("GET /", ["Host: " + "a" * 256])
+    with pytest.raises(ExplainError, match="the proxy answers 400 to the scheme 'ftp'"):
+        parse_request("GET ftp://h/")
+
+
 @pytest.mark.parametrize("line, headers, message", [
     ("GET", [], "neither an absolute URL"),
     ("GET example.com/x", [], "neither an absolute URL"),
