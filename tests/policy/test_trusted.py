@@ -87,10 +87,11 @@ filters:
 
 def same(a, b, where="config") -> None:
     """a and b are equal with the same types all the way down (== alone would take a list for a
-    tuple's equal or 1 for 1.0), models with their fields in the same order."""
+    tuple's equal or 1 for 1.0). Only a model's field order may differ (trusted.py: a trusted
+    instance keeps the content's sorted order)."""
     assert type(a) is type(b), f"{where}: {type(a).__name__} vs {type(b).__name__}"
     if isinstance(a, BaseModel):
-        assert list(a.__dict__) == list(b.__dict__), where
+        assert sorted(a.__dict__) == sorted(b.__dict__), where
         assert a.model_fields_set == b.model_fields_set, where
         assert a.__pydantic_extra__ == b.__pydantic_extra__ and \
             a.__pydantic_private__ == b.__pydantic_private__, where
