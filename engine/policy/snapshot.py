@@ -5,7 +5,8 @@ Theory of operation
 Who calls it. `sluice compile` (`cmd_compile`, via `compile_file`), `sluice run -s` and
 `sluice explain -s` (`load_snapshot`), and the runtime: the admin `PUT /snapshot` and hot reload
 receive bytes and call `load_snapshot`; `encode_snapshot` turns a Config built in memory into the
-same bytes; workers build what they serve with `trusted_config` (below, "Validated once"). Pure Python: no compiled module is imported here (a test keeps it that way).
+same bytes; workers build what they serve with `trusted_config` (below, "Validated once").
+Pure Python: no compiled module is imported here (a test keeps it that way).
 
 The format (schema version 1). One msgpack map with two entries, in this order:
 

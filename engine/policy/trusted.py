@@ -24,9 +24,10 @@ instance state is what pydantic's own `model_construct` gives (`__dict__`, the s
 given, no extra, no private state), minus its per-field default and alias handling, which a
 complete content never needs, and with the fields in the content's sorted order. For 10,000
 routes this takes about what unpickling the same Config takes (about 55 ms against 60 ms, best
-of 15 on one core), and the supervisor no longer pickles it (about 190 ms). `tests/policy/test_trusted.py` holds the result equal, type for
-type, to what validation builds from the same snapshot, and fails when a field type is added to
-the model without a decoder here.
+of 15 on one core), and the supervisor no longer pickles it (about 190 ms).
+`tests/policy/test_trusted.py` holds the result equal, type for type, to what validation builds
+from the same snapshot, and fails when a field type is added to the model without a decoder
+here.
 
 What it must never see: data that has not been validated by this build (a snapshot from a file,
 the admin API or another build goes through `snapshot.load_snapshot` first).
@@ -154,8 +155,8 @@ def _builder(cls: type[BaseModel]) -> Callable[[Any], Any]:
     source = f"""\
 def build(data):
     if type(data) is not dict or len(data) != N:
-        raise ShapeError(f"{cls.__name__}: expected a map of its {{N}} fields, got "
-                         f"{{type(data).__name__}}" + (f" of {{len(data)}}" if type(data) is dict else ""))
+        got = type(data).__name__ + (f" of {{len(data)}}" if type(data) is dict else "")
+        raise ShapeError(f"{cls.__name__}: expected a map of its {{N}} fields, got {{got}}")
     try:
 {body}
     except ShapeError:

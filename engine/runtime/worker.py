@@ -14,10 +14,9 @@ function. A digest mismatch is refused like a bad snapshot: the old config stays
 supervisor hears why in the `nack`.
 
 Apply (hot reload): the supervisor has validated the config already (once, off its loop); filter
-modules are imported only from the allow list
-fixed at start (engine/filters/loader.py). New Tables are linked beside the old ones (pools of
-unchanged clusters are carried over by `link`), new listener sockets are opened first, then one
-reference swaps.
+modules are imported only from the allow list fixed at start (engine/filters/loader.py). New
+Tables are linked beside the old ones (pools of unchanged clusters are carried over by `link`),
+new listener sockets are opened first, then one reference swaps.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
@@ -206,7 +205,8 @@ def served_config(snapshot: bytes, digest: str, label: str = "<snapshot>"):
 def received_config(msg: dict):
     """The Config of an `apply` message: `snapshot` bytes and the `digest` the supervisor
     validated (see the module docstring)."""
-    return served_config(msg.get("snapshot"), msg.get("digest"), "snapshot from the supervisor")[0]
+    return served_config(msg.get("snapshot"), msg.get("digest"),
+                         "snapshot from the supervisor")[0]
 
 
 async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.Future) -> None:
