@@ -139,14 +139,15 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
                                    [t.cluster.encode() for t in route.to], 0)
     rw = route.rewrite
     if rw is not None:
-        if rw.path_prefix is not None and route.match.path_prefix is not None:
+        # the model's guarantees: a rewrite of the prefix comes with match.path_prefix, and
+        # header names are lowercase
+        if rw.path_prefix is not None:
             kw["prefix_from"] = route.match.path_prefix.encode()
             kw["prefix_to"] = rw.path_prefix.encode()
-        add = [b"%s: %s\r\n" % (k.lower().encode(), str(v).encode())
-               for k, v in rw.set_headers.items()]
+        add = [b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in rw.set_headers.items()]
         kw["add_lines"] = add
-        kw["drop_names"] = tuple(sorted({k.lower().encode() for k in rw.set_headers}
-                                        | {k.lower().encode() for k in rw.remove_headers}))
+        kw["drop_names"] = tuple(sorted({k.encode() for k in rw.set_headers}
+                                        | {k.encode() for k in rw.remove_headers}))
     rl = route.rate_limit
     if rl is not None:
         # the identity spells `per` as the user does: a limit keeps its buckets across reloads
@@ -165,13 +166,13 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
 def router_entry(match) -> tuple:
     """A route's match block as the primitive tuple `Router` takes. Per route of every reload,
     so the common shapes (no host, no methods, no headers) take no loop."""
-    host = match.host
+    host = match.host             # lowercase already (the model's)
     if not host:
         hk, hv = HOST_ANY, b""
     elif host.startswith("*."):
-        hk, hv = HOST_SUFFIX, host[1:].lower().encode()
+        hk, hv = HOST_SUFFIX, host[1:].encode()
     else:
-        hk, hv = HOST_EXACT, host.lower().encode()
+        hk, hv = HOST_EXACT, host.encode()
     if match.path is not None:
         pk, pv = PATH_EXACT, match.path.encode()
     elif match.path_prefix is not None:
