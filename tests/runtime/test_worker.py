@@ -113,3 +113,54 @@ def test_a_digest_mismatch_is_nacked_with_why_and_the_old_config_keeps_serving()
             await server.stop(drain=1.0)
 
     uvloop.run(main())
+
+
+def _forked_worker(snapshot: bytes, digest: str) -> tuple[int, list[dict]]:
+    """run_worker in a forked child, as the supervisor starts one: (exit status, messages)."""
+    import os
+
+    from engine._fast.limiter import SharedBuckets
+
+    buckets = SharedBuckets(64)
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:                                    # pragma: no cover (the child)
+        status = 1
+        try:
+            parent.close()
+            status = worker.run_worker(snapshot, digest, buckets, "off", 1.0, child)
+        finally:
+            os._exit(status)
+    child.close()
+    messages = []
+
+    async def read():
+        reader, writer = await asyncio.open_connection(sock=parent)
+        while (msg := await read_message(reader)) is not None:
+            messages.append(msg)
+            if msg["op"] == "ready":
+                os.kill(pid, 15)                     # SIGTERM: drain and exit 0
+        writer.close()
+
+    asyncio.run(asyncio.wait_for(read(), 30))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), messages
+
+
+def test_a_forked_worker_starts_from_the_snapshot_and_its_digest():
+    _, header, data = validated("hi", free_port())
+    status, messages = _forked_worker(data, header.sha256)
+    assert status == 0
+    assert [m["op"] for m in messages] == ["ready"]
+    assert messages[0]["version"] == header.config_version
+
+
+def test_a_forked_worker_given_bytes_that_do_not_match_the_digest_does_not_start():
+    port = free_port()
+    _, header, _ = validated("checked", port)
+    _, _, other = validated("swapped", port)
+    status, messages = _forked_worker(other, header.sha256)
+    assert status == 1
+    (failed,) = messages
+    assert failed["op"] == "failed"
+    assert "does not match the digest it was validated with" in failed["reason"]
