@@ -142,7 +142,7 @@ def _check_yaml(path: str, token: str | None):
     """check_file(path), with admin.token set to `token` (when given) before validation: the
     model requires a token with a non-loopback admin.address, and it may come from the command
     line or the environment instead of the file."""
-    from engine.policy.load import check_data, check_file
+    from engine.policy.load import check_data, check_file, config_directory
     from engine.policy.yaml_source import YamlSyntaxError, parse_yaml
 
     if token is None:
@@ -155,7 +155,8 @@ def _check_yaml(path: str, token: str | None):
     data = parsed.data
     if isinstance(data, dict) and isinstance(data.get("admin", {}), (dict, type(None))):
         data = {**data, "admin": {**(data.get("admin") or {}), "token": token}}
-    return check_data(data, path, parsed.positions, parsed.problems)
+    return check_data(data, path, parsed.positions, parsed.problems,
+                      base_dir=config_directory(path))
 
 
 def _source_loader(args, token: str | None):

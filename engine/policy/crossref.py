@@ -1,4 +1,5 @@
-"""Rules that look across objects: unique names, references that resolve, sockets that can bind.
+"""Rules that look across objects: unique names, references that resolve, sockets that can bind,
+and routes that need mutual TLS listed only on listeners that have it.
 
 They need little: the names defined in each section, the names referred to, and the listening
 addresses. `Sections` holds just that, built either from a valid `Config` (`Sections.of`, used
@@ -37,6 +38,8 @@ class Sections:
     filter_refs: tuple[Ref, ...]  # every routes[i].filters[j]
     admin_address: Address | None
     listener_addresses: tuple[tuple[int, Address], ...]
+    mtls_listeners: frozenset[int] = frozenset()  # indexes of listeners with tls.client_ca
+    identity_routes: tuple[tuple[int, str], ...] = ()  # (index, name): match.client_identity
 
     @classmethod
     def of(cls, config: Config) -> Sections:
@@ -56,6 +59,12 @@ class Sections:
             admin_address=config.admin.address,
             listener_addresses=tuple(
                 (i, listener.address) for i, listener in enumerate(config.listeners)),
+            mtls_listeners=frozenset(
+                i for i, listener in enumerate(config.listeners)
+                if listener.tls is not None and listener.tls.client_ca is not None),
+            identity_routes=tuple(
+                (i, route.name) for i, route in enumerate(config.routes)
+                if route.match.client_identity is not None),
         )
 
     @classmethod
@@ -87,6 +96,14 @@ class Sections:
             listener_addresses=tuple(
                 (i, address) for i, listener in items["listeners"]
                 if (address := _address(listener.get("address"))) is not None),
+            mtls_listeners=frozenset(
+                i for i, listener in items["listeners"]
+                if isinstance(listener.get("tls"), dict)
+                and listener["tls"].get("client_ca") is not None),
+            identity_routes=tuple(
+                (i, route["name"]) for i, route in items["routes"]
+                if isinstance(route.get("name"), str) and isinstance(route.get("match"), dict)
+                and route["match"].get("client_identity") is not None),
         )
 
     def listener_name(self, index: int) -> str:
@@ -100,6 +117,7 @@ def check(sections: Sections) -> list[tuple[Loc, str]]:
         *_cluster_references(sections),
         *_filter_references(sections),
         *_listening_addresses(sections),
+        *_identity_without_mtls(sections),
     ]
 
 
@@ -161,6 +179,27 @@ def _listening_addresses(sections: Sections) -> Iterable[tuple[Loc, str]]:
                 yield loc, f"{address} is already used by {other_who}{shown}"
                 break
         bound.append((who, address))
+
+
+def _identity_without_mtls(sections: Sections) -> Iterable[tuple[Loc, str]]:
+    """A route matching on `client_identity` listed by a listener without mutual TLS could never
+    match there (no client has an identity), so the config is refused rather than the route
+    silently skipped. Reported once per route, naming the first such listener."""
+    if not sections.identity_routes:
+        return
+    needing = {name: i for i, name in sections.identity_routes}
+    reported: set[str] = set()
+    for listener, refs in sections.route_refs:
+        if listener in sections.mtls_listeners:
+            continue
+        for _, name in refs:
+            if name in needing and name not in reported:
+                reported.add(name)
+                yield (("routes", needing[name], "match", "client_identity"),
+                       f"route '{name}' is listed by listener "
+                       f"'{sections.listener_name(listener)}' (listeners[{listener}]), which has "
+                       "no tls.client_ca: without mutual TLS no client has an identity, so this "
+                       "route could never match there")
 
 
 def _collide(a: Address, b: Address) -> bool:

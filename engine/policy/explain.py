@@ -340,8 +340,8 @@ def _follow(result: Explanation, config: Config, route: Route, client_ip: str | 
 
             target = rewrite_target(route.match.path_prefix.encode(),
                                     rewrite.path_prefix.encode(), target)
-        result.set_headers = {k.lower(): str(v) for k, v in rewrite.set_headers.items()}
-        result.removed_headers = tuple(h.lower() for h in rewrite.remove_headers)
+        result.set_headers = dict(rewrite.set_headers)           # names lowercase (the model's)
+        result.removed_headers = rewrite.remove_headers
     result.upstream_target = target
     total = sum(t.weight for t in route.to)
     for target_spec in route.to:

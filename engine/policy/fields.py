@@ -12,6 +12,8 @@ and `true` is never a number.
 """
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from typing import Annotated, Any, NamedTuple
 
@@ -22,6 +24,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     Strict,
+    ValidationInfo,
     WithJsonSchema,
 )
 
@@ -237,4 +240,90 @@ HashKey = Annotated[
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(client_ip|header:.+|cookie:.+)$",
                     "examples": ["client_ip", "header:x-user", "cookie:session"]}),
+]
+
+# -- files and identities ----------------------------------------------------------------------
+
+# Validation context key: the directory relative file paths are resolved against (the config
+# file's; the loader sets it). Without it, the working directory.
+BASE_DIR = "sluice_base_dir"
+
+
+def _file_path(value: str, info: ValidationInfo) -> str:
+    """A file the config names (a PEM certificate, key or CA bundle), made absolute: relative to
+    the config file's directory, so a config means the same files whatever directory sluice is
+    started from, and a snapshot compiled from it names them exactly. Whether the file is usable
+    is the model's check (engine.policy.pem), which knows which field names it."""
+    if "\x00" in value:
+        raise ValueError("a file path contains a NUL character")
+    base = (info.context or {}).get(BASE_DIR) or os.getcwd()
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+
+
+FilePath = Annotated[
+    str,
+    Field(min_length=1),
+    AfterValidator(_file_path),
+    WithJsonSchema({"type": "string", "minLength": 1,
+                    "description": "A file path; a relative one is relative to the config "
+                                   "file's directory.",
+                    "examples": ["/etc/sluice/tls/api.crt", "tls/api.key"]}),
+]
+
+# A SPIFFE ID (spiffe.io, "SPIFFE-ID"): a trust domain of lowercase letters, digits, '.', '-'
+# and '_'; path segments of letters, digits, '.', '-' and '_'. A trailing "/*" makes a prefix.
+_TRUST_DOMAIN = r"[a-z0-9._-]+"
+_SEGMENT = r"[A-Za-z0-9._-]+"
+IDENTITY_PATTERN = rf"^spiffe://{_TRUST_DOMAIN}(/{_SEGMENT})*(/\*)?$"
+
+
+def _client_identity(value: str) -> str:
+    if not value.startswith("spiffe://"):
+        raise ValueError(f"a client identity is a SPIFFE ID 'spiffe://TRUST-DOMAIN/PATH', or a "
+                         f"prefix of one ending in '/*', got '{value}'")
+    if "*" in value and not value.endswith("/*") or value.count("*") > 1:
+        raise ValueError("'*' is only allowed as the last path segment ('spiffe://td/ns/x/*' "
+                         "matches every identity under spiffe://td/ns/x/)")
+    if not re.match(IDENTITY_PATTERN, value):
+        raise ValueError(f"'{value}' is not a SPIFFE ID: the trust domain takes lowercase "
+                         "letters, digits, '.', '-' and '_'; path segments take letters, digits, "
+                         "'.', '-' and '_', and none is empty")
+    return value
+
+
+ClientIdentity = Annotated[
+    str,
+    AfterValidator(_client_identity),
+    WithJsonSchema({"type": "string", "pattern": IDENTITY_PATTERN,
+                    "examples": ["spiffe://cluster.local/ns/shop/sa/web",
+                                 "spiffe://cluster.local/ns/shop/*"]}),
+]
+
+
+# -- TLS origination ---------------------------------------------------------------------------
+
+
+def _server_name(value: str) -> str:
+    """A TLS server name (RFC 6066 section 3): a DNS host name, never an IP literal or a
+    wildcard."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"'{value}' is an IP address: SNI carries host names only (leave sni "
+                         "out to verify an IP endpoint against its certificate's IP address)")
+    if value.startswith("*"):
+        raise ValueError(f"'{value}': a server name has no wildcard")
+    try:
+        return syntax.host(value.rstrip("."))
+    except ValueError:
+        raise ValueError(f"'{value}' is not a valid host name") from None
+
+
+ServerName = Annotated[
+    str,
+    AfterValidator(_server_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9.\-]+$",
+                    "examples": ["api.internal"]}),
 ]

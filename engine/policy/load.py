@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from . import crossref, lint
 from .errors import ROOT, ConfigError, Loc, Problem, Severity, describe_value, render_path
+from .fields import BASE_DIR
 from .model import DEFER_CROSSREF, Config
 from .translate import translate
 from .yaml_source import Position, YamlSyntaxError, parse_yaml
@@ -85,24 +86,34 @@ def check_file(path: str | os.PathLike[str]) -> LoadResult:
     except UnicodeDecodeError as error:
         return _failed(source, f"not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
                                f"{error.start})")
-    return check_text(text, source)
+    return check_text(text, source, base_dir=config_directory(source))
 
 
-def check_text(text: str, source_name: str = "<string>") -> LoadResult:
+def config_directory(path: str | os.PathLike[str]) -> str:
+    """The directory relative paths in the config file at `path` are resolved against."""
+    return os.path.dirname(os.path.abspath(os.fspath(path)))
+
+
+def check_text(text: str, source_name: str = "<string>",
+               base_dir: str | None = None) -> LoadResult:
     try:
         parsed = parse_yaml(text)
     except YamlSyntaxError as error:
         problem = Problem(source_name, render_path(error.loc), error.reason, Severity.ERROR,
                           *(error.position or (None, None)))
         return LoadResult(source_name, None, (problem,))
-    return check_data(parsed.data, source_name, parsed.positions, parsed.problems)
+    return check_data(parsed.data, source_name, parsed.positions, parsed.problems,
+                      base_dir=base_dir)
 
 
 def check_data(data: Any, source_name: str = "<data>",
                positions: Mapping[Loc, Position] | None = None,
-               earlier: Sequence[tuple[Loc, str]] = ()) -> LoadResult:
+               earlier: Sequence[tuple[Loc, str]] = (),
+               base_dir: str | None = None) -> LoadResult:
     """Check already-parsed data (from YAML, JSON, or code). `earlier` are errors found while
-    parsing (duplicate keys...), reported with the rest."""
+    parsing (duplicate keys...), reported with the rest. `base_dir` is the directory relative
+    file paths (TLS certificates) are resolved against: the config file's (`check_file` passes
+    it), else the working directory."""
     positions = positions or {}
     errors: list[tuple[Loc, str]] = list(earlier)
     warnings: list[tuple[Loc, str]] = []
@@ -115,7 +126,8 @@ def check_data(data: Any, source_name: str = "<data>",
                            f"level, got {describe_value(data)}"))
     else:
         try:
-            config = Config.model_validate(data, context={DEFER_CROSSREF: True})
+            config = Config.model_validate(data, context={DEFER_CROSSREF: True,
+                                                          BASE_DIR: base_dir})
         except ValidationError as error:
             errors.extend(translate(error, Config))
         errors.extend(crossref.check(crossref.Sections.from_data(data)))

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 def covers(a: Match, b: Match) -> bool:
     return (_host_covers(a.host, b.host) and _path_covers(a, b)
             and _methods_cover(a.methods, b.methods)
-            and a.headers.items() <= b.headers.items())
+            and a.headers.items() <= b.headers.items()
+            and _identity_covers(a.client_identity, b.client_identity))
+
+
+def _identity_covers(a: str | None, b: str | None) -> bool:
+    """`spiffe://td/ns/*` covers itself, `spiffe://td/ns/x` and `spiffe://td/ns/x/*`."""
+    if a is None or a == b:
+        return True
+    return b is not None and a.endswith("/*") and b.startswith(a[:-1])
 
 
 def _host_covers(a: str | None, b: str | None) -> bool:

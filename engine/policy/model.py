@@ -9,8 +9,19 @@ module adds, beyond CONFIG.md:
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
   `off`, or a file path) and their `format` (`json` or nginx's `combined`).
+- TLS (issue 9; names from CONFIG.md): `Listener.protocols` ("http2" is refused until it can be
+  served), `Listener.tls` (`ListenerTLS`: certificates chosen by SNI, `min_version`, `client_ca`
+  for mutual TLS, `forward_client_cert`) and `Match.client_identity`. The files are read at
+  validation (`pem`): a missing, unreadable, non-PEM or mismatched file is an error at the field
+  naming it, and the paths are stored absolute (a relative one is relative to the config file's
+  directory, `fields.BASE_DIR`).
+- `Cluster.tls.insecure_skip_verify` (issue 9): verification off, only when spelled out.
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
-  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none).
+  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
+  `Cluster.protocol` to `http1` (`http2` is refused until HTTP/2 upstreams exist),
+  `pool.max_pending` to 1024.
+- The model reads files: a cluster's `tls` PEM files are checked when it is validated
+  (`tls_client.check`), so a bad file is a config error at validate, compile, start and reload.
 
 What the model guarantees once built:
 - Values are normalised: durations are float seconds, addresses are `Address`, header names
@@ -34,15 +45,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from . import crossref, syntax
+from . import crossref, pem, syntax, tls_client
 from .addresses import Address
 from .errors import RuleCollector, RuleViolation, violation
 from .fields import (
     AddressField,
+    ClientIdentity,
     Count,
     Duration,
+    FilePath,
     HashKey,
     HeaderMap,
     HeaderName,
@@ -53,6 +74,7 @@ from .fields import (
     Path,
     PathRegex,
     RateKey,
+    ServerName,
     Timeout,
     Weight,
 )
@@ -153,6 +175,57 @@ class Paths(_Model):
             "decode them)."))
 
 
+class TLSCertificate(_Model):
+    """A certificate (PEM; the leaf first, then its chain) and its private key (PEM,
+    unencrypted). Both files are read when the config is validated: a missing, unreadable or
+    non-PEM file, or a key that is not the certificate's, is an error naming the file."""
+
+    cert: FilePath = Field(description="PEM certificate chain file, the leaf first.")
+    key: FilePath = Field(description="PEM private key file (unencrypted) of the certificate.")
+
+    @model_validator(mode="after")
+    def _usable_pair(self) -> TLSCertificate:
+        try:
+            pem.check_pair(self.cert, self.key)
+        except pem.PemError as error:
+            raise violation(("key" if error.path == self.key else "cert",), str(error)) \
+                from None
+        return self
+
+
+ForwardClientCert = Literal["sanitize", "sanitize_set", "forward_only"]
+
+
+class ListenerTLS(_Model):
+    """TLS termination on a listener (an addition to schema version 1, issue 9): certificates
+    chosen by SNI, the lowest TLS version accepted, and mutual TLS."""
+
+    certificates: tuple[TLSCertificate, ...] = Field(
+        min_length=1, description="The first is the default; the others are chosen by SNI "
+        "(the client's server name against each certificate's DNS names, wildcards included).")
+    min_version: Literal["1.2", "1.3"] = Field(
+        "1.2", description="The lowest TLS version accepted: '1.2' or '1.3'.")
+    client_ca: FilePath | None = Field(
+        None, description="PEM bundle of the CAs that sign client certificates: mutual TLS, "
+        "a client certificate signed by one of them is required.")
+    forward_client_cert: ForwardClientCert = Field(
+        "sanitize", description="x-forwarded-client-cert to the upstream: 'sanitize' removes the "
+        "client's; 'sanitize_set' replaces it with the verified peer's; 'forward_only' passes "
+        "the client's through.")
+
+    @model_validator(mode="after")
+    def _readable_ca(self) -> ListenerTLS:
+        if self.client_ca is not None:
+            try:
+                pem.certificates(self.client_ca, "CA certificate")
+            except pem.PemError as error:
+                raise violation(("client_ca",), str(error)) from None
+        return self
+
+
+Protocol = Literal["http1", "http2"]
+
+
 class Listener(_Model):
     name: Name
     address: AddressField = Field(description="host:port to accept on; [::1]:8080 for IPv6.")
@@ -161,6 +234,25 @@ class Listener(_Model):
     limits: Limits = Field(default_factory=Limits)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     paths: Paths = Field(default_factory=Paths)
+    protocols: tuple[Protocol, ...] = Field(
+        ("http1",), min_length=1, description="HTTP versions served, in order of preference "
+        "(offered by ALPN with tls). Only 'http1' can be served in this version.")
+    tls: ListenerTLS | None = Field(
+        None, description="Terminate TLS on this listener; absent = plaintext.")
+
+    @model_validator(mode="after")
+    def _servable_protocols(self) -> Listener:
+        rules = RuleCollector()
+        seen: dict[str, int] = {}
+        for j, protocol in enumerate(self.protocols):
+            if protocol == "http2":
+                rules.add(("protocols", j), "HTTP/2 is not supported yet: this version serves "
+                                            "HTTP/1.1 only (list only http1)")
+            elif protocol in seen:
+                rules.add(("protocols", j), f"'{protocol}' is already protocols[{seen[protocol]}]")
+            seen.setdefault(protocol, j)
+        rules.raise_if_any()
+        return self
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -179,6 +271,9 @@ class Match(_Model):
     methods: tuple[Method, ...] | None = Field(None, min_length=1)
     headers: HeaderMap = Field(
         default_factory=dict, description="Headers that must be present with exactly this value.")
+    client_identity: ClientIdentity | None = Field(
+        None, description="The mutual-TLS client's SPIFFE ID (its certificate's URI SAN): "
+        "exact, or a prefix ending in '/*'. Only on listeners with tls.client_ca.")
 
     @model_validator(mode="after")
     def _one_path_condition(self) -> Match:
@@ -192,7 +287,7 @@ class Match(_Model):
     def is_catch_all(self) -> bool:
         """True when the match takes every request (no condition, or only `path_prefix: /`)."""
         return (self.host is None and self.methods is None and not self.headers
-                and self.path is None and self.path_regex is None
+                and self.client_identity is None and self.path is None and self.path_regex is None
                 and self.path_prefix in (None, "/"))
 
 
@@ -298,6 +393,10 @@ class Pool(_Model):
     """Upstream connection pool, per worker."""
 
     max_connections: Count = Field(1024, ge=1)
+    max_pending: Count = Field(
+        1024, ge=0, le=1048576,
+        description="Requests that may wait for a connection when the pool is at "
+                    "max_connections (per endpoint and worker); one more gets 503. 0 = none wait.")
     idle_timeout: Duration = Field(60.0, description="Close a pooled connection idle this long.")
     max_requests_per_connection: Count = Field(
         0, ge=0, description="Recycle a connection after this many requests; 0 = unlimited.")
@@ -314,6 +413,38 @@ class Endpoint(_Model):
         return self
 
 
+class ClusterTLS(_Model):
+    """TLS to a cluster's endpoints (origination). The files are PEM and are read when the config
+    is validated: a missing, unreadable or mismatched file is an error naming it (`tls_client`)."""
+
+    ca: FilePath | None = Field(
+        None, description="CA bundle that verifies the upstream's certificate; absent = the "
+                          "system's default trust store.")
+    sni: ServerName | None = Field(
+        None, description="Server name sent in SNI and verified in the certificate; absent = "
+                          "the endpoint's host (an IP endpoint is verified against its IP SAN).")
+    cert: FilePath | None = Field(
+        None, description="Client certificate (chain) presented to the upstream (mutual TLS); "
+                          "needs key.")
+    key: FilePath | None = Field(
+        None, description="Private key of cert (unencrypted PEM); needs cert.")
+    insecure_skip_verify: Annotated[bool, Strict()] = Field(
+        False, description="Accept any certificate and name (still encrypted, not "
+                           "authenticated): for tests only.")
+
+    @model_validator(mode="after")
+    def _files(self) -> ClusterTLS:
+        rules = RuleCollector()
+        if self.cert is not None and self.key is None:
+            rules.add(("key",), "required with cert (the client certificate's private key)")
+        if self.key is not None and self.cert is None:
+            rules.add(("cert",), "required with key (the client certificate the key belongs to)")
+        for loc, reason in tls_client.check(self):
+            rules.add(loc, reason)
+        rules.raise_if_any()
+        return self
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -321,7 +452,21 @@ class Cluster(_Model):
         None, description="ring_hash only: header:NAME | client_ip | cookie:NAME")
     connect_timeout: Duration = 1.0
     pool: Pool = Field(default_factory=Pool)
+    protocol: Literal["http1", "http2"] = Field(
+        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1). http2 is "
+                             "not supported yet.")
+    tls: ClusterTLS | None = Field(
+        None, description="Connect to the endpoints with TLS; absent = plaintext.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol_supported(cls, value: str) -> str:
+        # a field error, so it is reported together with the cluster's other field errors
+        if value == "http2":
+            raise ValueError("http2 upstreams are not supported yet (they arrive with HTTP/2 "
+                             "support); use http1")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Cluster:

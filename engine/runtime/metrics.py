@@ -21,6 +21,8 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_workers                                      gauge     live worker processes
     sluice_build_info{version}                          gauge     1
     sluice_reloads_total{result}                        counter   applied | rejected
+    sluice_tls_reloads_total{result}                    counter   certificate reloads: applied | rejected
+    sluice_tls_cert_expiry_timestamp_seconds{listener, cert}  gauge  notAfter of a loaded certificate
     sluice_upstream_extra_data_total                    counter   responses followed by stray bytes
     sluice_accept_failures_total                        counter   accept() failed (no descriptors)
     sluice_connections_refused_total                    counter   over limits.max_connections
@@ -81,10 +83,12 @@ class StatsCollector(Collector):
     """Reads the shared-memory `Stats` (and, optionally, the limiter's `SharedBuckets`) at each
     scrape."""
 
-    def __init__(self, stats, buckets=None, reloads: dict | None = None):
+    def __init__(self, stats, buckets=None, reloads: dict | None = None,
+                 tls: tuple[dict, dict] | None = None):
         self.stats = stats
         self.buckets = buckets
         self.reloads = reloads
+        self.tls = tls      # (tls reloads {result: n}, expiry {(listener, file): notAfter}), live
 
     def collect(self) -> Iterator[Metric]:
         agg = self.stats.aggregate()
@@ -184,6 +188,8 @@ class StatsCollector(Collector):
             for result in ("applied", "rejected"):
                 reloads.add_metric([result], self.reloads.get(result, 0))
             yield reloads
+        if self.tls is not None:
+            yield from _tls_metrics(*self.tls)
         events = agg["events"]
         yield CounterMetricFamily(
             "sluice_upstream_extra_data", "Upstream responses followed by bytes that belong to no "
@@ -213,9 +219,25 @@ class StatsCollector(Collector):
                 "stuck holder.", value=self.buckets.lock_steals)
 
 
-def registry_for(stats, buckets=None, reloads: dict | None = None) -> CollectorRegistry:
+def _tls_metrics(reloads: dict, expiry: dict) -> Iterator[Metric]:
+    counter = CounterMetricFamily("sluice_tls_reloads", "Certificate reloads (a TLS file "
+                                  "changed, or SIGHUP), by result; a rejected one left the old "
+                                  "certificates serving.", labels=["result"])
+    for result in ("applied", "rejected"):
+        counter.add_metric([result], reloads.get(result, 0))
+    yield counter
+    gauge = GaugeMetricFamily("sluice_tls_cert_expiry_timestamp_seconds", "When a certificate "
+                              "a TLS listener serves (or its client CA bundle: the earliest) "
+                              "expires, in seconds since the epoch.", labels=["listener", "cert"])
+    for (listener, path), not_after in sorted(expiry.items()):
+        gauge.add_metric([listener, path], not_after)
+    yield gauge
+
+
+def registry_for(stats, buckets=None, reloads: dict | None = None,
+                 tls: tuple[dict, dict] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats, buckets, reloads))
+    registry.register(StatsCollector(stats, buckets, reloads, tls))
     return registry
 
 

@@ -34,6 +34,16 @@ a worker that cannot start now will not start in half a second either, and a sup
 keeps retrying looks healthy to systemd or Kubernetes while serving nothing. Once every worker has
 served, a worker that dies (or fails to start again) is restarted.
 
+Certificates: the certificate, key and CA files of TLS listeners and clusters are watched too
+(`_watch_tls`); a cluster's new files are applied by a relink in each worker (new pools for that
+cluster only, engine/policy/tls_client.py).
+A change is checked here (`reload_tls`), then every worker re-reads the files and new handshakes
+get the new certificates, while the listening sockets and open connections stay as they are
+(engine/policy/tls_server.py). A file that cannot be used is refused with its path, like a
+refused snapshot (logged, `last_rejection` in /config_dump), and the old certificates serve on.
+The TLS listeners' front contexts are made here before the first fork, so every worker has the
+same session ticket keys (a client resumes on any worker).
+
 SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
 to the drain deadline) and exits; the supervisor exits 0 once all have.
 """
@@ -50,6 +60,7 @@ import socket
 import sys
 import time
 
+from engine._fast import debug
 from engine._fast.limiter import SharedBuckets
 from engine._fast.stats import Stats
 from engine.runtime.admin import AdminServer, SupervisorController
@@ -108,6 +119,7 @@ class Supervisor:
         self.access_log_from = f"--access-log {access_log_path}" if access_log_path else None
         self.buckets = SharedBuckets(bucket_slots)
         self.stats = Stats(max_workers=max(64, self.nworkers))
+        debug.share(max(64, self.nworkers))    # debug build: live objects per worker
         self.admin: AdminServer | None = None
         self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
         self.starting = True         # until every first worker is ready (or one failed)
@@ -123,6 +135,9 @@ class Supervisor:
         self.reloads = {"applied": 0, "rejected": 0}   # sluice_reloads_total{result}
         self.validating: list[dict] = []     # configs being checked now (for /config_dump)
         self.applied_at = time.time()
+        self.tls_expiry: dict[tuple[str, str], float] = {}   # (listener, file) -> notAfter
+        self.tls_reloads = {"applied": 0, "rejected": 0}     # sluice_tls_reloads_total{result}
+        self.tls_watch_restart: asyncio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -142,7 +157,7 @@ class Supervisor:
         self.reload_lock = asyncio.Lock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.shutdown)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
         loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         try:
             return loop.run_until_complete(self._main())
@@ -170,6 +185,7 @@ class Supervisor:
             # before the workers: a change made as soon as we serve must not be missed
             watcher = self.loop.create_task(self._watch())
             await asyncio.sleep(0.05)
+        tls_watcher = self._tls_start()
         results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
         self.starting = False
         failures = [r for r in results if r is not None]
@@ -179,12 +195,14 @@ class Supervisor:
             log.error("%s", failures[0])      # one line, however many workers failed alike
             self.shutdown(status=1)
         else:
-            addrs = ", ".join(f"{l.name}=http://{l.address}" for l in self.config.listeners)
+            addrs = ", ".join(f"{l.name}={'https' if l.tls else 'http'}://{l.address}"
+                              for l in self.config.listeners)
             log.info("sluice serving %s with %d worker(s), snapshot %s", addrs, self.nworkers,
                      self.version)
         status = await self.done
         if watcher is not None:
             watcher.cancel()
+        tls_watcher.cancel()
         return status
 
     def spawn(self, slot: int) -> "asyncio.Future[str | None]":
@@ -404,6 +422,7 @@ class Supervisor:
             self.digest = header.sha256
             self.applied_at = time.time()
             self.reloads["applied"] += 1
+            self._tls_applied(config)
             log.info("applied snapshot %s from %s (%s)", version, source, why)
             for h in self.handles.values():
                 if h.ready and h.version != version and h not in handles:
@@ -443,6 +462,106 @@ class Supervisor:
                 continue
             last = digest
             await self.reload("file changed")
+
+    # --- certificates ------------------------------------------------------------------------
+
+    async def _sighup(self) -> None:
+        """SIGHUP: reload the config, and the certificates (a file system whose changes the
+        watcher cannot see still gets them this way)."""
+        await self.reload("SIGHUP")
+        await self.reload_tls("SIGHUP")
+
+    def _tls_start(self) -> asyncio.Task:
+        """Before the first fork: the TLS listeners' front contexts (engine/policy/tls_server.py:
+        made here, inherited by every worker with the same session ticket keys), the expiry
+        dates, and the watcher of the certificate files."""
+        self._tls_applied(self.config)
+        return self.loop.create_task(self._watch_tls())
+
+    def _tls_applied(self, config) -> None:
+        """`config` serves now (at start, or a reload applied): fronts for new TLS listeners,
+        its certificates' expiry dates, and watch its files."""
+        from engine.policy import tls_server
+
+        tls_server.prepare(config)
+        self.tls_expiry.clear()
+        self.tls_expiry.update(tls_server.expiry(config))
+        if self.tls_watch_restart is not None:
+            self.tls_watch_restart.set()
+
+    async def _watch_tls(self) -> None:
+        """Reload the certificates when a TLS file the config names changes: written in place,
+        replaced by a rename, or swapped by a Kubernetes Secret's `..data` symlink (so the
+        directories are watched, and a change is a change of the files' content)."""
+        from watchfiles import awatch
+
+        from engine.policy import tls_client, tls_server
+
+        while True:
+            restart = self.tls_watch_restart = asyncio.Event()
+            files = sorted({path for _, path in tls_server.files_of(self.config)}
+                           | set(tls_client.files(self.config.clusters)))
+            if not files:
+                await restart.wait()
+                continue
+            last = {path: _digest(path) for path in files}
+            directories = sorted({os.path.dirname(path) for path in files})
+            try:
+                async for _ in awatch(*directories, debounce=200, step=50, recursive=False,
+                                      stop_event=restart):
+                    now = {path: _digest(path) for path in files}
+                    if now != last:
+                        last = now
+                        await self.reload_tls("certificate file changed")
+            except (OSError, RuntimeError) as exc:      # a directory went away: look again soon
+                log.warning("cannot watch the certificate files: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def reload_tls(self, why: str) -> tuple[bool, list[str]]:
+        """Re-read the certificate, key and CA files of the current config in every worker.
+        The files are checked here first: one that cannot be used (missing, not PEM, a key that
+        is not its certificate's) is refused with its path, like a refused snapshot, and the
+        old certificates go on serving."""
+        from engine.policy import tls_client, tls_server
+        from engine.policy.errors import render_path
+
+        config = self.config
+        if not tls_server.files_of(config) and not tls_client.files(config.clusters):
+            return True, []
+        found = await self.loop.run_in_executor(
+            self.validator, lambda: tls_server.problems(config) + tls_client.problems(config))
+        if found:
+            return self._tls_refused(why, [f"{self.source}: {render_path(loc)}: {reason}"
+                                           for loc, reason in found])
+        async with self.reload_lock:
+            if self.config is not config:
+                return True, []           # a config reload meanwhile: its link read the files
+            handles = [h for h in self.handles.values() if h.ready]
+            results = await asyncio.gather(*(self._push_tls(h) for h in handles))
+            failed = [f"worker {h.pid}: {err}" for h, (ok, err) in zip(handles, results) if not ok]
+            if failed:
+                return self._tls_refused(why, failed)
+            self.tls_reloads["applied"] += 1
+            self._tls_applied(config)
+            log.info("reloaded the certificates (%s)", why)
+            return True, []
+
+    async def _push_tls(self, handle: WorkerHandle):
+        handle.pending = self.loop.create_future()
+        write_message(handle.writer, {"op": "tls_reload", "version": self.version})
+        try:
+            return await asyncio.wait_for(handle.pending, APPLY_TIMEOUT)
+        except asyncio.TimeoutError:
+            return False, "no answer within %ds" % APPLY_TIMEOUT
+
+    def _tls_refused(self, why: str, problems: list[str]) -> tuple[bool, list[str]]:
+        for p in problems:
+            log.error("certificate reload (%s) refused, the old certificates serve on: %s",
+                      why, p)
+        self.last_rejection = {"reason": problems, "source": f"certificates ({why})",
+                               "time": time.time()}
+        self.tls_reloads["rejected"] += 1
+        return False, problems
 
     # --- what the admin API reads -------------------------------------------------------------
 

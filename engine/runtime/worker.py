@@ -16,7 +16,15 @@ supervisor hears why in the `nack`.
 Apply (hot reload): the supervisor has validated the config already (once, off its loop); filter
 modules are imported only from the allow list fixed at start (engine/filters/loader.py). New
 Tables are linked beside the old ones (pools of unchanged clusters are carried over by `link`),
-new listener sockets are opened first, then one reference swaps.
+new listener sockets are opened first, then one reference swaps. A TLS listener keeps its server
+(and its SSLContext, whose certificates link has just re-read) unless it switched between
+plaintext and TLS or its TLS shape changed (engine/policy/tls_server.py); then it gets a new
+server like a listener that moved.
+Certificate reload (`tls_reload` from the supervisor, which watches the files): the files are
+read again and new handshakes get the new certificates; nothing else changes, and a file that
+cannot be used leaves the old certificates serving (the answer is a nack naming it). Clusters with
+`tls` are relinked then, which gives a cluster whose files changed new pools (new connections
+present and verify with the new files) and leaves every other pool as it was.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
@@ -40,6 +48,7 @@ import os
 import signal
 import socket
 
+from engine._fast import debug
 from engine._fast.proxy import Worker, reseed_request_ids
 from engine.filters.base import FilterContext
 from engine.policy.link import link
@@ -75,19 +84,44 @@ class WorkerServer:
         self.worker.filter_context = FilterContext
         self.worker.log_error = log.error
         self.servers: dict[str, tuple[str, object]] = {}   # listener name -> (address, server)
+        self.server_ssl: dict[str, object] = {}          # listener name -> its server's SSLContext
         self.retired: list = []                            # pools of earlier tables still busy
         self.sweeper = None
 
-    async def _open(self, lst) -> tuple[str, object]:
+    async def _open(self, lst, tables=None) -> tuple[str, object]:
+        """A listening server for `lst` (a model.Listener), with the SSLContext `tables` link
+        made for it when it terminates TLS."""
         sock = listen_socket(lst.address.host, lst.address.port)
+        ssl_context = (tables or self.worker.tables).listeners[lst.name].ssl_context
+        tls = {}
+        if ssl_context is not None:
+            # a handshake counts towards the header timeout: a client that connects and never
+            # finishes one is dropped as one that never sends a head would be
+            tls = {"ssl": ssl_context,
+                   "ssl_handshake_timeout": lst.timeouts.header or None}
         # uvloop listens again with create_server's backlog (default 100): pass ours
         server = await self.loop.create_server(self.worker.protocol_factory(lst.name), sock=sock,
-                                               backlog=BACKLOG)
+                                               backlog=BACKLOG, **tls)
         return str(lst.address), server
+
+    def _tls_changed(self, name: str, tables) -> bool:
+        """Whether listener `name` needs a new server for `tables`: it switched between
+        plaintext and TLS, or its TLS shape changed (a new front context, see
+        engine/policy/tls_server.py). New certificates alone do not."""
+        return self.server_ssl.get(name) is not tables.listeners[name].ssl_context
+
+    def reload_tls(self) -> int:
+        """A certificate reload: re-read the TLS files of the config being served and switch new
+        handshakes to them. Raises engine.policy.pem.PemError (and changes nothing) when a file
+        cannot be used; returns how many listeners were reloaded."""
+        from engine.policy import tls_server
+
+        return tls_server.reload_all(self.config, dict(self.server_ssl))
 
     async def start(self) -> None:
         for lst in self.config.listeners:
             self.servers[lst.name] = await self._open(lst)
+            self.server_ssl[lst.name] = self.worker.tables.listeners[lst.name].ssl_context
         self.sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
@@ -116,8 +150,9 @@ class WorkerServer:
         try:
             for name, lst in wanted.items():
                 current = self.servers.get(name)
-                if current is None or current[0] != str(lst.address):
-                    opened[name] = await self._open(lst)
+                if current is None or current[0] != str(lst.address) \
+                        or self._tls_changed(name, tables):
+                    opened[name] = await self._open(lst, tables)
         except OSError:
             for _, server in opened.values():
                 server.close()
@@ -128,12 +163,15 @@ class WorkerServer:
                 server.close()
                 del self.servers[name]
         self.servers.update(opened)
+        self.server_ssl = {name: self.server_ssl[name] if name not in opened
+                           else tables.listeners[name].ssl_context for name in self.servers}
         for key, pool in old.pools.items():
             if tables.pools.get(key) is not pool:
                 pool.close_idle()
                 if pool.total > 0:
                     self.retired.append(pool)
-        self._retire_config([self.config])
+        if config is not self.config:           # a certificate reload applies the same one
+            self._retire_config([self.config])
         self.config = config
         self.version = version
         if self.stats is not None:
@@ -242,6 +280,23 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
                 write_message(writer, {"op": "ack", "version": version})
             finally:
                 _settle_heap(gc_was_enabled)
+        elif msg.get("op") == "tls_reload":
+            write_message(writer, await _reload_tls(server, msg.get("version")))
+
+
+async def _reload_tls(server: WorkerServer, version) -> dict:
+    """A `tls_reload` message (the supervisor saw a certificate file change and checked the
+    files): the answer is ack, or nack with the file at fault while the old certificates go on.
+    Clusters with `tls` are relinked (the same config): a cluster whose files changed gets new
+    pools with a new client context, the others keep theirs (engine/policy/tls_client.py)."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, server.reload_tls)
+        if any(cluster.tls is not None for cluster in server.config.clusters):
+            await server.apply(server.config, server.version)
+    except Exception as exc:
+        log.error("worker %d: certificate reload refused: %s", os.getpid(), exc)
+        return {"op": "nack", "version": version, "error": str(exc)}
+    return {"op": "ack", "version": version}
 
 
 def start_failure(exc: Exception, access_log_path: str) -> dict:
@@ -299,6 +354,7 @@ def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drai
     _die_with_parent()
     if stats is not None:
         stats.attach_worker(slot)
+    debug.attach_worker(slot)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor turns ^C into SIGTERM
@@ -338,9 +394,36 @@ def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drai
 
     try:
         loop.run_until_complete(main())
+        report_live_objects(loop)
     except OSError as exc:
         log.error("worker %d: %s", os.getpid(), exc)
         return 1
     finally:
         loop.close()
     return 0
+
+
+LEAK_WAIT = 2.0       # after a drain, how long the loop may take to release what it closed
+
+
+def report_live_objects(loop) -> dict[str, int]:
+    """Debug build, after the drain: whatever this worker still holds is a leak. The drain
+    closed the sockets, but their protocol objects go only once the loop has run the callbacks
+    it scheduled (connection_lost), so run it until the live counts are zero or LEAK_WAIT has
+    passed; then log what is left, at error level: one line, which the test suite looks for
+    ("live objects at exit"). Returns what is left ({} in a release build)."""
+    if not debug.DEBUG_BUILD:
+        return {}
+
+    async def settle() -> None:
+        deadline = loop.time() + LEAK_WAIT
+        while any(debug.live_objects().values()) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+            gc.collect()
+
+    loop.run_until_complete(settle())
+    left = {kind: n for kind, n in debug.live_objects().items() if n}
+    if left:
+        log.error("debug build: worker %d has live objects at exit: %s", os.getpid(),
+                  ", ".join(f"{kind}={n}" for kind, n in left.items()))
+    return left
