@@ -57,7 +57,7 @@ def test_rewrite_and_host_are_taken_as_the_model_normalised_them(linked):
     config, tables = linked
     a = tables.listeners["main"].routes[0]
     assert (a.prefix_from, a.prefix_to) == (b"/a/", b"/")
-    assert a.add_lines == [b"x-gateway: sluice\r\n"]
+    assert a.add_headers == [b"x-gateway", b"sluice"]
     assert a.drop_names == (b"x-gateway", b"x-internal")
     assert router_entry(config.route("a").match)[:2] == (HOST_EXACT, b"api.example.com")
     assert router_entry(config.route("b").match)[:2] == (HOST_SUFFIX, b".example.com")

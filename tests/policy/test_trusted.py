@@ -38,8 +38,20 @@ listeners:
     limits: {max_head_bytes: 32768, max_headers: 50, max_uri_bytes: 4096, max_connections: 10}
     timeouts: {header: 5s, idle: 2m, request_body: 250ms, send: 0s, max_connection_duration: 1h}
     paths: {normalize: false, merge_slashes: false, escaped_slashes: keep}
-  - {name: v6, address: "[::1]:8081", routes: [direct]}
+  - name: v6
+    address: "[::1]:8081"
+    routes: [mtls, direct]
+    protocols: [http1]
+    tls:
+      certificates: [{cert: CERTS/server.crt, key: CERTS/server.key},
+                     {cert: CERTS/client.crt, key: CERTS/client.key}]
+      min_version: "1.3"
+      client_ca: CERTS/ca.crt
+      forward_client_cert: sanitize_set
 routes:
+  - name: mtls
+    match: {client_identity: "spiffe://demo.local/ns/demo/*"}
+    to: [{cluster: least}]
   - name: exact
     match: {host: API.example.com, path: /exact, methods: [get, Post],
             headers: {X-Tenant: acme, x-env: prod}}
@@ -77,12 +89,32 @@ clusters:
      endpoints: [{address: "127.0.0.1:9004"}]}
   - {name: ring-ip, balancer: ring_hash, hash_on: client_ip,
      endpoints: [{address: "127.0.0.1:9005"}]}
-  - {name: least, balancer: least_request, endpoints: [{address: "127.0.0.1:9006"}]}
+  - name: least
+    balancer: least_request
+    tls: {ca: CERTS/ca.crt, sni: api.internal, cert: CERTS/client.crt, key: CERTS/client.key}
+    endpoints: [{address: "127.0.0.1:9006"}]
 filters:
   - name: auth
     python: "my_filters:Auth"
     config: {keys: [a, b, [1, 2.5]], nested: {deep: [{x: null}]}, flag: true}
 """
+
+
+_CERTS: list[str] = []
+
+
+def everything() -> str:
+    """EVERYTHING with real certificate files (made once, by config/make_demo_certs.py)."""
+    if not _CERTS:
+        import subprocess
+        import sys
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="sluice-trusted-")
+        subprocess.run([sys.executable, str(ROOT / "config" / "make_demo_certs.py"), directory],
+                       check=True, capture_output=True)
+        _CERTS.append(directory)
+    return EVERYTHING.replace("CERTS", _CERTS[0])
 
 
 def same(a, b, where="config") -> None:
@@ -116,7 +148,7 @@ def _bench_config(n: int) -> Config:
 
 
 CONFIGS = {
-    "everything": lambda: load_config_text(EVERYTHING),
+    "everything": lambda: load_config_text(everything()),
     "config/example.yaml": lambda: load_config(ROOT / "config" / "example.yaml"),
     "CONFIG.md example": lambda: load_config(ROOT / "tests/policy/fixtures/config_md_example.yaml"),
     "bench, 500 routes": lambda: _bench_config(500),
@@ -142,7 +174,7 @@ def test_a_snapshot_round_trips_through_the_trusted_path(name):
 
 
 def test_key_specs_are_typed_and_normalised_but_written_as_the_user_writes_them():
-    config = load_config_text(EVERYTHING)
+    config = load_config_text(everything())
     header, data = snapshot_of(config, "c.yaml")
     for c in (config, trusted_config(data, header.sha256)[1]):
         assert c.cluster("ring-cookie").hash_on == RequestKey("cookie", "Session")
@@ -154,7 +186,7 @@ def test_key_specs_are_typed_and_normalised_but_written_as_the_user_writes_them(
         assert c.listeners[1].address == Address("::1", 8081)
     plain = config.model_dump(mode="json")
     assert plain["clusters"][0]["hash_on"] == "cookie:Session"
-    assert plain["routes"][6]["rate_limit"]["per"] == "header:x-api-key"
+    assert plain["routes"][-1]["rate_limit"]["per"] == "header:x-api-key"
     assert str(config.route("limited").rate_limit.per) == "client_ip"
     # a python-mode dump validates back to the same key, and so does a key given typed
     limit = config.route("by-header").rate_limit
@@ -208,7 +240,7 @@ def _resigned(content_plain) -> tuple[bytes, str]:
      "does not fit this build's config model"),
 ])
 def test_content_not_of_the_models_shape_is_refused(change, message):
-    plain = load_config_text(EVERYTHING).model_dump(mode="json")
+    plain = load_config_text(everything()).model_dump(mode="json")
     change(plain)
     data, digest = _resigned(plain)
     with pytest.raises(SnapshotError, match=message):
@@ -216,7 +248,7 @@ def test_content_not_of_the_models_shape_is_refused(change, message):
 
 
 def test_a_digest_the_header_does_not_carry_is_refused():
-    config = load_config_text(EVERYTHING)
+    config = load_config_text(everything())
     header, data = snapshot_of(config, "c.yaml")
     with pytest.raises(SnapshotError, match="does not match the digest it was validated with"):
         trusted_config(data, "0" * 64)
