@@ -132,7 +132,12 @@ class Proxy:
 
             raise ConfigError([Problem("<embedded>", p.where, p.reason) for p in refused])
         if self._server is not None:
-            await self._server.apply(*_served(new))
+            import asyncio
+
+            # off the caller's loop, as in a worker: encoding and decoding 10,000 routes takes
+            # a while (link then runs in a thread too)
+            served = await asyncio.get_running_loop().run_in_executor(None, _served, new)
+            await self._server.apply(*served)
         self.config = new
 
     async def stop(self, drain: float = 30.0) -> None:
