@@ -189,8 +189,9 @@ def router_entry(match) -> tuple:
         pk, pv = PATH_REGEX, match.path_regex.encode()  # compiled by the router, with RE2
     else:
         pk, pv = PATH_ANY, b""
-    methods = tuple([m.upper().encode() for m in match.methods]) if match.methods else None
-    headers = tuple([(k.lower().encode(), str(v).encode()) for k, v in match.headers.items()]) \
+    # methods uppercase, header names lowercase: the model's
+    methods = tuple([m.encode() for m in match.methods]) if match.methods else None
+    headers = tuple([(k.encode(), v.encode()) for k, v in match.headers.items()]) \
         if match.headers else ()
     identity = match.client_identity.encode() if match.client_identity is not None else None
     return (hk, hv, pk, pv, methods, headers, identity)

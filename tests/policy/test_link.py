@@ -72,3 +72,12 @@ def test_the_limiter_identity_spells_per_as_the_user_does():
     rl = route.rate_limit
     limiter = link(config, SharedBuckets(64)).listeners["main"].routes[0].limiter
     assert limiter.limit_id == stable_id("limit", "a", rl.rate, rl.burst, "header:x-api-key")
+
+
+def test_methods_and_header_conditions_are_taken_as_the_model_normalised_them():
+    config = load_config_text(CONFIG.replace(
+        "match: {path_prefix: /}", "match: {path_prefix: /, methods: [get, Post], "
+                                   "headers: {X-Env: prod}}"))
+    entry = router_entry(config.route("c").match)
+    assert entry[4] == (b"GET", b"POST")
+    assert entry[5] == ((b"x-env", b"prod"),)
