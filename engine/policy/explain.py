@@ -85,6 +85,7 @@ class Request:
     headers: dict[bytes, bytes]        # lowercase name -> first value
     authority: bytes | None = None     # from an absolute-form URL
     raw_path: bytes | None = None      # the path as typed, when the listener normalised it
+    identity: bytes | None = None      # the client certificate's SPIFFE ID (mutual TLS)
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name.encode())
@@ -210,6 +211,18 @@ def first_failure(entry: tuple, request: Request) -> str | None:
             return f"header {name.decode()} is absent (needs '{value.decode()}')"
         if got != value:
             return f"header {name.decode()} is '{request.shown(got)}', not '{value.decode()}'"
+    want = entry[6] if len(entry) > 6 else None
+    if want is not None:
+        shown = want.decode()
+        if request.identity is None:
+            return f"needs a client certificate with the identity '{shown}' (mutual TLS; " \
+                   "give one with --client-identity)"
+        if want.endswith(b"/*"):
+            if not request.identity.startswith(want[:-1]):
+                return f"client identity '{request.shown(request.identity)}' is not under " \
+                       f"'{shown}'"
+        elif request.identity != want:
+            return f"client identity '{request.shown(request.identity)}' is not '{shown}'"
     return None
 
 
@@ -278,9 +291,12 @@ def choose_listener(config: Config, request: Request,
 
 
 def explain(config: Config, request: Request | str, headers: Sequence[str] = (), *,
-            listener: str | None = None, client_ip: str | None = None) -> Explanation:
+            listener: str | None = None, client_ip: str | None = None,
+            client_identity: str | None = None) -> Explanation:
     """Which route of which listener `request` takes, with everything that follows from it.
-    `request` is a `Request` or a request line (then `headers` are its `-H` values)."""
+    `request` is a `Request` or a request line (then `headers` are its `-H` values);
+    `client_identity` is the SPIFFE ID of the client's certificate, for routes that match on
+    `match.client_identity` (None: no client certificate)."""
     from engine._fast.router import Router
 
     from .link import router_entry
@@ -289,10 +305,12 @@ def explain(config: Config, request: Request | str, headers: Sequence[str] = (),
         request = parse_request(request, headers)
     chosen, reason = choose_listener(config, request, listener)
     request = normalized(request, chosen)
+    if client_identity is not None:
+        request = replace(request, identity=client_identity.encode())
     routes = [config.route(name) for name in chosen.routes]
     entries = [router_entry(route.match) for route in routes]
     index = Router(entries).match_py(request.host, request.path, request.method,
-                                     request.headers)
+                                     request.headers, request.identity)
     misses = []
     for i in range(len(routes) if index < 0 else index):
         reason_i = first_failure(entries[i], request) or (
@@ -469,6 +487,8 @@ def _match_text(route: Route) -> str:
     if m.methods is not None:
         parts.append("methods " + " ".join(m.methods))
     parts += [f"header {k}: {v}" for k, v in m.headers.items()]
+    if m.client_identity is not None:
+        parts.append(f"client identity {m.client_identity}")
     return ", ".join(parts) or "any request"
 
 
@@ -510,6 +530,9 @@ def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                         help="a request header (repeatable)")
     parser.add_argument("--listener", help="the listener's name (default: by the URL's port)")
     parser.add_argument("--client-ip", help="the client's address (for ring_hash on client_ip)")
+    parser.add_argument("--client-identity", metavar="SPIFFE_ID",
+                        help="the SPIFFE ID of the client's certificate (for routes that match "
+                             "on match.client_identity; default: no client certificate)")
     parser.set_defaults(handler=cmd_explain)
     return parser
 
@@ -520,7 +543,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     try:
         result = explain(config, " ".join(args.request), args.header,
-                         listener=args.listener, client_ip=args.client_ip)
+                         listener=args.listener, client_ip=args.client_ip,
+                         client_identity=args.client_identity)
     except ExplainError as error:
         print(f"sluice explain: {error}", file=sys.stderr)
         return 2

@@ -211,3 +211,48 @@ def test_what_the_proxy_refuses_explain_refuses(proxy, url, headers):
     assert status == 400
     with pytest.raises(ExplainError, match="the proxy answers 400"):
         explain(config, f"GET {url}", [f"{n}: {v}" for n, v in headers])
+
+
+def test_a_client_identity_route_as_the_proxy_takes_it_with_mutual_tls(tmp_path):
+    """The one identity the demo certificates carry, through a real mutual-TLS handshake."""
+    import ssl
+    import subprocess
+    import sys
+
+    from support import ROOT, Sluice
+
+    certs = tmp_path / "certs"
+    subprocess.run([sys.executable, str(ROOT / "config" / "make_demo_certs.py"), str(certs)],
+                   check=True, capture_output=True)
+    port = free_port()
+    direct = lambda name: {"status": 200, "body": name}            # noqa: E731
+    routes = [
+        {"name": "web", "match": {"client_identity": "spiffe://demo.local/ns/demo/sa/web"},
+         "direct_response": direct("web")},
+        {"name": "demo", "match": {"client_identity": "spiffe://demo.local/ns/demo/*"},
+         "direct_response": direct("demo")},
+        {"name": "other", "match": {"path_prefix": "/"}, "direct_response": direct("other")},
+    ]
+    config = {
+        "admin": {"address": f"127.0.0.1:{free_port()}"},
+        "listeners": [{"name": "mtls", "address": f"127.0.0.1:{port}",
+                       "routes": [r["name"] for r in routes],
+                       "tls": {"certificates": [{"cert": str(certs / "server.crt"),
+                                                 "key": str(certs / "server.key")}],
+                               "client_ca": str(certs / "ca.crt")}}],
+        "routes": routes,
+    }
+    s = Sluice(config, tmp_path, extra=["--access-log", "off"])
+    try:
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        ctx.load_cert_chain(str(certs / "client.crt"), str(certs / "client.key"))
+        c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+        c.request("GET", "/")
+        body = c.getresponse().read().decode()
+        c.close()
+        e = explain(load_config_text(json.dumps(config)), "GET https://localhost/",
+                    client_identity="spiffe://demo.local/ns/demo/sa/curl")
+        assert body == e.route.name == "demo"
+        assert e.passed_over[0].route == "web"
+    finally:
+        s.stop()
