@@ -170,9 +170,11 @@ class WorkerServer:
                 pool.close_idle()
                 if pool.total > 0:
                     self.retired.append(pool)
-        if config is not self.config:           # a certificate reload applies the same one
-            self._retire_config([self.config])
-        self.config = config
+        retired = [self.config]
+        self.config = config                    # first: the thread must hold the last reference
+        if retired[0] is not config:            # (a certificate reload applies the same one)
+            self._retire_config(retired)
+        del retired
         self.version = version
         if self.stats is not None:
             self.stats.set_version(self.stats_slot, version)

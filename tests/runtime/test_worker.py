@@ -164,3 +164,37 @@ def test_a_forked_worker_given_bytes_that_do_not_match_the_digest_does_not_start
     (failed,) = messages
     assert failed["op"] == "failed"
     assert "does not match the digest it was validated with" in failed["reason"]
+
+
+def test_the_config_a_reload_replaces_is_freed():
+    """Freed a route at a time in a thread (worker._free_piecewise), but freed: no reference to
+    it is left behind, and a certificate reload, which applies the same config, frees nothing."""
+    import weakref
+
+    port = free_port()
+    _, header, data = validated("old", port)
+    _, new_header, new = validated("new", port)
+
+    async def main():
+        from engine._fast.limiter import SharedBuckets
+
+        loop = asyncio.get_running_loop()
+        config, version = worker.served_config(data, header.sha256)
+        server = worker.WorkerServer(loop, config, SharedBuckets(64), "off", version)
+        await server.start()
+        try:
+            old = weakref.ref(config)
+            first_route = weakref.ref(config.routes[0])
+            del config
+            await server.apply(server.config, version)        # the same config: kept
+            assert old() is server.config
+            await server.apply(*worker.served_config(new, new_header.sha256))
+            for _ in range(200):
+                if old() is None and first_route() is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert old() is None and first_route() is None
+        finally:
+            await server.stop(drain=1.0)
+
+    uvloop.run(main())
