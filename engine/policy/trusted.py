@@ -24,7 +24,7 @@ instance state is what pydantic's own `model_construct` gives (`__dict__`, the s
 given, no extra, no private state), minus its per-field default and alias handling, which a
 complete content never needs, and with the fields in the content's sorted order. For 10,000
 routes this takes about what unpickling the same Config takes (about 55 ms against 60 ms, best
-of 15 on one core), and the supervisor no longer pickles it (about 190 ms).
+of 15), and the supervisor no longer pickles it (about 100 ms).
 `tests/policy/test_trusted.py` holds the result equal, type for type, to what validation builds
 from the same snapshot, and fails when a field type is added to the model without a decoder
 here.
