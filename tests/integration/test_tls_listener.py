@@ -223,6 +223,9 @@ def test_bytes_that_are_not_tls_close_that_connection_only(pki, upstream, start_
     assert curl(pki, f"https://localhost:{port}/healthz").stdout == "ok\n"
     keep.close()
     assert s.proc.poll() is None
+    # counted and logged, with OpenSSL's reason
+    assert metric(s, "sluice_tls_handshake_failures_total") == 1
+    eventually(lambda: "listener edge: TLS handshake failed: " in s.stderr_path.read_text())
 
 
 def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, upstream,
@@ -245,7 +248,7 @@ def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, 
 def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki, upstream, start_sluice,
                                                            tmp_path):
     config = tls_config(pki, upstream, client_ca=str(pki["ca"].cert_path))
-    start_sluice(config)
+    s = start_sluice(config)
     url = f"https://localhost:{port_of(config)}/echo"
     good = curl(pki, url, "--cert", str(pki["client"][0]), "--key", str(pki["client"][1]),
                 "-o", "/dev/null", "-w", "%{http_code}")
@@ -259,6 +262,11 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki, upstream, start_
     assert forged.returncode != 0 and forged.stdout != "200"
     assert curl(pki, url, "--cert", str(pki["client"][0]), "--key", str(pki["client"][1]),
                 "-o", "/dev/null", "-w", "%{http_code}").stdout == "200"
+    failures = metric(s, "sluice_tls_handshake_failures_total")
+    assert failures == 2, failures
+    log = s.stderr_path.read_text()
+    assert "listener edge: TLS handshake failed: PEER_DID_NOT_RETURN_A_CERTIFICATE" in log, log
+    assert "handshake failed: CERTIFICATE_VERIFY_FAILED" not in log      # once per 10 s
 
 
 # -- certificate reload ------------------------------------------------------------------------
