@@ -129,6 +129,7 @@ class Supervisor:
         self.tls_expiry: dict[tuple[str, str], float] = {}   # (listener, file) -> notAfter
         self.tls_reloads = {"applied": 0, "rejected": 0}     # sluice_tls_reloads_total{result}
         self.tls_watch_restart: asyncio.Event | None = None
+        self.tls_files: list[str] = []          # the TLS files watched (of the config served)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -482,8 +483,11 @@ class Supervisor:
         tls_server.prepare(config)
         self.tls_expiry.clear()
         self.tls_expiry.update(tls_server.expiry(config))
-        if self.tls_watch_restart is not None:
-            self.tls_watch_restart.set()
+        files = sorted({path for _, path in tls_server.files_of(config)})
+        if files != self.tls_files:
+            self.tls_files = files
+            if self.tls_watch_restart is not None:
+                self.tls_watch_restart.set()     # watch these from now on
 
     async def _watch_tls(self) -> None:
         """Reload the certificates when a TLS file the config names changes: written in place,
@@ -491,11 +495,9 @@ class Supervisor:
         directories are watched, and a change is a change of the files' content)."""
         from watchfiles import awatch
 
-        from engine.policy import tls_server
-
         while True:
             restart = self.tls_watch_restart = asyncio.Event()
-            files = sorted({path for _, path in tls_server.files_of(self.config)})
+            files = self.tls_files
             if not files:
                 await restart.wait()
                 continue

@@ -311,6 +311,50 @@ def test_a_rotated_certificate_serves_new_handshakes_and_open_connections_go_on(
     assert s.proc.poll() is None
 
 
+def test_rotation_under_load_fails_no_request(pki, upstream, start_sluice):
+    """Clients open new TLS connections (and resume sessions) in a loop while the certificate
+    is rotated three times: every request gets its 200."""
+    import threading
+
+    config = tls_config(pki, upstream)
+    start_sluice(config, workers=2)
+    port = port_of(config)
+    stop = threading.Event()
+    results = {"ok": 0, "failed": []}
+    lock = threading.Lock()
+
+    def client():
+        ctx = client_ctx(pki)
+        session = None
+        while not stop.is_set():
+            try:
+                with connect(port, ctx, session=session) as tls:
+                    good = get(tls).endswith(b"ok\n")
+                    session = tls.session if session is None else session
+            except (OSError, ssl.SSLError) as exc:
+                good = exc
+            with lock:
+                if good is True:
+                    results["ok"] += 1
+                else:
+                    results["failed"].append(good)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for round in range(3):
+            cert, key = pki["ca"].issue(f"round{round}", dns=["localhost", f"r{round}.test"])
+            replace_files({key: pki["server"][1], cert: pki["server"][0]})
+            eventually(lambda: f"r{round}.test" in str(
+                connect(port, client_ctx(pki)).getpeercert()["subjectAltName"]), timeout=20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["failed"] == [] and results["ok"] > 20, results
+
+
 def test_a_bad_certificate_file_is_refused_with_its_path_and_the_old_one_serves_on(
         pki, upstream, start_sluice):
     config = tls_config(pki, upstream)
