@@ -228,6 +228,21 @@ def test_bytes_that_are_not_tls_close_that_connection_only(pki, upstream, start_
     eventually(lambda: "listener edge: TLS handshake failed: " in s.stderr_path.read_text())
 
 
+def test_a_client_that_never_finishes_its_handshake_is_dropped_at_the_header_timeout(
+        pki, upstream, start_sluice):
+    """Without it, uvloop's default (60 s) would let a slowloris hold TLS connections open
+    that long before any HTTP timeout starts."""
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["timeouts"] = {"header": "1s"}
+    start_sluice(config)
+    with socket.create_connection(("127.0.0.1", port_of(config)), timeout=30) as silent:
+        silent.sendall(b"\x16\x03\x01")          # the first bytes of a ClientHello, then nothing
+        try:
+            assert silent.recv(100) == b""
+        except ConnectionResetError:
+            pass
+
+
 def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, upstream,
                                                                         start_sluice):
     from tls_certs import DAY, NOW
