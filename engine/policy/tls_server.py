@@ -111,7 +111,7 @@ def load(tls, protocols: Iterable[str] = ("http1",)) -> Selection:
     """Build a listener's inner contexts from its files (`tls` is a model.ListenerTLS). Raises
     pem.PemError naming the file at fault; builds nothing partially."""
     min_version, mtls = shape_of(tls)
-    alpn = [ALPN[p] for p in protocols if p == "http1"]   # h2 once HTTP/2 can be served
+    alpn = [ALPN[p] for p in protocols]      # the model refuses http2 until it can be served
     ca_text = None
     if tls.client_ca is not None:
         pem.certificates(tls.client_ca, "CA certificate")
