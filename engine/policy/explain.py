@@ -195,6 +195,9 @@ def first_failure(entry: tuple, request: Request) -> str | None:
             return f"header {name.decode()} is absent (needs '{value.decode()}')"
         if got != value:
             return f"header {name.decode()} is '{request.shown(got)}', not '{value.decode()}'"
+    if len(entry) > 6 and entry[6] is not None:
+        return (f"it needs a mutual-TLS client identity matching '{entry[6].decode()}', and an "
+                "explained request has none")
     return None
 
 
