@@ -57,10 +57,18 @@ def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = 
 
 
 class Upstream:
-    def __init__(self) -> None:
+    """tests/upstream.py; with `cert`/`key` it serves HTTPS (and with `client_ca` requires a
+    client certificate: `stats_cert`, a (cert, key) pair, is what `stats()` presents), and
+    `stats()` reaches it without verifying it."""
+
+    def __init__(self, cert=None, key=None, client_ca=None, stats_cert=None) -> None:
         self.port = free_port()
+        self.tls = cert is not None
+        self.stats_cert = stats_cert
+        extra = [f"--cert={cert}", f"--key={key}"] if cert is not None else []
+        extra += [f"--client-ca={client_ca}"] if client_ca is not None else []
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "upstream.py"),
-                                      str(self.port)], stdout=subprocess.PIPE)
+                                      str(self.port), *extra], stdout=subprocess.PIPE)
         assert self.proc.stdout.readline().strip() == b"ready"
 
     @property
@@ -69,7 +77,14 @@ class Upstream:
 
     def stats(self) -> dict:
         import http.client
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        if self.tls:
+            import ssl
+            ctx = ssl._create_unverified_context()
+            if self.stats_cert is not None:
+                ctx.load_cert_chain(*map(str, self.stats_cert))
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         c.request("GET", "/stats")
         data = json.loads(c.getresponse().read())
         c.close()

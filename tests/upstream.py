@@ -1,4 +1,10 @@
-"""A real upstream for the integration tests, run as its own process: `python tests/upstream.py PORT`.
+"""A real upstream for the integration tests, run as its own process:
+`python tests/upstream.py PORT [--cert CERT --key KEY [--client-ca CA]]`.
+
+With `--cert`/`--key` it serves HTTPS (ALPN http/1.1) and records, per connection that carried
+a request other than /stats, the SNI the client sent (`sni`, null for none), the ALPN protocol
+(`alpn`) and the client certificate's subject and SANs (`client_certs`, null for none).
+`--client-ca` requires a client certificate signed by that CA.
 
 It speaks HTTP/1.1 through h11 (an independent implementation, so a framing bug in sluice shows
 up as a protocol error here rather than being mirrored), except for the few endpoints that must
@@ -29,7 +35,9 @@ import h11
 
 ENDPOINTS = {"echo", "sink", "bytes", "chunked", "close", "status", "hop", "stats",
              "ws", "slow"}
-STATS = {"connections": 0, "requests": 0, "cancelled": 0, "slow_started": 0, "port": 0}
+STATS = {"connections": 0, "requests": 0, "cancelled": 0, "slow_started": 0, "port": 0,
+         "sni": [], "alpn": [], "client_certs": []}
+SNI: dict[int, str | None] = {}      # id(ssl object) -> the server name it was sent
 MiB = 1 << 20
 BLOCK = b"x" * MiB
 
@@ -72,6 +80,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if not counted and event.target != b"/stats":   # our own /stats calls don't count
                 counted = True
                 STATS["connections"] += 1
+                tls = writer.get_extra_info("ssl_object")
+                if tls is not None:
+                    STATS["sni"].append(SNI.get(id(tls)))
+                    STATS["alpn"].append(tls.selected_alpn_protocol())
+                    STATS["client_certs"].append(writer.get_extra_info("peercert") or None)
             done = await serve(event, reader, writer, conn)
             if done or conn.our_state is h11.MUST_CLOSE:
                 return
@@ -82,6 +95,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
         pass
     finally:
+        tls = writer.get_extra_info("ssl_object")
+        if tls is not None:
+            SNI.pop(id(tls), None)
         writer.close()
 
 
@@ -178,12 +194,37 @@ async def serve(req: h11.Request, reader, writer, conn) -> bool:
     return False
 
 
-async def main(port: int) -> None:
+def tls_context(cert: str, key: str, client_ca: str | None):
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+
+    def record_sni(tls, name, _ctx):
+        SNI[id(tls)] = name
+    ctx.sni_callback = record_sni
+    return ctx
+
+
+async def main(port: int, tls=None) -> None:
     STATS["port"] = port
-    server = await asyncio.start_server(handle, "127.0.0.1", port, limit=MiB)
+    server = await asyncio.start_server(handle, "127.0.0.1", port, limit=MiB, ssl=tls)
     print("ready", flush=True)
     await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--client-ca")
+    args = parser.parse_args()
+    asyncio.run(main(args.port, tls_context(args.cert, args.key, args.client_ca)
+                     if args.cert else None))

@@ -25,38 +25,21 @@ cdef enum:
     BODY_CHUNKED = 2
     BODY_UNTIL_CLOSE = 3   # responses only
 
-# Well-known header ids, set per header at parse time (hdr_id[i])
-cdef enum:
-    H_OTHER = 0
-    H_HOST = 1
-    H_CONTENT_LENGTH = 2
-    H_TRANSFER_ENCODING = 3
-    H_CONNECTION = 4
-    H_KEEP_ALIVE = 5
-    H_UPGRADE = 6
-    H_TE = 7
-    H_TRAILER = 8
-    H_PROXY_CONNECTION = 9
-    H_EXPECT = 10
-    H_X_FORWARDED_FOR = 11
-    H_X_FORWARDED_PROTO = 12
-    H_X_FORWARDED_HOST = 13
-    H_X_REQUEST_ID = 14
-    H_COOKIE = 15
-    H_HTTP2_SETTINGS = 16  # hop-by-hop (RFC 7540 3.2.1): an h2c upgrade is never forwarded
-
-# Per-header flags (hdr_flags[i])
-cdef enum:
-    HF_HOP = 1     # hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
-                   # Transfer-Encoding, Upgrade, and every header named in Connection
-    HF_DROP = 2    # the caller asked build_head() to leave it out
+# Header ids (H_*) and flags (HF_*) are headers.pxd's, re-exported here for the codec's users.
+from engine._fast.headers cimport (
+    HeaderBlock, build_head, header_id,
+    H_OTHER, H_HOST, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_KEEP_ALIVE,
+    H_UPGRADE, H_TE, H_TRAILER, H_PROXY_CONNECTION, H_EXPECT, H_X_FORWARDED_FOR,
+    H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID, H_COOKIE, H_HTTP2_SETTINGS,
+    H_X_FORWARDED_CLIENT_CERT, HF_HOP, HF_DROP,
+)
 
 cdef enum:
     H1_MAX_CHUNK_LINE = 4096       # chunk-size line incl. extensions; longer -> 400 (see pyx)
 
 
 @cython.final
-cdef class H1Parser:
+cdef class H1Parser(HeaderBlock):
     cdef readonly bint is_request
     cdef public Py_ssize_t max_head_bytes     # 431 when the head (or trailer section) grows past this
     cdef public Py_ssize_t max_headers        # 431 when exceeded
@@ -68,24 +51,12 @@ cdef class H1Parser:
     cdef int state
     cdef Py_ssize_t scan_pos                  # head search resumes here (no rescans on 1-byte feeds)
 
-    # the current head; every *_s/*_e offset points into `head`
-    cdef bytes head
+    # the current head: the request or status line's offsets point into `head`, like the
+    # header fields' (HeaderBlock: head, nheaders, the per-field arrays, host_index)
     cdef Py_ssize_t method_s, method_e, target_s, target_e
     cdef Py_ssize_t reason_s, reason_e
     cdef int version_minor                    # 0 or 1 (HTTP/1.0 or HTTP/1.1)
     cdef int status                           # responses: the status code
-    cdef int nheaders
-    # Per-header arrays, hcap entries each, in one malloc'd block that starts small and grows
-    # (up to H1_MAX_HEADERS_HARD) when a head has more fields: an idle keep-alive connection
-    # must not carry 4.6 KB of offsets for the 256 headers it will never send.
-    cdef int hcap
-    cdef int32_t* name_s
-    cdef int32_t* name_e
-    cdef int32_t* value_s                     # value with leading/trailing OWS removed
-    cdef int32_t* value_e
-    cdef uint8_t* hdr_id
-    cdef uint8_t* hdr_flags
-    cdef int host_index                       # index of the Host header, -1 if absent
 
     # framing and connection semantics of the current message, valid from EV_HEAD
     cdef int body_kind
@@ -115,9 +86,6 @@ cdef class H1Parser:
     cpdef int next_event(self) except -1
     cpdef expect_response(self, bint to_head)  # response parser: the next response answers a HEAD
     cpdef bytes leftover(self)                 # unconsumed input, for switching to a tunnel
-    cpdef object get(self, bytes lower_name)   # first value of a header, or None (router, filters)
-    cdef int find(self, int hid)               # index of the first header with this id, or -1
-    cdef bytes header_value(self, int i)       # value of header i as bytes
     # additions
     cpdef int feed_eof(self)                   # EOF: EV_END (until-close body done), EV_ERROR
                                                # (truncated message) or EV_NEED_DATA (clean close)
@@ -130,19 +98,11 @@ cdef class H1Parser:
     cdef int _materialize(self) except -1
     cdef int _head(self) except -1
     cdef int _head_done(self, Py_ssize_t he) except -1
-    cdef int _grow(self, int need) except -1
     cdef int _parse_head(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t he) noexcept
     cdef int _chunk_size(self) except -1
     cdef int _chunk_crlf(self) except -1
     cdef int _trailers(self) except -1
-    cdef bytes _slice(self, Py_ssize_t s, Py_ssize_t e)
 
-
-# Serialise a (possibly rewritten) head: first_line (e.g. b"GET /x HTTP/1.1\r\n"), then every header
-# of `p` whose flags have neither HF_HOP nor HF_DROP, raw as received ("Name: value\r\n"), then each
-# bytes object of `extra` (each already a complete "Name: value\r\n" line), then the final CRLF.
-# One allocation, one pass.
-cdef bytes build_head(H1Parser p, bytes first_line, list extra)
 
 # E_OK (0) when p[s:e] is a valid Host value / absolute-form authority (see http1.pyx)
 cdef int check_authority(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil

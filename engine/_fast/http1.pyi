@@ -3,6 +3,8 @@ http1.pxd instead."""
 
 from typing import Final
 
+from engine._fast.headers import HeaderBlock
+
 EV_NEED_DATA: Final[int]
 EV_HEAD: Final[int]
 EV_BODY: Final[int]
@@ -35,7 +37,7 @@ H_X_FORWARDED_HOST: Final[int]
 H_X_REQUEST_ID: Final[int]
 H_COOKIE: Final[int]
 
-class H1Parser:
+class H1Parser(HeaderBlock):
     """Sans-I/O HTTP/1.x pull parser: feed(), then next_event() until EV_NEED_DATA,
     EV_ERROR or EV_PAUSED."""
 
@@ -91,5 +93,5 @@ class H1Parser:
     @property
     def trailers(self) -> list[tuple[bytes, bytes]]: ...
 
-def serialize_head(parser: H1Parser, first_line: bytes, extra: list[bytes] | None = None) -> bytes: ...
+def serialize_head(parser: H1Parser, first_line: bytes, edits: list[bytes] | None = None) -> bytes: ...
 def serialize_chunk_size(n: int) -> bytes: ...

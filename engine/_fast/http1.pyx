@@ -294,37 +294,6 @@ cdef inline bint _ws(unsigned char c) noexcept nogil:
     return c == SP or c == HTAB
 
 
-cdef uint8_t _header_id(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """Well-known header id of the field name s[:n]: dispatch on length, then compare."""
-    if n == 4:
-        if _ieq(s, b"host", 4): return H_HOST
-    elif n == 14:
-        if _ieq(s, b"content-length", 14): return H_CONTENT_LENGTH
-        if _ieq(s, b"http2-settings", 14): return H_HTTP2_SETTINGS
-    elif n == 10:
-        if _ieq(s, b"connection", 10): return H_CONNECTION
-        if _ieq(s, b"keep-alive", 10): return H_KEEP_ALIVE
-    elif n == 17:
-        if _ieq(s, b"transfer-encoding", 17): return H_TRANSFER_ENCODING
-        if _ieq(s, b"x-forwarded-proto", 17): return H_X_FORWARDED_PROTO
-    elif n == 6:
-        if _ieq(s, b"cookie", 6): return H_COOKIE
-        if _ieq(s, b"expect", 6): return H_EXPECT
-    elif n == 7:
-        if _ieq(s, b"upgrade", 7): return H_UPGRADE
-        if _ieq(s, b"trailer", 7): return H_TRAILER
-    elif n == 2:
-        if _ieq(s, b"te", 2): return H_TE
-    elif n == 15:
-        if _ieq(s, b"x-forwarded-for", 15): return H_X_FORWARDED_FOR
-    elif n == 16:
-        if _ieq(s, b"x-forwarded-host", 16): return H_X_FORWARDED_HOST
-        if _ieq(s, b"proxy-connection", 16): return H_PROXY_CONNECTION
-    elif n == 12:
-        if _ieq(s, b"x-request-id", 12): return H_X_REQUEST_ID
-    return H_OTHER
-
-
 cdef inline Py_ssize_t _next_elem(const unsigned char* p, Py_ssize_t k, Py_ssize_t end,
                                   Py_ssize_t* es, Py_ssize_t* ee) noexcept nogil:
     """One element of a comma-separated list (RFC 9110 5.6.1) starting at k: its bounds
@@ -504,8 +473,6 @@ cdef class H1Parser:
     def __cinit__(self, bint is_request=True, Py_ssize_t max_head_bytes=65536,
                   Py_ssize_t max_headers=100, Py_ssize_t max_uri_bytes=8192):
         self.is_request = is_request
-        self.hcap = 0
-        self._grow(H1_INITIAL_HEADERS)
         self.max_head_bytes = max_head_bytes
         self.max_headers = max_headers
         self.max_uri_bytes = max_uri_bytes
@@ -775,33 +742,6 @@ cdef class H1Parser:
             return self._fail(E_HEAD_TOO_LARGE)
         return EV_NEED_DATA
 
-    def __dealloc__(self):
-        free(self.name_s)
-
-    cdef int _grow(self, int need) except -1:
-        """Make room for `need` header fields (one block: 4 int32 arrays, then 2 uint8)."""
-        cdef int cap = self.hcap if self.hcap > 0 else H1_INITIAL_HEADERS
-        cdef char* block
-        if need <= self.hcap:
-            return 0
-        while cap < need:
-            cap *= 2
-        if cap > H1_MAX_HEADERS_HARD:
-            cap = H1_MAX_HEADERS_HARD
-        block = <char*>malloc(<size_t>cap * (4 * sizeof(int32_t) + 2 * sizeof(uint8_t)))
-        if block == NULL:
-            raise MemoryError()
-        free(self.name_s)
-        self.name_s = <int32_t*>block
-        self.name_e = self.name_s + cap
-        self.value_s = self.name_e + cap
-        self.value_e = self.value_s + cap
-        self.hdr_id = <uint8_t*>(self.value_e + cap)
-        self.hdr_flags = self.hdr_id + cap
-        self.hcap = cap
-        self.nheaders = 0      # the old offsets are gone: callers grow before parsing a head
-        return 0
-
     cdef int _head_done(self, Py_ssize_t he) except -1:
         cdef int err, bk, lines = 0
         cdef const char* q
@@ -924,7 +864,7 @@ cdef class H1Parser:
             err = _field_line(p, k, he, &ne, &vs, &ve, &nxt)
             if err:
                 return err
-            hid = _header_id(p + k, ne - k)
+            hid = header_id(p + k, ne - k)
             self.name_s[n] = <int32_t>k
             self.name_e[n] = <int32_t>ne
             self.value_s[n] = <int32_t>vs
@@ -1212,43 +1152,7 @@ cdef class H1Parser:
             return self._fail(E_TRAILERS_TOO_LARGE)
         return EV_NEED_DATA
 
-    # -- head access (C level) ------------------------------------------------------------
-
-    cdef int find(self, int hid):
-        cdef int i
-        for i in range(self.nheaders):
-            if self.hdr_id[i] == hid:
-                return i
-        return -1
-
-    cdef bytes header_value(self, int i):
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.head) + self.value_s[i],
-                                         self.value_e[i] - self.value_s[i])
-
-    cpdef object get(self, bytes lower_name):
-        """First value of the header called `lower_name` (compared case-insensitively), or
-        None."""
-        cdef int i
-        cdef Py_ssize_t ln
-        cdef const unsigned char* h
-        cdef const unsigned char* name
-        if lower_name is None or self.nheaders == 0:
-            return None
-        ln = PyBytes_GET_SIZE(lower_name)
-        h = <const unsigned char*>PyBytes_AS_STRING(self.head)
-        name = <const unsigned char*>PyBytes_AS_STRING(lower_name)
-        for i in range(self.nheaders):
-            if (self.name_e[i] - self.name_s[i] == ln
-                    and _ieq2(h + self.name_s[i], name, ln)):
-                return self.header_value(i)
-        return None
-
     # -- Python view (tests, filters, oracles): built lazily ----------------------------
-
-    cdef bytes _slice(self, Py_ssize_t s, Py_ssize_t e):
-        if self.head is None:
-            return EMPTY
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.head) + s, e - s)
 
     @property
     def method(self):
@@ -1273,18 +1177,6 @@ cdef class H1Parser:
     @property
     def reason(self):
         return self._slice(self.reason_s, self.reason_e)
-
-    @property
-    def headers(self):
-        cdef int i
-        return [(self._slice(self.name_s[i], self.name_e[i]),
-                 self._slice(self.value_s[i], self.value_e[i])) for i in range(self.nheaders)]
-
-    @property
-    def header_flags(self):
-        """[(hdr_id, flags)] per header, in order (tests, debugging)."""
-        cdef int i
-        return [(self.hdr_id[i], self.hdr_flags[i]) for i in range(self.nheaders)]
 
     @property
     def body_kind(self):
@@ -1322,71 +1214,9 @@ cdef class H1Parser:
         return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.data) + self.ev_start,
                                          self.ev_end - self.ev_start)
 
-    def drop_header(self, bytes lower_name):
-        """Set HF_DROP on every header called `lower_name`; returns how many."""
-        cdef int i, c = 0
-        cdef Py_ssize_t ln = PyBytes_GET_SIZE(lower_name)
-        for i in range(self.nheaders):
-            if (self.name_e[i] - self.name_s[i] == ln
-                    and _ieq2(<const unsigned char*>PyBytes_AS_STRING(self.head) + self.name_s[i],
-                              <const unsigned char*>PyBytes_AS_STRING(lower_name), ln)):
-                self.hdr_flags[i] |= HF_DROP
-                c += 1
-        return c
-
 
 # ---------------------------------------------------------------------------------------------
 # Serialisation
-
-cdef bytes build_head(H1Parser p, bytes first_line, list extra):
-    """first_line, the kept headers of p as "Name: value\\r\\n", each of `extra`, CRLF.
-    One allocation (size computed first), one pass of memcpy."""
-    cdef Py_ssize_t total, i, ln, lv, nx
-    cdef int nh = p.nheaders
-    cdef const char* h = NULL
-    cdef char* out
-    cdef bytes res, x
-    if first_line is None:
-        raise TypeError("first_line must be bytes")
-    nx = len(extra) if extra is not None else 0
-    total = PyBytes_GET_SIZE(first_line) + 2
-    for i in range(nh):
-        if not p.hdr_flags[i] & (HF_HOP | HF_DROP):
-            total += (p.name_e[i] - p.name_s[i]) + (p.value_e[i] - p.value_s[i]) + 4
-    for i in range(nx):
-        x = <bytes?>extra[i]
-        total += PyBytes_GET_SIZE(x)
-    res = PyBytes_FromStringAndSize(NULL, total)
-    out = PyBytes_AS_STRING(res)
-    ln = PyBytes_GET_SIZE(first_line)
-    memcpy(out, PyBytes_AS_STRING(first_line), ln)
-    out += ln
-    if nh:
-        h = PyBytes_AS_STRING(p.head)
-    for i in range(nh):
-        if p.hdr_flags[i] & (HF_HOP | HF_DROP):
-            continue
-        ln = p.name_e[i] - p.name_s[i]
-        lv = p.value_e[i] - p.value_s[i]
-        memcpy(out, h + p.name_s[i], ln)
-        out += ln
-        out[0] = b':'
-        out[1] = b' '
-        out += 2
-        memcpy(out, h + p.value_s[i], lv)
-        out += lv
-        out[0] = b'\r'
-        out[1] = b'\n'
-        out += 2
-    for i in range(nx):
-        x = <bytes>extra[i]
-        ln = PyBytes_GET_SIZE(x)
-        memcpy(out, PyBytes_AS_STRING(x), ln)
-        out += ln
-    out[0] = b'\r'
-    out[1] = b'\n'
-    return res
-
 
 cdef bytes chunk_size_line(Py_ssize_t n):
     cdef char buf[24]
@@ -1404,9 +1234,9 @@ cdef bytes chunk_size_line(Py_ssize_t n):
     return PyBytes_FromStringAndSize(buf + k, 24 - k)
 
 
-def serialize_head(H1Parser parser not None, bytes first_line, list extra=None):
-    """Python access to build_head() (tests, filters)."""
-    return build_head(parser, first_line, extra)
+def serialize_head(H1Parser parser not None, bytes first_line, list edits=None):
+    """Python access to build_head() (tests): `edits` is a flat [name, value, ...] list."""
+    return build_head(parser, first_line, edits if edits is not None else [])
 
 
 def serialize_chunk_size(Py_ssize_t n):
@@ -1427,4 +1257,5 @@ globals().update(
     H_PROXY_CONNECTION=H_PROXY_CONNECTION, H_EXPECT=H_EXPECT,
     H_X_FORWARDED_FOR=H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO=H_X_FORWARDED_PROTO,
     H_X_FORWARDED_HOST=H_X_FORWARDED_HOST, H_X_REQUEST_ID=H_X_REQUEST_ID, H_COOKIE=H_COOKIE,
+    H_HTTP2_SETTINGS=H_HTTP2_SETTINGS, H_X_FORWARDED_CLIENT_CERT=H_X_FORWARDED_CLIENT_CERT,
 )

@@ -1,5 +1,12 @@
 # The upstream connection pool's contract (see pool.pyx).
 
+# what acquire() did
+cdef enum:
+    LEASE_NOW = 0      # an idle connection is returned
+    LEASE_OPEN = 1     # a slot is reserved: the caller opens a connection (connect_failed() if not)
+    LEASE_PARKED = 2   # the holder waits; holder.lease_ready() is called when something frees
+    LEASE_FULL = 3     # at max_connections with max_pending waiting: refuse (503)
+
 cdef class PooledConn:
     cdef object transport
     cdef Pool pool
@@ -21,17 +28,19 @@ cdef class Pool:
     cdef list idle                       # LIFO stack of PooledConn
     cdef readonly int total              # open + connecting connections
     cdef readonly int connects           # connections ever opened (tests count reuse with it)
-    cdef list waiters                    # FIFO of callables waiting for a free slot
+    cdef list waiters                    # FIFO of holders (exchanges) waiting for a free slot
     cdef readonly int max_waiters
     cdef readonly object ssl_context     # ssl.SSLContext for TLS to the endpoint, or None
     cdef readonly str server_hostname    # SNI and the name verified (None: no SNI)
 
+    cdef PooledConn acquire(self, object holder, bint fresh, int* how)
+    cdef void cancel(self, object holder) except *
     cdef PooledConn take_idle(self)
     cdef bint may_open(self)
     cdef void opened(self)
     cdef void connect_failed(self)
     cdef void release(self, PooledConn c, double now)
     cdef void forget(self, PooledConn c)
-    cdef void notify_waiter(self)
+    cdef void notify_waiter(self) except *
     cpdef int sweep(self, double now)
     cpdef close_idle(self)

@@ -3,10 +3,16 @@
 
 Theory of operation
 -------------------
-* The pool is bookkeeping only: it never opens sockets itself. `proxy` asks `take_idle()` for a
-  warm connection; when none is idle and `may_open()` allows, proxy opens one and calls
-  `opened()` (and `connect_failed()` if that fails). So `total` counts open + connecting
-  connections and never exceeds `max_connections`.
+* The pool leases connections to exchanges and is bookkeeping only: it never opens sockets
+  itself. `acquire(holder)` hands out the warmest idle connection (LEASE_NOW), or reserves a
+  slot for the caller to open one (LEASE_OPEN; `connect_failed()` gives it back), or parks the
+  holder in a FIFO of at most `max_waiters` (pool.max_pending) until `release`/`forget` frees
+  something (LEASE_PARKED, then `holder.lease_ready()`), or refuses (LEASE_FULL). Parking is
+  the slow path (a pool at its limit), so the wake-up is a plain method call. So `total`
+  counts open + connecting connections and never exceeds `max_connections`. A pool is keyed by
+  endpoint, upstream protocol and TLS settings (link.py): this is the HTTP/1.1 pool, whose
+  connections carry one exchange at a time; an HTTP/2 pool leases streams of shared
+  connections behind the same acquire/release.
 * Idle connections form a LIFO stack: the most recently used socket is the warmest (its peer
   has not timed it out, its TCP window is open) and the ones at the bottom age out together,
   which lets `sweep()` close them in one pass.
@@ -22,9 +28,16 @@ Theory of operation
 
 cimport cython
 
+LEASE = {"now": LEASE_NOW, "open": LEASE_OPEN, "parked": LEASE_PARKED, "full": LEASE_FULL}
+
 
 cdef class PooledConn:
     """Base of the upstream protocol object (`proxy.Upstream`): the fields the pool needs."""
+
+    def __init__(self, Pool pool=None, transport=None):
+        # (proxy.Upstream has its own; this one serves tests that lease fake connections)
+        self.pool = pool
+        self.transport = transport
 
     cdef void close_now(self):
         self.dead = True
@@ -51,6 +64,33 @@ cdef class Pool:
         self.max_waiters = max_waiters
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
+
+    cdef PooledConn acquire(self, object holder, bint fresh, int* how):
+        """A connection for `holder` (how = LEASE_NOW), or a reserved slot (LEASE_OPEN), or
+        `holder` parked (LEASE_PARKED: `holder.lease_ready()` follows), or no (LEASE_FULL).
+        `fresh`: a retry, which wants a new connection and never waits."""
+        cdef PooledConn c
+        if not fresh:
+            c = self.take_idle()
+            if c is not None:
+                how[0] = LEASE_NOW
+                return c
+        if self.total < self.max_connections:
+            self.opened()
+            how[0] = LEASE_OPEN
+        elif fresh or len(self.waiters) >= self.max_waiters:
+            how[0] = LEASE_FULL
+        else:
+            self.waiters.append(holder)
+            how[0] = LEASE_PARKED
+        return None
+
+    cdef void cancel(self, object holder) except *:
+        """A parked holder no longer waits (its client left, its deadline passed)."""
+        try:
+            self.waiters.remove(holder)
+        except ValueError:
+            pass
 
     cdef PooledConn take_idle(self):
         cdef PooledConn c
@@ -96,23 +136,9 @@ cdef class Pool:
         self.total -= 1
         self.notify_waiter()
 
-    cdef void notify_waiter(self):
+    cdef void notify_waiter(self) except *:
         if self.waiters:
-            w = self.waiters.pop(0)
-            w()
-
-    def add_waiter(self, callback):
-        """Park a request until a connection is idle or a slot is free; False when full."""
-        if len(self.waiters) >= self.max_waiters:
-            return False
-        self.waiters.append(callback)
-        return True
-
-    def remove_waiter(self, callback):
-        try:
-            self.waiters.remove(callback)
-        except ValueError:
-            pass
+            self.waiters.pop(0).lease_ready()
 
     cpdef int sweep(self, double now):
         """Close idle connections older than idle_timeout; returns how many."""
@@ -138,6 +164,23 @@ cdef class Pool:
             c = <PooledConn>self.idle.pop()
             c.in_pool = False
             c.close_now()
+
+    # -- Python access (tests and tools): the lease protocol on fake connections ---------------
+
+    def lease(self, holder, bint fresh=False):
+        """acquire() from Python: (LEASE_* code, connection or None)."""
+        cdef int how = LEASE_FULL
+        c = self.acquire(holder, fresh, &how)
+        return how, c
+
+    def give_back(self, PooledConn c not None, double now):
+        self.release(c, now)
+
+    def lost(self, PooledConn c not None):
+        self.forget(c)
+
+    def open_failed(self):
+        self.connect_failed()
 
     @property
     def idle_count(self):

@@ -38,14 +38,13 @@ cdef class Route:
     cdef readonly str name
     cdef readonly int index
     cdef readonly bint direct
-    cdef readonly int direct_status
-    cdef readonly bytes direct_head    # status line + header lines; the connection header and the
-                                       # empty line are added per exchange
-    cdef readonly bytes direct_body
-    cdef readonly bytes direct_full    # head + CRLF + body: the whole keep-alive HTTP/1.1 reply
+    cdef readonly int direct_status    # direct_response as protocol-neutral data: status,
+    cdef readonly list direct_headers  # [name, value, ...] (lowercase names),
+    cdef readonly bytes direct_body    # and body; each codec caches its wire form below
+    cdef public object h1_wire         # the HTTP/1.1 codec's (proxy.pyx), built on first use
     cdef readonly bytes prefix_from    # rewrite.path_prefix: the matched prefix, or None
     cdef readonly bytes prefix_to
-    cdef readonly list add_lines       # [b"name: value\r\n"] from rewrite.set_headers
+    cdef readonly list add_headers     # [name, value, ...] from rewrite.set_headers
     cdef readonly tuple drop_names     # lowercase names removed (set_headers + remove_headers)
     cdef readonly Limiter limiter      # or None
     cdef readonly int limit_per

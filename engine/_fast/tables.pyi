@@ -25,11 +25,12 @@ class Route:
     index: int
     direct: bool
     direct_status: int
-    direct_head: bytes | None
+    direct_headers: list[bytes]
     direct_body: bytes
+    h1_wire: object
     prefix_from: bytes | None
     prefix_to: bytes | None
-    add_lines: list[bytes]
+    add_headers: list[bytes]
     drop_names: tuple[bytes, ...]
     limiter: Limiter | None
     limit_per: int
@@ -40,9 +41,9 @@ class Route:
     req_filters: tuple | None
     resp_filters: tuple | None
     def __init__(self, name: str, index: int, *, direct: bool = ..., direct_status: int = ...,
-                 direct_head: bytes | None = ..., direct_body: bytes = ...,
+                 direct_headers: list[bytes] | None = ..., direct_body: bytes = ...,
                  prefix_from: bytes | None = ..., prefix_to: bytes | None = ...,
-                 add_lines: list[bytes] | None = ..., drop_names: tuple[bytes, ...] = ...,
+                 add_headers: list[bytes] | None = ..., drop_names: tuple[bytes, ...] = ...,
                  limiter: Limiter | None = ..., limit_per: int = ..., limit_header: bytes = ...,
                  timeout: float = ..., split: Balancer | None = ...,
                  clusters: list[Cluster] | None = ..., req_filters: tuple | None = ...,

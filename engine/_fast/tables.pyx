@@ -38,9 +38,9 @@ cdef class Cluster:
 
 @cython.final
 cdef class Route:
-    def __init__(self, str name, int index, *, bint direct=False, int direct_status=200, bytes direct_head=None,
-                 bytes direct_body=b"", bytes prefix_from=None, bytes prefix_to=None,
-                 list add_lines=None, tuple drop_names=(), Limiter limiter=None,
+    def __init__(self, str name, int index, *, bint direct=False, int direct_status=200,
+                 list direct_headers=None, bytes direct_body=b"", bytes prefix_from=None,
+                 bytes prefix_to=None, list add_headers=None, tuple drop_names=(), Limiter limiter=None,
                  int limit_per=LIMIT_PER_ROUTE, bytes limit_header=b"", double timeout=0.0,
                  Balancer split=None, list clusters=None, tuple req_filters=None,
                  tuple resp_filters=None, int stats_slot=-1):
@@ -49,13 +49,12 @@ cdef class Route:
         self.index = index
         self.direct = direct
         self.direct_status = direct_status
-        self.direct_head = direct_head
+        self.direct_headers = direct_headers if direct_headers is not None else []
         self.direct_body = direct_body
-        # the common case (HTTP/1.1 client, keep-alive, not HEAD) sends this one object as is
-        self.direct_full = direct_head + b"\r\n" + direct_body if direct else None
+        self.h1_wire = None
         self.prefix_from = prefix_from
         self.prefix_to = prefix_to
-        self.add_lines = add_lines if add_lines is not None else []
+        self.add_headers = add_headers if add_headers is not None else []
         self.drop_names = drop_names
         self.limiter = limiter
         self.limit_per = limit_per

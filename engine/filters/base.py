@@ -37,6 +37,14 @@ class Reply:
     def header_lines(self) -> list[bytes]:
         return [f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in self.headers.items()]
 
+    def header_pairs(self) -> list[bytes]:
+        """The headers as the flat [name, value, ...] list the proxy's encoders take."""
+        out: list[bytes] = []
+        for k, v in self.headers.items():
+            out.append(k.lower().encode("latin-1"))
+            out.append(str(v).encode("latin-1"))
+        return out
+
 
 class Filter:
     """Base class: override the phases you need; the ones you don't cost nothing."""
@@ -58,6 +66,7 @@ class FilterContext:
     """What a filter sees of one exchange. Header names are case-insensitive."""
 
     __slots__ = ("method", "path", "client_ip", "route", "state", "status",
+                 "client_identity", "client_subject",
                  "_request_headers", "_response_headers", "set_request", "remove_request",
                  "set_response", "remove_response")
 
@@ -67,6 +76,9 @@ class FilterContext:
         self.path = path              # with the query; a filter may assign a new one
         self.client_ip = client_ip
         self.route = route
+        # mutual TLS: the verified client certificate's SPIFFE ID (URI SAN) and subject
+        self.client_identity: str | None = None
+        self.client_subject: str | None = None
         self.state: dict[str, Any] = {}
         self.status: int | None = None   # the upstream's status, in the response phase
         self._request_headers = request_headers

@@ -12,6 +12,7 @@ and `true` is never a number.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Annotated, Any
@@ -269,4 +270,33 @@ ClientIdentity = Annotated[
     WithJsonSchema({"type": "string", "pattern": IDENTITY_PATTERN,
                     "examples": ["spiffe://cluster.local/ns/shop/sa/web",
                                  "spiffe://cluster.local/ns/shop/*"]}),
+]
+
+
+# -- TLS origination ---------------------------------------------------------------------------
+
+
+def _server_name(value: str) -> str:
+    """A TLS server name (RFC 6066 section 3): a DNS host name, never an IP literal or a
+    wildcard."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"'{value}' is an IP address: SNI carries host names only (leave sni "
+                         "out to verify an IP endpoint against its certificate's IP address)")
+    if value.startswith("*"):
+        raise ValueError(f"'{value}': a server name has no wildcard")
+    try:
+        return syntax.host(value.rstrip("."))
+    except ValueError:
+        raise ValueError(f"'{value}' is not a valid host name") from None
+
+
+ServerName = Annotated[
+    str,
+    AfterValidator(_server_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9.\-]+$",
+                    "examples": ["api.internal"]}),
 ]

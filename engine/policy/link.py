@@ -5,7 +5,9 @@ This is the one policy module that imports `engine._fast` (STYLE.md): everything
 and resolves every name once, so that serving a request never looks one up.
 
 State that must outlive a reload is carried over by identity: a `Pool` is reused when the
-previous tables had the same endpoint of the same cluster with the same pool settings, and a
+previous tables had the same endpoint of the same cluster with the same pool settings, protocol
+and TLS identity (a cluster's client SSLContext comes from `tls_client`, cached by a fingerprint
+of its settings and files, so an unchanged one is the same object after a reload), and a
 `Limiter` keyed by a stable `limit_id` (route name + limit settings) finds its buckets again in
 the node's shared table. A TLS listener's server SSLContext is kept when its shape (min_version, mutual
 TLS) is unchanged, so the listening server goes on and only its certificates change
@@ -19,7 +21,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http import HTTPStatus
 
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
@@ -32,7 +33,8 @@ from engine._fast.router import (
 from engine._fast.tables import (
     HASH_ON, LIMIT_PER, XFCC, Cluster, Endpoint, Listener, Route, Tables,
 )
-from engine.policy import tls_server
+from engine.policy import tls_client, tls_server
+
 
 def stable_id(*parts: object) -> int:
     """A 64-bit identity that is the same in every process and every run."""
@@ -40,10 +42,15 @@ def stable_id(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _pool_key(cluster, endpoint) -> tuple:
+def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
+    """What a pool's connections are: to which endpoint, under which pool settings, speaking
+    which protocol, with which TLS identity (`tls_client.fingerprint`: the settings and the
+    files' bytes, None for plaintext). Equal keys across a reload keep the pool and its warm
+    connections; a changed CA, client certificate or SNI gets new pools."""
     pool = cluster.pool
     return (cluster.name, endpoint.address.host, endpoint.address.port, pool.max_connections,
-            pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout)
+            pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout,
+            pool.max_pending, cluster.protocol, tls_id)
 
 
 def _split_on(spec: str | None) -> tuple[str, bytes]:
@@ -56,17 +63,22 @@ def _split_on(spec: str | None) -> tuple[str, bytes]:
     return kind, (name if kind == "cookie" else name.lower()).encode()
 
 
-def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
+def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
+    """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None."""
     endpoints = []
     for ep in cluster.endpoints:
-        key = _pool_key(cluster, ep)
+        key = _pool_key(cluster, ep, tls[0] if tls is not None else None)
         pool = old_pools.get(key)
         if pool is None:
             pool = Pool(ep.address.host, ep.address.port,
                         max_connections=cluster.pool.max_connections,
                         max_requests=cluster.pool.max_requests_per_connection,
                         idle_timeout=cluster.pool.idle_timeout,
-                        connect_timeout=cluster.connect_timeout)
+                        connect_timeout=cluster.connect_timeout,
+                        max_waiters=cluster.pool.max_pending,
+                        ssl_context=tls[1] if tls is not None else None,
+                        server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host)
+                        if tls is not None else None)
         pools[key] = pool
         endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
                                   if stats is not None else -1))
@@ -80,24 +92,14 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None) -> Cluster:
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
-def reason_phrase(status: int) -> bytes:
-    """The standard reason phrase of `status`, or b"" for a status without one (299, 520...):
-    the schema allows any final status, and RFC 9112 section 4 lets the phrase be empty (the
-    space before it stays), which is what nginx sends for a status it does not know."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
-
-
-def _direct_head(resp) -> tuple[bytes, bytes]:
-    body = resp.body.encode()
-    lines = [b"HTTP/1.1 %d %s\r\n" % (resp.status, reason_phrase(resp.status))]
+def _direct_headers(resp) -> list[bytes]:
+    """A direct response's headers as the flat [name, value, ...] list codecs take (each codec
+    adds its own framing: content-length for HTTP/1.1)."""
+    out: list[bytes] = []
     for name, value in resp.headers.items():
-        lines.append(b"%s: %s\r\n" % (name.encode(), str(value).encode()))
-    if resp.status not in (204, 304) and resp.status >= 200:
-        lines.append(b"content-length: %d\r\n" % len(body))
-    return b"".join(lines), body
+        out.append(name.lower().encode())
+        out.append(str(value).encode())
+    return out
 
 
 def build_filters(config, provided: dict | None, allowed=None) -> dict:
@@ -138,9 +140,9 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
         kw["req_filters"] = tuple(f for f in chain if overrides(f, "request"))
         kw["resp_filters"] = tuple(f for f in chain if overrides(f, "response"))
     if route.direct_response is not None:
-        head, body = _direct_head(route.direct_response)
         kw.update(direct=True, direct_status=route.direct_response.status,
-                  direct_head=head, direct_body=body)
+                  direct_headers=_direct_headers(route.direct_response),
+                  direct_body=route.direct_response.body.encode())
     else:
         targets = [clusters[t.cluster] for t in route.to]
         kw["clusters"] = targets
@@ -153,9 +155,10 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
         if rw.path_prefix is not None and route.match.path_prefix is not None:
             kw["prefix_from"] = route.match.path_prefix.encode()
             kw["prefix_to"] = rw.path_prefix.encode()
-        add = [b"%s: %s\r\n" % (k.lower().encode(), str(v).encode())
-               for k, v in rw.set_headers.items()]
-        kw["add_lines"] = add
+        add: list[bytes] = []
+        for k, v in rw.set_headers.items():
+            add += [k.lower().encode(), str(v).encode()]
+        kw["add_headers"] = add
         kw["drop_names"] = tuple(sorted({k.lower().encode() for k in rw.set_headers}
                                         | {k.lower().encode() for k in rw.remove_headers}))
     rl = route.rate_limit
@@ -204,15 +207,21 @@ def path_flags(paths) -> int:
 
 
 def link(config, buckets, previous: Tables | None = None, version: object = None,
-         filters: dict | None = None, stats=None, filter_modules=None) -> Tables:
+         filters: dict | None = None, stats=None, filter_modules=None,
+         tls_contexts=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
     `filters` maps filter names to instances or classes the embedding program provides;
     `filter_modules` (engine.filters.loader.FilterModules) is the allow list of modules the
-    others may be imported from (None: none may)."""
+    others may be imported from (None: none may). `tls_contexts` is the
+    `tls_client.ClientContexts` cache (default: the process's), which keeps a cluster's
+    SSLContext, and so its pools, across reloads that do not change its TLS."""
     built = build_filters(config, filters, filter_modules)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
-    clusters = {c.name: _link_cluster(c, old_pools, pools, stats) for c in config.clusters}
+    contexts = (tls_contexts if tls_contexts is not None else tls_client.CONTEXTS) \
+        .resolve(config.clusters)
+    clusters = {c.name: _link_cluster(c, old_pools, pools, stats, contexts.get(c.name))
+                for c in config.clusters}
     listeners = _link_listeners(config, clusters, buckets, built, stats, previous)
     return Tables(version, listeners, clusters, pools)
 

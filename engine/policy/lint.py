@@ -18,7 +18,8 @@ from .pathregex import matcher
 
 def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
-            *_ignored_hash_on(config), *_not_normal_paths(config), *_expired_certificates(config)]
+            *_ignored_hash_on(config), *_not_normal_paths(config), *_expired_certificates(config),
+            *_unverified_tls(config), *_expired_client_certificates(config)]
 
 
 def _expired_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
@@ -242,3 +243,39 @@ def _ignored_hash_on(config: Config) -> Iterable[tuple[Loc, str]]:
         if cluster.hash_on is not None and cluster.balancer != "ring_hash":
             yield (("clusters", i, "hash_on"),
                    f"has no effect with balancer: {cluster.balancer} (only ring_hash uses it)")
+
+
+def _unverified_tls(config: Config) -> Iterable[tuple[Loc, str]]:
+    """`insecure_skip_verify: true` is allowed (tests against self-signed upstreams) but must
+    never pass unnoticed: every validate and start says what it costs."""
+    for i, cluster in enumerate(config.clusters):
+        if cluster.tls is not None and cluster.tls.insecure_skip_verify:
+            yield (("clusters", i, "tls", "insecure_skip_verify"),
+                   "the upstream's certificate is not verified: anyone on the path can pose "
+                   "as it (for tests only)" + (
+                       "; tls.ca has no effect" if cluster.tls.ca is not None else ""))
+
+
+def _expired_client_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
+    """A cluster's client certificate out of its dates: it loads, but an upstream that checks
+    dates refuses the handshake (502), as clients refuse an expired listener certificate."""
+    from datetime import datetime, timezone
+
+    from . import pem
+
+    now = datetime.now(timezone.utc)
+    for i, cluster in enumerate(config.clusters):
+        if cluster.tls is None or cluster.tls.cert is None:
+            continue
+        try:
+            leaf = pem.certificates(cluster.tls.cert).leaf
+        except pem.PemError:
+            continue              # an error already (the model)
+        loc = ("clusters", i, "tls", "cert")
+        end, start = leaf.not_valid_after_utc, leaf.not_valid_before_utc
+        if end < now:
+            yield loc, (f"{cluster.tls.cert}: expired on {end:%Y-%m-%d %H:%M} UTC: upstreams "
+                        "will refuse it")
+        elif start > now:
+            yield loc, (f"{cluster.tls.cert}: not valid before {start:%Y-%m-%d %H:%M} UTC: "
+                        "upstreams will refuse it until then")

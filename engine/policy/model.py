@@ -15,8 +15,13 @@ module adds, beyond CONFIG.md:
   validation (`pem`): a missing, unreadable, non-PEM or mismatched file is an error at the field
   naming it, and the paths are stored absolute (a relative one is relative to the config file's
   directory, `fields.BASE_DIR`).
+- `Cluster.tls.insecure_skip_verify` (issue 9): verification off, only when spelled out.
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
-  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none).
+  `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
+  `Cluster.protocol` to `http1` (`http2` is refused until HTTP/2 upstreams exist),
+  `pool.max_pending` to 1024.
+- The model reads files: a cluster's `tls` PEM files are checked when it is validated
+  (`tls_client.check`), so a bad file is a config error at validate, compile, start and reload.
 
 What the model guarantees once built:
 - Values are normalised: durations are float seconds, addresses are `Address`, header names
@@ -40,9 +45,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from . import crossref, pem, syntax
+from . import crossref, pem, syntax, tls_client
 from .addresses import Address
 from .errors import RuleCollector, RuleViolation, violation
 from .fields import (
@@ -61,6 +74,7 @@ from .fields import (
     Path,
     PathRegex,
     RateKey,
+    ServerName,
     Timeout,
     Weight,
 )
@@ -378,6 +392,10 @@ class Pool(_Model):
     """Upstream connection pool, per worker."""
 
     max_connections: Count = Field(1024, ge=1)
+    max_pending: Count = Field(
+        1024, ge=0, le=1048576,
+        description="Requests that may wait for a connection when the pool is at "
+                    "max_connections (per endpoint and worker); one more gets 503. 0 = none wait.")
     idle_timeout: Duration = Field(60.0, description="Close a pooled connection idle this long.")
     max_requests_per_connection: Count = Field(
         0, ge=0, description="Recycle a connection after this many requests; 0 = unlimited.")
@@ -394,6 +412,38 @@ class Endpoint(_Model):
         return self
 
 
+class ClusterTLS(_Model):
+    """TLS to a cluster's endpoints (origination). The files are PEM and are read when the config
+    is validated: a missing, unreadable or mismatched file is an error naming it (`tls_client`)."""
+
+    ca: FilePath | None = Field(
+        None, description="CA bundle that verifies the upstream's certificate; absent = the "
+                          "system's default trust store.")
+    sni: ServerName | None = Field(
+        None, description="Server name sent in SNI and verified in the certificate; absent = "
+                          "the endpoint's host (an IP endpoint is verified against its IP SAN).")
+    cert: FilePath | None = Field(
+        None, description="Client certificate (chain) presented to the upstream (mutual TLS); "
+                          "needs key.")
+    key: FilePath | None = Field(
+        None, description="Private key of cert (unencrypted PEM); needs cert.")
+    insecure_skip_verify: Annotated[bool, Strict()] = Field(
+        False, description="Accept any certificate and name (still encrypted, not "
+                           "authenticated): for tests only.")
+
+    @model_validator(mode="after")
+    def _files(self) -> ClusterTLS:
+        rules = RuleCollector()
+        if self.cert is not None and self.key is None:
+            rules.add(("key",), "required with cert (the client certificate's private key)")
+        if self.key is not None and self.cert is None:
+            rules.add(("cert",), "required with key (the client certificate the key belongs to)")
+        for loc, reason in tls_client.check(self):
+            rules.add(loc, reason)
+        rules.raise_if_any()
+        return self
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -401,7 +451,21 @@ class Cluster(_Model):
         None, description="ring_hash only: header:NAME | client_ip | cookie:NAME")
     connect_timeout: Duration = 1.0
     pool: Pool = Field(default_factory=Pool)
+    protocol: Literal["http1", "http2"] = Field(
+        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1). http2 is "
+                             "not supported yet.")
+    tls: ClusterTLS | None = Field(
+        None, description="Connect to the endpoints with TLS; absent = plaintext.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol_supported(cls, value: str) -> str:
+        # a field error, so it is reported together with the cluster's other field errors
+        if value == "http2":
+            raise ValueError("http2 upstreams are not supported yet (they arrive with HTTP/2 "
+                             "support); use http1")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Cluster:

@@ -28,7 +28,9 @@ a worker that cannot start now will not start in half a second either, and a sup
 keeps retrying looks healthy to systemd or Kubernetes while serving nothing. Once every worker has
 served, a worker that dies (or fails to start again) is restarted.
 
-Certificates: the certificate, key and CA files of TLS listeners are watched too (`_watch_tls`).
+Certificates: the certificate, key and CA files of TLS listeners and clusters are watched too
+(`_watch_tls`); a cluster's new files are applied by a relink in each worker (new pools for that
+cluster only, engine/policy/tls_client.py).
 A change is checked here (`reload_tls`), then every worker re-reads the files and new handshakes
 get the new certificates, while the listening sockets and open connections stay as they are
 (engine/policy/tls_server.py). A file that cannot be used is refused with its path, like a
@@ -477,13 +479,14 @@ class Supervisor:
 
     def _tls_applied(self, config) -> None:
         """`config` serves now (at start, or a reload applied): fronts for new TLS listeners,
-        its certificates' expiry dates, and watch its files."""
-        from engine.policy import tls_server
+        its certificates' expiry dates, and watch its files (the listeners' and the clusters')."""
+        from engine.policy import tls_client, tls_server
 
         tls_server.prepare(config)
         self.tls_expiry.clear()
         self.tls_expiry.update(tls_server.expiry(config))
-        files = sorted({path for _, path in tls_server.files_of(config)})
+        files = sorted({path for _, path in tls_server.files_of(config)}
+                       | set(tls_client.files(config.clusters)))
         if files != self.tls_files:
             self.tls_files = files
             if self.tls_watch_restart is not None:
@@ -519,13 +522,14 @@ class Supervisor:
         The files are checked here first: one that cannot be used (missing, not PEM, a key that
         is not its certificate's) is refused with its path, like a refused snapshot, and the
         old certificates go on serving."""
-        from engine.policy import tls_server
+        from engine.policy import tls_client, tls_server
         from engine.policy.errors import render_path
 
         config = self.config
-        if not tls_server.files_of(config):
+        if not tls_server.files_of(config) and not tls_client.files(config.clusters):
             return True, []
-        found = await self.loop.run_in_executor(self.validator, tls_server.problems, config)
+        found = await self.loop.run_in_executor(
+            self.validator, lambda: tls_server.problems(config) + tls_client.problems(config))
         if found:
             return self._tls_refused(why, [f"{self.source}: {render_path(loc)}: {reason}"
                                            for loc, reason in found])

@@ -14,7 +14,9 @@ has just re-read) unless it switched between plaintext and TLS or its TLS shape 
 (engine/policy/tls_server.py); then it gets a new server like a listener that moved.
 Certificate reload (`tls_reload` from the supervisor, which watches the files): the files are
 read again and new handshakes get the new certificates; nothing else changes, and a file that
-cannot be used leaves the old certificates serving (the answer is a nack naming it).
+cannot be used leaves the old certificates serving (the answer is a nack naming it). Clusters with
+`tls` are relinked then, which gives a cluster whose files changed new pools (new connections
+present and verify with the new files) and leaves every other pool as it was.
 Exchanges in flight keep the route and pool objects they started with; pools the new tables no
 longer use close their idle connections at once and the rest as their exchanges end. If
 anything fails before the swap, nothing changed.
@@ -274,9 +276,13 @@ async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.
 
 async def _reload_tls(server: WorkerServer, version) -> dict:
     """A `tls_reload` message (the supervisor saw a certificate file change and checked the
-    files): the answer is ack, or nack with the file at fault while the old certificates go on."""
+    files): the answer is ack, or nack with the file at fault while the old certificates go on.
+    Clusters with `tls` are relinked (the same config): a cluster whose files changed gets new
+    pools with a new client context, the others keep theirs (engine/policy/tls_client.py)."""
     try:
         await asyncio.get_running_loop().run_in_executor(None, server.reload_tls)
+        if any(cluster.tls is not None for cluster in server.config.clusters):
+            await server.apply(server.config, server.version)
     except Exception as exc:
         log.error("worker %d: certificate reload refused: %s", os.getpid(), exc)
         return {"op": "nack", "version": version, "error": str(exc)}

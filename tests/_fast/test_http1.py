@@ -684,7 +684,7 @@ def test_build_head_skips_hop_by_hop_and_dropped_headers_and_appends_extra():
                body=b"0\r\n\r\n"))
     assert p.next_event() == EV_HEAD
     assert p.drop_header(b"authorization") == 1
-    out = serialize_head(p, b"GET /x HTTP/1.1\r\n", [b"X-Forwarded-For: 1.2.3.4\r\n", b"Via: 1.1 sluice\r\n"])
+    out = serialize_head(p, b"GET /x HTTP/1.1\r\n", [b"X-Forwarded-For", b"1.2.3.4", b"Via", b"1.1 sluice"])
     assert out == (b"GET /x HTTP/1.1\r\nHost: example.com\r\nCookie: a=b\r\nAccept: */*\r\n"
                    b"X-Forwarded-For: 1.2.3.4\r\nVia: 1.1 sluice\r\n\r\n")
 
@@ -713,10 +713,10 @@ def test_build_head_output_parses_back_to_the_kept_headers():
     assert q.headers == [(b"Host", b"h"), (b"B", b"2")]
 
 
-def test_build_head_rejects_extra_items_that_are_not_bytes():
+def test_build_head_rejects_edits_that_are_not_bytes():
     p = H1Parser()
     with pytest.raises(TypeError):
-        serialize_head(p, b"GET / HTTP/1.1\r\n", ["x"])
+        serialize_head(p, b"GET / HTTP/1.1\r\n", ["x", "y"])
 
 
 @pytest.mark.parametrize("n,line", [(0, b"0\r\n"), (1, b"1\r\n"), (15, b"f\r\n"), (16, b"10\r\n"),

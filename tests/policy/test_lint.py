@@ -199,3 +199,38 @@ def test_a_listener_that_keeps_paths_as_they_came_warns_nothing():
         "clusters": [{"name": "web", "endpoints": [{"address": "127.0.0.1:9000"}]}],
     })
     assert check(cfg) == []
+
+
+def test_insecure_skip_verify_is_a_warning_and_says_a_ca_is_then_ignored(tmp_path):
+    from tls_certs import CA
+
+    ca = CA(tmp_path)
+    data = config([route("a")], ["a"]).model_dump(mode="json")
+    data["clusters"][0]["tls"] = {"insecure_skip_verify": True}
+    assert check(Config.model_validate(data)) == [
+        (("clusters", 0, "tls", "insecure_skip_verify"),
+         "the upstream's certificate is not verified: anyone on the path can pose as it "
+         "(for tests only)")]
+    data["clusters"][0]["tls"] = {"insecure_skip_verify": True, "ca": str(ca.cert_path)}
+    assert check(Config.model_validate(data))[0][1].endswith("; tls.ca has no effect")
+    data["clusters"][0]["tls"] = {"ca": str(ca.cert_path)}
+    assert check(Config.model_validate(data)) == []
+
+
+def test_an_expired_cluster_client_certificate_is_a_warning_naming_the_file(tmp_path):
+    import datetime
+
+    from tls_certs import CA
+
+    ca = CA(tmp_path)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+    cert, key = ca.issue("old", uri="spiffe://td/sa/old", client=True, not_after=past)
+    data = config([route("a")], ["a"]).model_dump(mode="json")
+    data["clusters"][0]["tls"] = {"ca": str(ca.cert_path), "cert": str(cert), "key": str(key)}
+    ((loc, reason),) = check(Config.model_validate(data))
+    assert loc == ("clusters", 0, "tls", "cert")
+    assert reason.startswith(f"{cert}: expired on ") and reason.endswith(
+        "UTC: upstreams will refuse it")
+    fresh = ca.issue("fresh", uri="spiffe://td/sa/fresh", client=True)
+    data["clusters"][0]["tls"].update(cert=str(fresh[0]), key=str(fresh[1]))
+    assert check(Config.model_validate(data)) == []

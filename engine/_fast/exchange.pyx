@@ -1,0 +1,1030 @@
+# cython: language_level=3
+"""`Exchange`: one request's state and policy, knowing nothing of framing.
+
+Theory of operation
+-------------------
+A codec turns bytes into a request head (a `HeaderBlock` plus method, target and authority) and
+hands it to an Exchange; from there the policy is the same whatever the client spoke: host and
+path as routed (semantics.pyx, paths.pyx), the router, limits, request filters, a cluster and an
+endpoint, the forwarded headers as (name, value) edits, a lease on an upstream stream
+(pool.acquire), response filters, and one exit, `finish()`, that writes the stats and the access
+log and hands the codec back its connection or stream. What goes on the wire is the codec's
+business (`Downstream.send_*` on the client side, `UpstreamConn.send_*` upstream), and every
+answer the proxy gives itself comes from one row of the error table (errors.pyx).
+
+States (X_*, exchange.pxd) and the only transitions there are::
+
+                  route, limits, filters, direct reply, errors
+       +--------+ ----------------------------------------------> +--------+
+       |  IDLE  |                                                 | LOCAL  |---+
+       +--------+ --+  a cluster and endpoint picked              +--------+   |
+          ^  ^  ^   |                                              ^  ^  ^     |
+          |  |  |   v                 pool overflow, connect error |  |  |     |
+          |  |  | +---------+ -------------------------------------+  |  |     |
+          |  |  +-| WAITING | <-----------------+ retry on a fresh    |  |     |
+          |  |    +---------+                   | connection          |  |     |
+          |  |      | lease granted             |                     |  |     |
+          |  |      v                           |   broke before a    |  |     |
+          |  |    +-----------+ ----------------+   response, timeout |  |     |
+          |  +----| PROXYING  | ------------------------------------+  |     |
+          |       +-----------+ --------+ response done, body      |     |
+          |        | 101                |   still arriving          |     |
+          |        v                    v                           |     |
+          |     +--------+         +-----------+  timeout           |     |
+          +-----| TUNNEL |         | BODY_WAIT | -------------------+     |
+          |     +--------+         +-----------+                          |
+          +-----------------------------+------------------- finish ------+
+
+Every state but IDLE returns to IDLE through `finish()` only; LOCAL is also re-entered when a
+late error (a timeout) answers an exchange that was already answering locally. `go()` checks
+each transition against `ALLOWED`; anything else raises `TransitionError`: a bug, and the test
+suite fails loudly on it.
+
+The exchange object of an HTTP/1.1 connection is reused for each of its requests (`begin()`
+resets it); HTTP/2 will take one per stream from the freelist.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport uint64_t, uint8_t
+from libc.string cimport memcpy, memcmp
+
+from engine._fast.accesslog cimport AccessLog, LogEntry, LOG_COMBINED
+from engine._fast.errors cimport (
+    ErrorRow, error_row, error_body, E_NONE, E_BAD_HOST, E_BAD_PATH, E_NO_ROUTE, E_RATE_LIMITED,
+    E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
+    E_UPSTREAM_RESET, E_UPSTREAM_TIMEOUT, E_CLIENT_CLOSED, E_BAD_REQUEST,
+)
+from engine._fast.headers cimport (
+    HeaderBlock, H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID,
+    H_HOST, H_UPGRADE, H_X_FORWARDED_CLIENT_CERT, HF_DROP,
+)
+from engine._fast.limiter cimport TakeResult, format_headers, monotonic_now
+from engine._fast.paths cimport path_normalized_bytes, path_error_text
+from engine._fast.pool cimport Pool, PooledConn, LEASE_NOW, LEASE_OPEN, LEASE_PARKED, LEASE_FULL
+from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
+from engine._fast.stats cimport Stats, ST_GAUGE_REQUESTS, ST_EV_UPSTREAM_EXTRA_DATA, ST_EV_ACCEPT_FAILED
+from engine._fast.tables cimport (
+    Tables, Listener, Route, Cluster, Endpoint,
+    LIMIT_PER_ROUTE, LIMIT_PER_CLIENT_IP, LIMIT_PER_HEADER,
+    HASH_HEADER, HASH_CLIENT_IP, HASH_COOKIE, XFCC_SANITIZE_SET, XFCC_FORWARD_ONLY,
+)
+
+import errno
+import os
+
+DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
+DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
+
+cdef frozenset IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"])
+
+cdef bytes N_HOST = b"host"
+cdef bytes N_XFF = b"x-forwarded-for"
+cdef bytes N_XFP = b"x-forwarded-proto"
+cdef bytes N_XFH = b"x-forwarded-host"
+cdef bytes N_RID = b"x-request-id"
+cdef bytes N_XFCC = b"x-forwarded-client-cert"
+cdef bytes N_CONNECTION = b"connection"
+cdef bytes N_UPGRADE = b"upgrade"
+cdef bytes V_HTTP = b"http"
+cdef bytes V_HTTPS = b"https"
+cdef bytes V_UPGRADE = b"upgrade"
+
+
+# --- the transition table ---------------------------------------------------------------------
+
+cdef int ALLOWED[X_NSTATES]        # bit `to` of ALLOWED[from]: the transition exists
+
+cdef void _allow(int frm, tuple tos) noexcept:
+    cdef int to
+    for to in tos:
+        ALLOWED[frm] |= 1 << to
+
+_allow(X_IDLE, (X_LOCAL, X_WAITING))
+_allow(X_LOCAL, (X_IDLE, X_LOCAL))
+_allow(X_WAITING, (X_PROXYING, X_LOCAL, X_IDLE))
+_allow(X_PROXYING, (X_WAITING, X_LOCAL, X_TUNNEL, X_BODY_WAIT, X_IDLE))
+_allow(X_TUNNEL, (X_IDLE,))
+_allow(X_BODY_WAIT, (X_LOCAL, X_IDLE))
+
+STATE_NAMES = ("IDLE", "LOCAL", "WAITING", "PROXYING", "TUNNEL", "BODY_WAIT")
+
+
+class TransitionError(RuntimeError):
+    """An exchange was asked to move along an edge the table does not have: a bug."""
+
+
+def transitions():
+    """The table as {from: {to, ...}} by state name (tests, docs)."""
+    cdef int f, t
+    return {STATE_NAMES[f]: {STATE_NAMES[t] for t in range(X_NSTATES) if ALLOWED[f] >> t & 1}
+            for f in range(X_NSTATES)}
+
+
+# --- request ids: UUIDv4 text from a per-process PRNG (no syscall, no Python objects) ---------
+cdef uint64_t _rng_state = 0
+
+cdef inline uint64_t _splitmix() noexcept:
+    global _rng_state
+    _rng_state += <uint64_t>0x9E3779B97F4A7C15
+    cdef uint64_t z = _rng_state
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+def reseed_request_ids():
+    """Called in each worker after fork so that workers never share a sequence."""
+    global _rng_state
+    _rng_state = int.from_bytes(os.urandom(8), "little")
+
+reseed_request_ids()
+
+cdef const char* HEXD = b"0123456789abcdef"
+
+cdef bytes new_request_id():
+    """A UUIDv4 as 36 bytes of text, in one allocation."""
+    cdef uint64_t a = _splitmix(), b = _splitmix()
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 36)
+    cdef char* p = PyBytes_AS_STRING(out)
+    cdef int i, j = 0
+    cdef uint8_t byte
+    a = (a & <uint64_t>0xFFFFFFFFFFFF0FFF) | <uint64_t>0x4000         # version 4
+    b = (b & <uint64_t>0x3FFFFFFFFFFFFFFF) | <uint64_t>0x8000000000000000  # variant 10
+    for i in range(16):
+        byte = <uint8_t>((a >> (56 - 8 * i)) if i < 8 else (b >> (56 - 8 * (i - 8))))
+        if i == 4 or i == 6 or i == 8 or i == 10:
+            p[j] = b'-'
+            j += 1
+        p[j] = HEXD[byte >> 4]
+        p[j + 1] = HEXD[byte & 15]
+        j += 2
+    return out
+
+
+def request_id_for_tests():
+    return new_request_id()
+
+
+cdef inline bint valid_request_id(const char* s, Py_ssize_t n) noexcept:
+    """A client's X-Request-Id is kept when it is 1..128 of [A-Za-z0-9._:-]."""
+    cdef Py_ssize_t i
+    cdef char c
+    if n < 1 or n > 128:
+        return False
+    for i in range(n):
+        c = s[i]
+        if not ((c >= b'a' and c <= b'z') or (c >= b'A' and c <= b'Z') or
+                (c >= b'0' and c <= b'9') or c == b'-' or c == b'_' or c == b'.' or c == b':'):
+            return False
+    return True
+
+
+cdef bytes without_h2c(bytes value):
+    """An Upgrade value without its h2c tokens: we do not do the h2c upgrade, and an upstream
+    that did would take the connection out of our hands (h2c smuggling)."""
+    if b"h2c" not in value.lower():
+        return value
+    return b", ".join([t.strip() for t in value.split(b",")
+                       if t.strip() and t.strip().lower() != b"h2c"])
+
+
+cdef list header_pairs(bytes lines):
+    """b"a: 1\\r\\nb: 2\\r\\n" -> [b"a", b"1", b"b", b"2"] (the limiter formats lines)."""
+    cdef list out = []
+    for line in lines.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            out.append(name.strip())
+            out.append(value.strip())
+    return out
+
+
+# --- what the exchange talks to ---------------------------------------------------------------
+
+cdef class Services:
+    def __init__(self):
+        self.warned = {}
+
+    cdef bint warn(self, key, str msg, double interval=WARN_INTERVAL) except -1:
+        """Log `msg` unless the same `key` was logged in the last `interval` seconds: a
+        failing endpoint or a flood must not turn the log into the bottleneck."""
+        cdef double now = monotonic_now()
+        last = self.warned.get(key)
+        if last is not None and now - <double>last < interval:
+            return False
+        self.warned[key] = now
+        if len(self.warned) > 4096:
+            self.warned.clear()
+        if self.log_error is not None:
+            self.log_error(msg)
+        return True
+
+    cdef void count(self, int event) noexcept:
+        if self.stats is not None:
+            self.stats.count_event(self.stats_worker, event)
+
+    cdef void upstream_extra_data(self, Pool pool) except *:
+        """A response was followed by bytes nobody asked for (more than its Content-Length, a
+        body after HEAD/204/304, a second response): the connection is closed, never pooled,
+        or the next client on it would read them as its own response."""
+        self.count(ST_EV_UPSTREAM_EXTRA_DATA)
+        self.warn(("extra", pool.address),
+                  "upstream %s sent more data than its response: connection closed, not reused"
+                  % pool.address.decode())
+
+    cdef void upstream_failed(self, Pool pool, int ep_slot, bint reset, str why) except *:
+        """An upstream connection failed to open (reset=False) or broke before its response
+        was complete: counted per endpoint, logged at most once a second per endpoint."""
+        if self.stats is not None:
+            self.stats.endpoint_failed(self.stats_worker, ep_slot, reset)
+        self.warn((reset, pool.address), "upstream %s: %s" % (pool.address.decode(), why), 1.0)
+
+    cdef void open_upstream(self, Exchange x, Pool pool) except *:
+        raise NotImplementedError
+
+
+cdef class Downstream:
+    cdef void send_local(self, Exchange x, int status, bytes body, list headers, bint close) except *:
+        raise NotImplementedError
+    cdef void send_direct(self, Exchange x, Route r) except *:
+        raise NotImplementedError
+    cdef void send_interim(self, Exchange x, int status) except *:
+        raise NotImplementedError
+    cdef void send_head(self, Exchange x, HeaderBlock h, int status, int body_kind,
+                        list edits) except *:
+        raise NotImplementedError
+    cdef void send_data(self, Exchange x, bytes chunk) except *:
+        raise NotImplementedError
+    cdef void send_end(self, Exchange x, bytes trailers) except *:
+        raise NotImplementedError
+    cdef void start_tunnel(self, Exchange x, UpstreamConn up) except *:
+        raise NotImplementedError
+    cdef void broken(self, Exchange x) except *:
+        raise NotImplementedError
+    cdef void exchange_done(self, Exchange x) except *:
+        raise NotImplementedError
+    cdef void pause_client(self, int why) except *:
+        pass
+    cdef void resume_client(self, int why) except *:
+        pass
+    cdef void flush(self) except *:
+        pass
+
+
+cdef class UpstreamConn(PooledConn):
+    cdef void send_request(self, Exchange x) except *:
+        raise NotImplementedError
+    cdef void send_data(self, Exchange x, bytes chunk) except *:
+        raise NotImplementedError
+    cdef void send_pending(self, Exchange x, list chunks) except *:
+        raise NotImplementedError
+    cdef void send_end(self, Exchange x, bytes trailers) except *:
+        raise NotImplementedError
+    cdef void release(self, Exchange x, bint reusable) except *:
+        raise NotImplementedError
+    cdef void pause_reading(self) except *:
+        if self.transport is not None and not self.paused_reading:
+            self.paused_reading = True
+            self.transport.pause_reading()
+    cdef void resume_reading(self) except *:
+        if self.transport is not None and self.paused_reading:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+
+# --- the exchange ------------------------------------------------------------------------------
+
+@cython.final
+@cython.freelist(64)
+cdef class Exchange:
+
+    def __init__(self, Services svc):
+        self.svc = svc
+        self.state = X_IDLE
+
+    @property
+    def state_name(self):
+        return STATE_NAMES[self.state]
+
+    def step(self, str to):
+        """go() by state name, for the transition-table tests."""
+        self.go(STATE_NAMES.index(to))
+
+    cdef void go(self, int to) except *:
+        if not (ALLOWED[self.state] >> to) & 1:
+            raise TransitionError("exchange %s -> %s is not in the transition table"
+                                  % (STATE_NAMES[self.state], STATE_NAMES[to]))
+        self.state = to
+
+    # --- begin -------------------------------------------------------------------------------
+
+    cdef void begin(self, Downstream ds, HeaderBlock req, double now) except *:
+        """A request head arrived on `ds`; the codec sets method, path, authority and the body
+        facts next, then calls route_request()."""
+        if self.state != X_IDLE:
+            raise TransitionError("exchange begins in state %s" % STATE_NAMES[self.state])
+        self.ds = ds
+        self.tables = ds.tables
+        self.listener = ds.listener
+        self.req = req
+        self.head_valid = req is not None
+        self.route = None
+        self.cluster = None
+        self.pool = None
+        self.up = None
+        self.fctx = None
+        self.edits = None
+        self.target = None
+        self.path = None
+        self.path_changed = False
+        self.authority = None
+        self.request_id = None
+        self.method = None
+        self.pending = None
+        self.pending_size = 0
+        self.pending_end = False
+        self.pending_trailers = None
+        self.retried = False
+        self.req_done = False
+        self.resp_started = False
+        self.logged = False
+        self.status = 0
+        self.outcome = E_NONE
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.t0 = now
+        self.t_attach = 0
+        self.deadline = 0
+        self.req_body_kind = 0
+        self.req_has_body = False
+        self.method_head = False
+        self.expect_continue = False
+        self.upgrade = False
+        if self.svc.stats is not None and not self.counted:
+            self.counted = True
+            self.svc.stats.add_gauge(self.svc.stats_worker, ST_GAUGE_REQUESTS, 1)
+
+    cdef void begin_for_error(self, Downstream ds, double now) except *:
+        """An exchange for an error before (or instead of) a usable head: logged as "- -"."""
+        self.begin(ds, None, now)
+        self.method = b"-"
+        self.path = b"-"
+
+    # --- policy: route, admit, filters, pick ------------------------------------------------
+
+    cdef void route_request(self, const char* path, Py_ssize_t pl, const char* hp,
+                            Py_ssize_t hl) except *:
+        """Route the request whose target is path[:pl] (origin-form, query included) and whose
+        host is hp[:hl] (Host or the absolute-form authority), then answer or proxy it."""
+        cdef Listener l = self.listener
+        cdef HeaderBlock h = self.req
+        cdef char hostbuf[MAX_HOST + 1]
+        cdef Py_ssize_t q
+        cdef int idx, perr = 0
+        cdef bytes normal, target
+        cdef Route route
+        cdef TakeResult tr
+
+        hl = route_host_into(hp, hl, hostbuf)
+        if hl < 0:
+            if self.path is None:
+                self.path = PyBytes_FromStringAndSize(path, pl)
+            self.local_error(E_BAD_HOST, b"host too long\n", True)
+            return
+        q = 0
+        while q < pl and path[q] != b'?':
+            q += 1
+        # the path as the listener normalises it (paths.pyx): routed and forwarded as such, so
+        # /%61dmin or /x/../admin cannot pass a /admin route by another spelling
+        normal = path_normalized_bytes(path, q, l.path_flags, &perr)
+        if normal is not None:
+            target = normal + PyBytes_FromStringAndSize(path + q, pl - q) if q < pl else normal
+            self.path = target
+            self.path_changed = True
+            path = PyBytes_AS_STRING(target)
+            pl = PyBytes_GET_SIZE(target)
+            q = PyBytes_GET_SIZE(normal)
+        elif perr < -1:
+            if self.path is None:
+                self.path = PyBytes_FromStringAndSize(path, pl)
+            self.local_error(E_BAD_PATH, b"bad path: " + path_error_text(perr) + b"\n", True)
+            return
+        idx = l.router.match(hostbuf, hl, path, q, PyBytes_AS_STRING(self.method),
+                             PyBytes_GET_SIZE(self.method), h, self.ds.peer_uri)
+        if self.path is None:
+            self.path = PyBytes_FromStringAndSize(path, pl)
+        if idx < 0:
+            self.local_error(E_NO_ROUTE, None, False)
+            return
+        route = <Route>l.routes[idx]
+        self.route = route
+
+        if route.limiter is not None:
+            if not self.admit(route, &tr):
+                if self.svc.stats is not None:
+                    self.svc.stats.route_limited(self.svc.stats_worker, route.stats_slot)
+                self.outcome = E_RATE_LIMITED
+                self.local(error_row(E_RATE_LIMITED).status, error_body(E_RATE_LIMITED),
+                           header_pairs(format_headers(&tr, route.limiter.burst)), False)
+                return
+
+        if route.req_filters is not None and self.request_filters(route):
+            return
+        if route.direct:
+            self.go(X_LOCAL)
+            self.resp_started = True
+            self.status = route.direct_status
+            self.ds.send_direct(self, route)
+            if self.req_done:
+                self.finish()
+            return
+        self.start_proxy(route)
+
+    cdef bint admit(self, Route route, TakeResult* tr) except -1:
+        cdef bytes key
+        cdef object v
+        if route.limit_per == LIMIT_PER_CLIENT_IP:
+            key = self.ds.client_ip
+        elif route.limit_per == LIMIT_PER_HEADER:
+            v = self.req.get(route.limit_header)
+            key = v if v is not None else b""
+        else:
+            key = b""
+        return route.limiter.take(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                  monotonic_now(), tr) == 1
+
+    cdef object filter_ctx(self):
+        if self.fctx is None:
+            self.fctx = self.svc.filter_context(
+                self.method.decode("latin-1"), self.path.decode("latin-1"),
+                self.ds.client_ip.decode("latin-1"), self.route.name, self.req.headers)
+            if self.ds.peer_uri is not None or self.ds.peer_subject is not None:
+                self.fctx.client_identity = (self.ds.peer_uri.decode("latin-1")
+                                             if self.ds.peer_uri is not None else None)
+                self.fctx.client_subject = (self.ds.peer_subject.decode("latin-1")
+                                            if self.ds.peer_subject is not None else None)
+        return self.fctx
+
+    cdef void filter_failed(self, f, str phase, exc) except *:
+        """Counted per route (sluice_filter_errors_total); logged at most once per filter,
+        phase and route every WARN_INTERVAL, so a filter failing on every request does not
+        flood the log."""
+        if self.svc.stats is not None:
+            self.svc.stats.route_filter_failed(self.svc.stats_worker, self.route.stats_slot)
+        self.svc.warn(("filter", type(f), phase, self.route.name),
+                      "filter %s.%s failed on route %s: %r"
+                      % (type(f).__name__, phase, self.route.name, exc))
+
+    cdef bint request_filters(self, Route route) except -1:
+        """Run the route's request phases; True when one of them answered locally."""
+        ctx = self.filter_ctx()
+        for f in route.req_filters:
+            try:
+                reply = f.request(ctx)
+            except Exception as exc:
+                self.filter_failed(f, "request", exc)
+                self.local_error(E_FILTER_ERROR, None, False)
+                return True
+            if reply is not None:
+                self.local(reply.status, reply.body, reply.header_pairs(), False)
+                return True
+        return False
+
+    cdef void filter_edits(self, HeaderBlock h, dict set_, set remove, list edits) except *:
+        """Drop the headers a filter set or removed, and add what it set to `edits`."""
+        for n in remove:
+            h.drop(n.encode("latin-1"))
+        for k, v in set_.items():
+            h.drop(k.encode("latin-1"))
+            edits.append(k.encode("latin-1"))
+            edits.append(v.encode("latin-1"))
+
+    cdef void start_proxy(self, Route route) except *:
+        cdef HeaderBlock h = self.req
+        cdef Downstream ds = self.ds
+        cdef Listener l = self.listener
+        cdef Cluster cluster
+        cdef int ci, ei, i, hid
+        cdef bytes key = None, xff, rid, target
+        cdef object v
+        cdef const char* head = PyBytes_AS_STRING(h.head)
+        cdef list edits
+
+        # pick the cluster (traffic split), then the endpoint
+        if route.split is not None:
+            ci = route.split.pick(NULL, 0)
+            cluster = <Cluster>route.clusters[ci]
+        else:
+            cluster = <Cluster>route.clusters[0]
+        self.cluster = cluster
+        if cluster.hash_kind == HASH_HEADER:
+            key = h.get(cluster.hash_name)
+        elif cluster.hash_kind == HASH_CLIENT_IP:
+            key = ds.client_ip
+        elif cluster.hash_kind == HASH_COOKIE:
+            key = cookie_value(h.get(b"cookie"), cluster.hash_name)
+        if key is not None:
+            ei = cluster.balancer.pick(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        else:
+            ei = cluster.balancer.pick(NULL, 0)
+        if ei < 0:
+            self.local_error(E_NO_HEALTHY_UPSTREAM, None, False)
+            return
+        self.ep_index = ei
+        self.ep_slot = (<Endpoint>cluster.endpoints[ei]).stats_slot
+        self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
+
+        # the upstream request: rewritten target, forwarded headers as (name, value) edits
+        self.target = rewrite_prefix(self.path, route.prefix_from, route.prefix_to)
+        xff = None
+        rid = None
+        for i in range(h.nheaders):
+            hid = h.hdr_id[i]
+            if hid == H_X_FORWARDED_FOR:
+                v = h.header_value(i)
+                xff = v if xff is None else xff + b", " + v
+                h.hdr_flags[i] |= HF_DROP
+            elif hid == H_X_FORWARDED_PROTO or hid == H_X_FORWARDED_HOST:
+                h.hdr_flags[i] |= HF_DROP
+            elif hid == H_X_REQUEST_ID:
+                if rid is None and valid_request_id(head + h.value_s[i], h.value_e[i] - h.value_s[i]):
+                    rid = h.header_value(i)
+                else:
+                    h.hdr_flags[i] |= HF_DROP
+            elif hid == H_HOST and self.authority is not None:
+                h.hdr_flags[i] |= HF_DROP
+            elif hid == H_X_FORWARDED_CLIENT_CERT and l.xfcc != XFCC_FORWARD_ONLY:
+                # only the proxy that verified the client may say who it is (Envoy: sanitize)
+                h.hdr_flags[i] |= HF_DROP
+            if route.drop_names:
+                for name in route.drop_names:
+                    if h.name_is(i, <bytes>name):
+                        h.hdr_flags[i] |= HF_DROP
+        edits = []
+        if self.authority is not None:
+            edits.append(N_HOST)
+            edits.append(self.authority)
+        elif h.host_index < 0:
+            # an HTTP/1.0 request without Host: HTTP/1.1 upstreams require one (nginx sends
+            # the upstream's address the same way)
+            edits.append(N_HOST)
+            edits.append(self.pool.address)
+        edits.append(N_XFF)
+        edits.append(ds.client_ip if xff is None else xff + b", " + ds.client_ip)
+        edits.append(N_XFP)
+        edits.append(V_HTTPS if l.tls else V_HTTP)
+        if self.authority is not None:
+            edits.append(N_XFH)
+            edits.append(self.authority)
+        elif h.host_index >= 0:
+            # clients send the same Host on every request of a connection: keep its bytes once
+            i = h.host_index
+            if (ds.xfh_value is None or PyBytes_GET_SIZE(ds.xfh_value) != h.value_e[i] - h.value_s[i]
+                    or memcmp(PyBytes_AS_STRING(ds.xfh_value), head + h.value_s[i],
+                              h.value_e[i] - h.value_s[i]) != 0):
+                ds.xfh_value = h.header_value(i)
+            edits.append(N_XFH)
+            edits.append(ds.xfh_value)
+        if rid is None:
+            rid = new_request_id()
+            edits.append(N_RID)
+            edits.append(rid)
+        self.request_id = rid
+        if l.xfcc == XFCC_SANITIZE_SET and ds.xfcc_value is not None:
+            edits.append(N_XFCC)
+            edits.append(ds.xfcc_value)
+        if route.add_headers:
+            edits.extend(route.add_headers)
+        if self.fctx is not None:
+            ctx = self.fctx
+            if ctx.set_request or ctx.remove_request:
+                self.filter_edits(h, ctx.set_request, ctx.remove_request, edits)
+            if ctx.path != self.path.decode("latin-1"):
+                self.target = ctx.path.encode("latin-1")
+        if self.upgrade:
+            i = h.find(H_UPGRADE)
+            if i >= 0:
+                edits.append(N_CONNECTION)
+                edits.append(V_UPGRADE)
+                edits.append(N_UPGRADE)
+                edits.append(without_h2c(h.header_value(i)))
+        self.edits = edits
+        if route.timeout > 0:
+            self.deadline = self.t0 + route.timeout     # checked by the codec's timeout sweep
+        self.lb_begin()
+        self.go(X_WAITING)
+        self.acquire(False)
+
+    # --- the upstream lease ------------------------------------------------------------------
+
+    cdef void acquire(self, bint fresh) except *:
+        cdef Pool pool = self.pool
+        cdef int r = LEASE_FULL
+        cdef PooledConn c = pool.acquire(self, fresh, &r)
+        if r == LEASE_NOW:
+            self.attach(<UpstreamConn>c)
+        elif r == LEASE_PARKED:
+            self.parked = True
+        elif r == LEASE_OPEN:
+            if self.svc.open_fds + 1 > self.svc.fd_limit:
+                pool.connect_failed()
+                self.svc.count(ST_EV_ACCEPT_FAILED)
+                self.svc.warn("fds", "out of file descriptors: no new upstream connection")
+                self.fail(E_NO_FDS, None)
+                return
+            self.svc.open_upstream(self, pool)
+        elif r == LEASE_FULL:
+            # (a retry never queues behind the pool: it already waited once)
+            self.fail(E_POOL_OVERFLOW, None)
+
+    def lease_ready(self):
+        """The pool freed a slot or a connection while we were parked."""
+        self.parked = False
+        if self.state == X_WAITING:
+            self.acquire(False)
+            self.ds.flush()
+
+    cdef void lease_granted(self, UpstreamConn up) except *:
+        """A connection opened for us (svc.open_upstream) is ready."""
+        cdef Pool pool = up.pool
+        if self.state == X_WAITING and self.pool is pool and self.ds is not None and not self.ds.closed:
+            self.attach(up)
+            self.ds.flush()
+        else:
+            up.x = None
+            pool.release(up, monotonic_now())   # nobody waits for it any more: keep it warm
+
+    cdef void connect_failed(self, Pool pool, object exc) except *:
+        pool.connect_failed()
+        if self.state != X_WAITING or self.pool is not pool:
+            return
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            self.svc.count(ST_EV_ACCEPT_FAILED)
+            self.svc.warn("fds", "out of file descriptors: no new upstream connection")
+            self.fail(E_NO_FDS, None)
+        else:
+            self.svc.upstream_failed(pool, self.ep_slot, False, "connect failed: %s"
+                                     % (str(exc) or type(exc).__name__))
+            self.fail(E_CONNECT_FAILED, None)
+        self.ds.flush()
+
+    cdef void attach(self, UpstreamConn up) except *:
+        self.cancel_lease()           # (a connection opened for an earlier try may come first)
+        self.up = up
+        self.go(X_PROXYING)
+        self.t_attach = monotonic_now()
+        up.x = self
+        up.got_bytes = False
+        up.send_request(self)
+        if self.pending is not None:
+            up.send_pending(self, self.pending)
+            self.pending = None
+            self.pending_size = 0
+            self.ds.resume_client(PAUSE_PENDING)
+        if self.pending_end:
+            self.pending_end = False
+            up.send_end(self, self.pending_trailers)
+            self.pending_trailers = None
+
+    cdef void lb_begin(self) except *:
+        self.cluster.balancer.begin(self.ep_index)
+        self.lb_active = True
+        if self.svc.stats is not None:
+            self.svc.stats.endpoint_begin(self.svc.stats_worker, self.ep_slot)
+
+    cdef void lb_done(self) except *:
+        if self.lb_active:
+            self.lb_active = False
+            self.cluster.balancer.end(self.ep_index)
+            if self.svc.stats is not None:
+                self.svc.stats.endpoint_end(self.svc.stats_worker, self.ep_slot)
+
+    # --- request body -------------------------------------------------------------------------
+
+    cdef void request_data(self, bytes chunk) except *:
+        self.bytes_in += PyBytes_GET_SIZE(chunk)
+        if self.state == X_LOCAL or self.state == X_BODY_WAIT:
+            return          # answered already: drop the body
+        if self.up is not None:
+            self.up.send_data(self, chunk)
+            return
+        if self.pending is None:
+            self.pending = []
+        self.pending.append(chunk)
+        self.pending_size += PyBytes_GET_SIZE(chunk)
+        if self.pending_size > PENDING_BODY_LIMIT:
+            self.ds.pause_client(PAUSE_PENDING)
+
+    cdef void request_end(self, bytes trailers) except *:
+        self.req_done = True
+        if self.state == X_LOCAL:
+            if self.resp_started:
+                self.finish()
+            return
+        if self.state == X_BODY_WAIT:
+            self.finish()
+            return
+        if self.up is not None:
+            self.up.send_end(self, trailers)
+        else:
+            self.pending_end = True
+            self.pending_trailers = trailers
+
+    # --- response -----------------------------------------------------------------------------
+
+    cdef void response_head(self, HeaderBlock rp, int st, int body_kind) except *:
+        cdef list edits
+        if st < 200 and st != 101:
+            if st == 100 and self.expect_continue and not self.resp_started:
+                self.ds.send_interim(self, 100)
+            return
+        self.status = st
+        edits = []
+        if st != 101 and self.route is not None and self.route.resp_filters is not None:
+            ctx = self.filter_ctx()
+            ctx.status = st
+            ctx._response_headers = rp.headers
+            for f in self.route.resp_filters:
+                try:
+                    f.response(ctx)
+                except Exception as exc:
+                    self.filter_failed(f, "response", exc)
+            if ctx.set_response or ctx.remove_response:
+                self.filter_edits(rp, ctx.set_response, ctx.remove_response, edits)
+        if st == 101 and not self.upgrade:
+            self.resp_started = True
+            self.upstream_broke(self.up, True, False)
+            return
+        self.resp_started = True
+        self.ds.send_head(self, rp, st, body_kind, edits)
+
+    cdef void response_data(self, bytes chunk) except *:
+        self.ds.send_data(self, chunk)
+
+    cdef void response_end(self, UpstreamConn up, bytes trailers, bint reusable) except *:
+        """The response is complete: its end goes to the client, the upstream back to its pool
+        (when it can carry another request and ours was sent whole)."""
+        self.ds.send_end(self, trailers)
+        up.served += 1
+        up.x = None
+        self.up = None
+        self.lb_done()
+        up.release(self, reusable and self.req_done)
+        if self.req_done:
+            self.finish()
+        else:
+            # answered before the request body ended: read the rest of it and drop it
+            self.go(X_BODY_WAIT)
+            self.record()
+
+    cdef void response_upgraded(self, UpstreamConn up) except *:
+        """101 Switching Protocols completed: from now on bytes pass both ways untouched."""
+        self.go(X_TUNNEL)
+        self.deadline = 0
+        self.ds.start_tunnel(self, up)
+
+    cdef void upstream_lost(self, UpstreamConn up) except *:
+        """The upstream connection closed under the exchange (a close-delimited response was
+        ended by the codec before this)."""
+        if self.state == X_TUNNEL:
+            self.ds.flush()
+            self.ds.broken(self)
+            return
+        self.upstream_broke(up, False, False)
+        self.ds.flush()
+
+    cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes) except *:
+        """The upstream failed mid-exchange: retry, 502, or abort the client. `stale_bytes`:
+        the bytes read were not a response head (an earlier response's leftover)."""
+        self.up = None
+        if up is not None:
+            up.x = None
+            if close_upstream:
+                up.close_now()
+        self.lb_done()
+        # Retry only on a connection that waited in the pool (idle_since is set by release):
+        # the upstream may have closed it meanwhile. `served > 0` would miss one opened for a
+        # client that left before it connected, pooled without ever serving.
+        if (up is not None and (not up.got_bytes or stale_bytes) and up.idle_since > 0
+                and not self.retried and not self.req_has_body and self.method in IDEMPOTENT):
+            if stale_bytes:
+                self.svc.upstream_extra_data(self.pool)
+            self.retried = True
+            self.resp_started = False
+            self.go(X_WAITING)
+            self.lb_begin()
+            self.acquire(True)
+            return
+        self.svc.upstream_failed(self.pool, self.ep_slot, True,
+                                 "connection broke after the response started"
+                                 if self.resp_started else
+                                 "connection broke before a response")
+        if not self.resp_started:
+            self.fail(E_UPSTREAM_RESET, None)
+        else:
+            self.outcome = E_UPSTREAM_RESET
+            self.ds.flush()
+            self.ds.broken(self)
+
+    # --- local answers and failures -----------------------------------------------------------
+
+    cdef void local(self, int status, bytes body, list headers, bint close) except *:
+        """Answer this exchange ourselves; the rest of the request body is read and dropped."""
+        self.status = status
+        self.go(X_LOCAL)
+        self.resp_started = True
+        self.ds.send_local(self, status, body, headers, close)
+        if self.req_done:
+            self.finish()
+
+    cdef void local_error(self, int kind, bytes body, bint close) except *:
+        cdef const ErrorRow* row = error_row(kind)
+        self.outcome = kind
+        self.local(row.status, body if body is not None else error_body(kind), None,
+                    close or row.close)
+
+    cdef void fail(self, int kind, bytes body) except *:
+        """A proxied exchange ends with a local error reply."""
+        cdef bint unread = not self.req_done
+        self.deadline = 0
+        self.cancel_lease()
+        self.lb_done()
+        self.pending = None
+        self.pending_end = False
+        self.local_error(kind, body, unread)
+        if unread:
+            # we stop reading the body: the connection cannot carry another request
+            self.req_done = True
+            self.finish()
+
+    cdef void cancel_lease(self) except *:
+        if self.parked:
+            self.parked = False
+            if self.pool is not None:
+                self.pool.cancel(self)
+
+    cdef void on_deadline(self) except *:
+        """The route timeout fell due (the codec's sweep found `deadline` passed)."""
+        self.deadline = 0
+        if self.state == X_WAITING or self.state == X_PROXYING:
+            self.abort_upstream()
+            if not self.resp_started:
+                self.fail(E_UPSTREAM_TIMEOUT, None)
+                self.ds.flush()
+            else:
+                self.status = 504
+                self.outcome = E_UPSTREAM_TIMEOUT
+                self.ds.flush()
+                self.ds.broken(self)
+
+    cdef void timed_out(self, int kind) except *:
+        """A client took too long with its request (E_HEADER_TIMEOUT, E_BODY_TIMEOUT): the
+        error's status if no response has started, then the codec closes."""
+        cdef const ErrorRow* row = error_row(kind)
+        if self.state == X_WAITING or self.state == X_PROXYING:
+            self.abort_upstream()
+        if self.state == X_IDLE:
+            self.begin_for_error(self.ds, monotonic_now())
+        self.go(X_LOCAL)
+        self.status = row.status
+        self.outcome = kind
+        if not self.resp_started:
+            self.resp_started = True
+            self.ds.send_local(self, row.status, error_body(kind), None, True)
+        self.req_done = True
+        self.finish()
+
+    cdef void bad_request(self, int status, bytes body) except *:
+        """The codec refused the request (status: its 4xx/5xx). If a response had started, the
+        client connection is broken instead and finish() follows its close."""
+        if self.state == X_WAITING or self.state == X_PROXYING:
+            self.abort_upstream()
+        self.status = status
+        self.outcome = E_BAD_REQUEST
+        if self.state == X_IDLE:
+            self.begin_for_error(self.ds, monotonic_now())
+        if self.resp_started:
+            self.ds.broken(self)
+            return
+        self.go(X_LOCAL)
+        self.resp_started = True
+        self.ds.send_local(self, status, body, None, True)
+        self.req_done = True
+        self.finish()
+
+    cdef void client_gone(self) except *:
+        """The client connection closed with this exchange in flight: logged as 499 unless a
+        status was already decided."""
+        if self.state == X_IDLE:
+            return
+        if self.status == 0:
+            self.status = 499
+            self.outcome = E_CLIENT_CLOSED
+        self.abort_upstream()
+        self.finish()
+
+    cdef void abort_upstream(self) except *:
+        """Stop the upstream side of the exchange (client gone, timeout): never pool it."""
+        cdef UpstreamConn up = self.up
+        self.deadline = 0
+        self.cancel_lease()
+        if up is not None:
+            self.up = None
+            up.x = None
+            up.close_now()
+        self.lb_done()
+
+    # --- the one exit ---------------------------------------------------------------------------
+
+    cdef void finish(self) except *:
+        """The exchange is over on both sides: stats and access log (once), the balancer and
+        gauge released, then the codec goes on (next request, or close)."""
+        self.deadline = 0
+        self.cancel_lease()
+        self.lb_done()
+        if not self.logged:
+            self.record()
+        self.svc.requests += 1
+        if self.counted:
+            self.counted = False
+            self.svc.stats.add_gauge(self.svc.stats_worker, ST_GAUGE_REQUESTS, -1)
+        self.go(X_IDLE)
+        self.up = None
+        self.pending = None
+        self.route = None
+        self.fctx = None
+        self.edits = None
+        self.ds.exchange_done(self)
+
+    cdef void record(self) except *:
+        """Once per exchange, when its response is complete: the stats, then the access log."""
+        cdef double now = monotonic_now()
+        cdef Stats st = self.svc.stats
+        self.logged = True
+        if st is not None:
+            st.record(self.svc.stats_worker,
+                      self.route.stats_slot if self.route is not None else -1,
+                      self.cluster.stats_slot if self.cluster is not None else -1,
+                      self.status, now - self.t0, self.bytes_in, self.bytes_out)
+        cdef AccessLog log = self.svc.access_log
+        if log is None:
+            return
+        cdef LogEntry e
+        cdef HeaderBlock h = self.req
+        cdef const char* head
+        cdef bytes rid = self.request_id
+        cdef bytes host = None
+        cdef int i
+        cdef Downstream ds = self.ds
+        e.client_ip = PyBytes_AS_STRING(ds.client_ip)
+        e.client_ip_len = PyBytes_GET_SIZE(ds.client_ip)
+        e.client_port = ds.client_port
+        e.method = PyBytes_AS_STRING(self.method) if self.method is not None else NULL
+        e.method_len = PyBytes_GET_SIZE(self.method) if self.method is not None else 0
+        e.path = PyBytes_AS_STRING(self.path) if self.path is not None else NULL
+        e.path_len = PyBytes_GET_SIZE(self.path) if self.path is not None else 0
+        e.http_minor = ds.http_minor
+        e.host = e.user_agent = e.referer = NULL
+        e.host_len = e.user_agent_len = e.referer_len = 0
+        if self.head_valid and h is not None:
+            head = PyBytes_AS_STRING(h.head)
+            if self.authority is not None:
+                e.host = PyBytes_AS_STRING(self.authority)
+                e.host_len = PyBytes_GET_SIZE(self.authority)
+            elif h.host_index >= 0:
+                e.host = head + h.value_s[h.host_index]
+                e.host_len = h.value_e[h.host_index] - h.value_s[h.host_index]
+            for i in range(h.nheaders):
+                if e.user_agent == NULL and h.name_is(i, b"user-agent"):
+                    e.user_agent = head + h.value_s[i]
+                    e.user_agent_len = h.value_e[i] - h.value_s[i]
+                elif (e.referer == NULL and log.format == LOG_COMBINED    # json has no referer
+                      and h.name_is(i, b"referer")):
+                    e.referer = head + h.value_s[i]
+                    e.referer_len = h.value_e[i] - h.value_s[i]
+        if rid is None or PyBytes_GET_SIZE(rid) == 0:
+            e.request_id, e.request_id_len = NULL, 0
+        else:
+            e.request_id, e.request_id_len = PyBytes_AS_STRING(rid), PyBytes_GET_SIZE(rid)
+        e.status = self.status
+        e.bytes_in = self.bytes_in
+        e.bytes_out = self.bytes_out
+        e.duration = now - self.t0
+        if self.pool is not None:
+            e.upstream = PyBytes_AS_STRING(self.pool.address)
+            e.upstream_len = PyBytes_GET_SIZE(self.pool.address)
+        else:
+            e.upstream, e.upstream_len = NULL, 0
+        if self.t_attach > 0:
+            e.upstream_connect = self.t_attach - self.t0   # pool wait and connect; 0 when reused
+            e.upstream_response = now - self.t0
+        else:
+            e.upstream_connect = e.upstream_response = -1.0
+        if self.route is not None:
+            e.route = PyUnicode_AsUTF8AndSize(self.route.name, &e.route_len)
+        else:
+            e.route, e.route_len = NULL, 0
+        e.listener = PyUnicode_AsUTF8AndSize(ds.lname, &e.listener_len)
+        log.record(&e)
+

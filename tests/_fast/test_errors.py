@@ -1,0 +1,38 @@
+"""engine/_fast/errors.pyx: the one error table."""
+from engine._fast.errors import error_table
+
+T = error_table()
+
+
+def test_every_kind_has_a_status_and_a_body():
+    for name, (kind, status, body, rst, grpc, close) in T.items():
+        if name in ("none", "client_closed"):
+            continue
+        assert 400 <= status <= 599, name
+        assert body.endswith(b"\n") and len(body) > 1, name
+
+
+def test_envoy_mapping_of_upstream_failures():
+    assert T["no_route"][1] == 404
+    assert T["rate_limited"][1] == 429
+    assert T["no_healthy_upstream"][1] == 503
+    assert T["pool_overflow"][1] == 503
+    assert T["connect_failed"][1] == 502
+    assert T["upstream_reset"][1] == 502
+    assert T["upstream_timeout"][1] == 504
+
+
+def test_grpc_statuses_follow_the_http_to_grpc_mapping():
+    assert T["no_route"][4] == 12            # UNIMPLEMENTED
+    assert T["rate_limited"][4] == 8         # RESOURCE_EXHAUSTED
+    assert T["upstream_timeout"][4] == 4     # DEADLINE_EXCEEDED
+    for name in ("no_healthy_upstream", "pool_overflow", "connect_failed", "upstream_reset"):
+        assert T[name][4] == 14, name        # UNAVAILABLE
+
+
+def test_errors_that_leave_the_request_unread_close_the_connection():
+    for name in ("bad_request", "bad_target", "bad_host", "bad_path", "header_timeout",
+                 "body_timeout", "connect_method"):
+        assert T[name][5], name
+    for name in ("no_route", "rate_limited", "no_healthy_upstream"):
+        assert not T[name][5], name
