@@ -135,8 +135,6 @@ def test_curl_with_cacert_gets_a_200_through_to_the_upstream(pki, upstream, star
     assert s.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=False, reason="x-forwarded-proto: https is the lead's hot-path part "
-                                        "(tables.Listener.tls)")
 def test_the_upstream_sees_x_forwarded_proto_https(pki, upstream, start_sluice):
     config = tls_config(pki, upstream)
     start_sluice(config)
