@@ -1,13 +1,23 @@
-"""Shared fixtures: real processes on loopback ports (see support.py)."""
+"""Shared fixtures: real processes on loopback ports (see support.py).
+
+In the debug build (SLUICE_DEBUG=1, docs/operations.md) every test is also checked for leaks,
+as uvloop's test base does: the live objects of this process (in-process proxies) are back
+where they were before the test, and a sluice started by the test released every exchange and
+client connection while it ran and everything else (pooled upstream sockets, TLS) at its drain.
+A release build counts nothing and checks nothing."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 
 import pytest
 
-from support import Sluice, Upstream
+from support import (Sluice, Upstream, debug_build, leaked_at_exit, live_objects_here,
+                     unreleased_while_running)
+
+DEBUG_BUILD = debug_build()
 
 
 @pytest.fixture
@@ -34,6 +44,7 @@ def start_sluice(tmp_path):
         return s
 
     yield start
+    leaks = [leak for s in started if (leak := _drain_checked(s))] if DEBUG_BUILD else []
     for s in started:
         pids = s.worker_pids()
         s.stop(signal.SIGKILL if s.proc.poll() is None else signal.SIGTERM)
@@ -42,3 +53,39 @@ def start_sluice(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    if leaks:
+        pytest.fail("debug build: " + "; ".join(leaks), pytrace=False)
+
+
+def _drain_checked(s: Sluice) -> str | None:
+    """Debug build: a sluice the test left running must hold no exchange and no client
+    connection; then it is drained (SIGTERM) rather than killed, so that its workers report
+    what they still hold after closing their pools (checked by `live_objects_released`)."""
+    if s.proc.poll() is not None:
+        return None
+    leak = unreleased_while_running(s)
+    if leak is None:
+        s.stop(signal.SIGTERM)
+    return leak
+
+
+@pytest.fixture(autouse=True)
+def live_objects_released():
+    """Debug build: what a test counted live is released when it ends (see the docstring)."""
+    if not DEBUG_BUILD:
+        yield
+        return
+    before = live_objects_here()
+    first = len(Sluice.started)
+    yield
+    gc.collect()
+    problems = []
+    after = live_objects_here()
+    changed = {kind: f"{before[kind]} -> {n}" for kind, n in after.items() if n != before[kind]}
+    if changed:
+        problems.append(f"this process's live objects changed over the test: {changed}")
+    for s in Sluice.started[first:]:
+        if not s.leaks_expected:
+            problems += leaked_at_exit(s)
+    if problems:
+        pytest.fail("debug build: " + "; ".join(problems), pytrace=False)

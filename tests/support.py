@@ -98,8 +98,12 @@ class Upstream:
 class Sluice:
     """The sluice binary on a config dict; `url` is the first listener's base URL."""
 
+    started: list["Sluice"] = []     # every one this test session (the debug build's checks)
+
     def __init__(self, config: dict, tmp: Path, workers: int = 1, extra: list[str] = (),
                  **popen) -> None:
+        Sluice.started.append(self)
+        self.leaks_expected = False      # debug build: a test that leaks on purpose sets it
         self.config = config
         self.path = tmp / "sluice.yaml"
         self.path.write_text(yaml.safe_dump(config))
@@ -155,6 +159,72 @@ class Sluice:
                 self.proc.wait()
         self.stderr.close()
         return self.proc.returncode
+
+
+# ---- the debug build's checks (SLUICE_DEBUG=1, engine/_fast/debug.pyx) ------------------------
+
+def debug_build() -> bool:
+    """Whether the compiled hot path is the debug build. The binary the tests start runs the
+    same engine package (cwd = ROOT), so this is also whether its workers count live objects."""
+    from engine._fast import debug
+
+    return debug.DEBUG_BUILD
+
+
+def live_objects_here() -> dict[str, int]:
+    """This process's live objects (in-process proxies: engine.Proxy, WorkerServer)."""
+    from engine._fast import debug
+
+    return debug.live_objects()
+
+
+# While sluice runs, what the tests have closed must be gone: every exchange and client
+# connection. Upstream connections may stay, idle in their pools, until the worker drains.
+RELEASED_WHILE_RUNNING = ("exchange", "downstream")
+LEAK_AT_EXIT = "live objects at exit"    # what a debug worker logs when it exits holding some
+
+
+def live_objects(s: Sluice) -> dict | None:
+    """GET /debug/live on `s` (debug build): {"workers": [...], "total": {kind: n}}, or None
+    when its admin API cannot be asked (none in the config, elsewhere, or a token we lack)."""
+    if "admin" not in s.config or s.proc.poll() is not None:
+        return None
+    r = s.admin("/debug/live")
+    if r.status == 401:
+        return None
+    assert r.status == 200, f"GET /debug/live: {r.status} {r.body!r} (is sluice a debug build?)"
+    return json.loads(r.body)
+
+
+def unreleased_while_running(s: Sluice, timeout: float = 20.0) -> str | None:
+    """Debug build, after a test, while `s` still runs: wait until its workers hold no exchange
+    and no client connection; what they still hold at the deadline, or None. The wait covers a
+    route timeout (15 s by default): a client that closes while the proxy does not read it
+    (paused behind a hanging upstream) goes unnoticed until its exchange times out."""
+    def released():
+        live = live_objects(s)
+        if live is None:
+            return True
+        held = {kind: n for kind in RELEASED_WHILE_RUNNING if (n := live["total"][kind])}
+        assert not held, held
+        return True
+
+    try:
+        eventually(released, timeout)
+    except AssertionError as exc:
+        return f"sluice (pid {s.proc.pid}) still holds {exc} after the test closed its " \
+               f"connections: a leak, or a connection the test left open"
+    return None
+
+
+def leaked_at_exit(s: Sluice) -> list[str]:
+    """Debug build, once `s` has exited: the lines its workers logged because they exited
+    (after a drain) holding live objects (engine/runtime/worker.py report_live_objects)."""
+    try:
+        text = s.stderr_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if LEAK_AT_EXIT in line]
 
 
 def upstream_connections(pid: int, port: int) -> int:

@@ -51,6 +51,7 @@ from libc.stdint cimport uint64_t, uint8_t
 from libc.string cimport memcpy, memcmp
 
 from engine._fast.accesslog cimport AccessLog, LogEntry, LOG_COMBINED
+from engine._fast.debug cimport live_add, LIVE_EXCHANGE
 from engine._fast.errors cimport (
     ErrorRow, error_row, error_body, E_NONE, E_BAD_HOST, E_BAD_PATH, E_NO_ROUTE, E_RATE_LIMITED,
     E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
@@ -298,6 +299,12 @@ cdef class UpstreamConn(PooledConn):
 @cython.final
 @cython.freelist(64)
 cdef class Exchange:
+
+    def __cinit__(self):
+        live_add(LIVE_EXCHANGE, 1)
+
+    def __dealloc__(self):
+        live_add(LIVE_EXCHANGE, -1)
 
     def __init__(self, Services svc):
         self.svc = svc

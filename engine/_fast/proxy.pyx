@@ -34,6 +34,9 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
+from engine._fast.debug cimport (
+    live_add, SLUICE_DEBUG, LIVE_DOWNSTREAM, LIVE_UPSTREAM, LIVE_TLS,
+)
 from engine._fast.errors cimport (
     E_CONNECT_METHOD, E_BAD_TARGET, E_BAD_HOST, E_HEADER_TIMEOUT, E_BODY_TIMEOUT,
 )
@@ -323,6 +326,15 @@ cdef class Upstream(UpstreamConn):
     cdef H1Parser parser
     cdef object write            # transport.write, bound once (a lookup by name per call costs)
     cdef Worker worker
+    cdef bint tls_live           # counted under LIVE_TLS (debug build)
+
+    def __cinit__(self):
+        live_add(LIVE_UPSTREAM, 1)
+
+    def __dealloc__(self):
+        live_add(LIVE_UPSTREAM, -1)
+        if self.tls_live:
+            live_add(LIVE_TLS, -1)
 
     def __init__(self, Pool pool, Worker worker):
         self.pool = pool
@@ -333,6 +345,9 @@ cdef class Upstream(UpstreamConn):
         self.transport = transport
         self.write = transport.write
         self.worker.open_fds += 1
+        if SLUICE_DEBUG and transport.get_extra_info("ssl_object") is not None:
+            self.tls_live = True
+            live_add(LIVE_TLS, 1)
 
     def data_received(self, bytes data):
         cdef Exchange x = self.x
@@ -498,6 +513,15 @@ cdef class H1Downstream(Downstream):
     cdef bint close_after
     cdef bint client_11
     cdef bint resp_chunked
+    cdef bint tls_live             # counted under LIVE_TLS (debug build)
+
+    def __cinit__(self):
+        live_add(LIVE_DOWNSTREAM, 1)
+
+    def __dealloc__(self):
+        live_add(LIVE_DOWNSTREAM, -1)
+        if self.tls_live:
+            live_add(LIVE_TLS, -1)
 
     def __init__(self, Worker worker, str lname):
         self.worker = worker
@@ -532,6 +556,9 @@ cdef class H1Downstream(Downstream):
             self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, 1)
         if l.tls:
             sslobj = transport.get_extra_info("ssl_object")
+            if SLUICE_DEBUG and sslobj is not None:
+                self.tls_live = True
+                live_add(LIVE_TLS, 1)
             if sslobj is not None:
                 self.peer_uri, self.peer_subject, self.xfcc_value = peer_identity(
                     sslobj, l.tls_uri)

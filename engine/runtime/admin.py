@@ -8,6 +8,7 @@
     PUT  /snapshot           body: a compiled snapshot (msgpack); 200 {"applied": version} when
                              every worker applied it, 400 {"errors": [...]} when refused
     POST /drain              202: start a graceful drain (the process exits once it is done)
+    GET  /debug/live         debug build only (404 otherwise): each worker's live objects
 
 Anything else is 404, a known path with another method 405 (with Allow); HEAD works wherever GET
 does. A query string is ignored.
@@ -117,6 +118,7 @@ ENDPOINTS: dict[str, dict[str, _Endpoint]] = {
     "/clusters": {"GET": _Endpoint("get_clusters")},
     "/snapshot": {"PUT": _Endpoint("put_snapshot", MAX_SNAPSHOT)},
     "/drain": {"POST": _Endpoint("post_drain")},
+    "/debug/live": {"GET": _Endpoint("get_debug_live")},
 }
 
 
@@ -378,6 +380,18 @@ class AdminServer:
         self.controller.drain()
         return 202, JSON, to_json({"draining": True})
 
+    async def get_debug_live(self, body: bytes) -> Reply:
+        """The debug build's live-object counters of every worker (engine/_fast/debug.pyx),
+        which the test suite checks after each end-to-end test. A release build does not count:
+        404, as for a path that does not exist."""
+        from engine._fast import debug
+
+        live = getattr(self.controller, "live_objects", None)
+        if not debug.DEBUG_BUILD or live is None:
+            return 404, TEXT, b"not found: /debug/live is served by a debug build only " \
+                              b"(SLUICE_DEBUG=1 pip install -e .)\n"
+        return 200, JSON, to_json(live())
+
 
 def _content_length(value: bytes | None) -> int:
     """h11 has checked the syntax (and refused conflicting values); 0 when absent."""
@@ -524,6 +538,16 @@ class SupervisorController:
                 header = header.as_dict()
             self._header_for = (sup.version, header if isinstance(header, dict) else {})
         return self._header_for[1]
+
+    def live_objects(self) -> dict:
+        """GET /debug/live: the live-object records of the workers running now (a record of a
+        worker that exited stays in shared memory until its slot is reused), and their sum."""
+        from engine._fast import debug
+
+        running = {(h.slot, h.pid) for h in self.sup.handles.values()}
+        workers = [w for w in debug.workers() if (w["slot"], w["pid"]) in running]
+        total = {kind: sum(w["live"][kind] for w in workers) for kind in debug.KINDS}
+        return {"version": self.sup.version, "workers": workers, "total": total}
 
     def config_dump(self) -> dict:
         from engine._fast.stats import monotonic

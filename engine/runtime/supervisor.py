@@ -55,6 +55,7 @@ import socket
 import sys
 import time
 
+from engine._fast import debug
 from engine._fast.limiter import SharedBuckets
 from engine._fast.stats import Stats
 from engine.runtime.admin import AdminServer, SupervisorController
@@ -113,6 +114,7 @@ class Supervisor:
         self.access_log_from = f"--access-log {access_log_path}" if access_log_path else None
         self.buckets = SharedBuckets(bucket_slots)
         self.stats = Stats(max_workers=max(64, self.nworkers))
+        debug.share(max(64, self.nworkers))    # debug build: live objects per worker
         self.admin: AdminServer | None = None
         self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
         self.starting = True         # until every first worker is ready (or one failed)
