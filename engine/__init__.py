@@ -16,6 +16,12 @@ a route's `filters:` and either provided here or imported (`python: module:Class
 Imported only from an allow list fixed when the Proxy is made: the modules its first config names
 plus `filter_modules=[...]`; a later `apply` naming another module is refused before import.
 
+A config reaches the embedded worker as it reaches a forked one: validated once (here, when it is
+not a Config already), encoded as a snapshot, and built back from the snapshot bytes checked
+against their digest, without a second validation (engine/runtime/worker.py, `served_config`).
+So embedded and binary serve the same thing from the same config, and a config that does not
+survive its snapshot fails here rather than in a worker.
+
 Importing `engine` itself never requires the compiled modules, so `sluice validate` and
 `sluice compile` work on a machine without a compiler; `Proxy.start()` needs them.
 """
@@ -110,8 +116,9 @@ class Proxy:
         loop = asyncio.get_running_loop()
         stats = Stats(max_workers=1)
         stats.attach_worker(0)
-        server = WorkerServer(loop, self.config, SharedBuckets(self.bucket_slots),
-                              self.access_log, _version(self.config), self.filters, stats=stats,
+        config, version = _served(self.config)
+        server = WorkerServer(loop, config, SharedBuckets(self.bucket_slots),
+                              self.access_log, version, self.filters, stats=stats,
                               filter_modules=self.filter_modules)
         await server.start()
         self._server = server
@@ -125,7 +132,12 @@ class Proxy:
 
             raise ConfigError([Problem("<embedded>", p.where, p.reason) for p in refused])
         if self._server is not None:
-            await self._server.apply(new, _version(new))
+            import asyncio
+
+            # off the caller's loop, as in a worker: encoding and decoding 10,000 routes takes
+            # a while (link then runs in a thread too)
+            served = await asyncio.get_running_loop().run_in_executor(None, _served, new)
+            await self._server.apply(*served)
         self.config = new
 
     async def stop(self, drain: float = 30.0) -> None:
@@ -140,8 +152,11 @@ class Proxy:
         return self._server.worker.requests if self._server is not None else 0
 
 
-def _version(config) -> str:
-    """The content-derived version a snapshot of `config` carries in its header."""
+def _served(config):
+    """(Config, version) as a worker serves `config`: its snapshot, built back through the
+    workers' own path (the digest is the one just computed over the content encoded here)."""
     from engine.policy.snapshot import snapshot_of
+    from engine.runtime.worker import served_config
 
-    return snapshot_of(config, "<embedded>")[0].config_version
+    header, data = snapshot_of(config, "<embedded>")
+    return served_config(data, header.sha256, "<embedded>")

@@ -4,6 +4,7 @@ Python filters; and the example application in config/ run as a user would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -246,3 +247,37 @@ def test_a_failing_filter_is_a_500_logged_once_and_the_connection_lives_on(caplo
     assert statuses == [500] * 5 and conns == 1
     lines = [r for r in caplog.records if "Broken.request failed" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_an_embedded_proxy_serves_its_config_through_the_workers_snapshot_path(monkeypatch):
+    """One config pipeline: the embedded worker gets snapshot bytes and their digest, as a
+    forked one does, and builds its config from them without validating it again."""
+    from engine.policy import load_config_text
+    from engine.runtime import worker
+
+    port = free_port()
+    digests = []
+    real = worker.served_config
+
+    def recorded(snapshot, digest, label="<snapshot>"):
+        digests.append(digest)
+        return real(snapshot, digest, label)
+
+    monkeypatch.setattr(worker, "served_config", recorded)
+    two = load_config_text(json.dumps(cfg(port, "two")))
+
+    async def main():
+        proxy = engine.Proxy(cfg(port, "one"))
+        await proxy.start()
+        try:
+            served = proxy._server.config
+            assert served == proxy.config and served is not proxy.config
+            await proxy.apply(two)
+            assert proxy._server.config == two and proxy._server.config is not two
+            async with httpx.AsyncClient() as c:
+                assert (await c.get(f"http://127.0.0.1:{port}/")).text == "two"
+        finally:
+            await proxy.stop(drain=1.0)
+
+    run(main())
+    assert len(digests) == 2 and all(len(d) == 64 for d in digests)

@@ -88,4 +88,4 @@ def error_table():
     """{name: (kind, status, body, h2_rst, grpc_status, close)} for tests and docs."""
     cdef int k
     return {_NAMES[k]: (k, ROWS[k].status, PyBytes_FromString(ROWS[k].body), ROWS[k].h2_rst,
-                        ROWS[k].grpc_status, ROWS[k].close) for k in range(E_COUNT)}
+                        ROWS[k].grpc_status, ROWS[k].close) for k in range(<int>E_COUNT)}

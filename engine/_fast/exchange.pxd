@@ -175,7 +175,8 @@ cdef class Exchange:
     cdef void response_data(self, bytes chunk) except *
     cdef void response_end(self, UpstreamConn up, bytes trailers, bint reusable) except *
     cdef void response_upgraded(self, UpstreamConn up) except *
-    cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes) except *
+    cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes,
+                             int kind) except *
     cdef void upstream_lost(self, UpstreamConn up) except *
     cdef void lease_granted(self, UpstreamConn up) except *
     cdef void connect_failed(self, Pool pool, object exc) except *

@@ -55,7 +55,7 @@ from engine._fast.debug cimport live_add, LIVE_EXCHANGE
 from engine._fast.errors cimport (
     ErrorRow, error_row, error_body, E_NONE, E_BAD_HOST, E_BAD_PATH, E_NO_ROUTE, E_RATE_LIMITED,
     E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
-    E_UPSTREAM_RESET, E_UPSTREAM_TIMEOUT, E_CLIENT_CLOSED, E_BAD_REQUEST,
+    E_UPSTREAM_RESET, E_UPSTREAM_TIMEOUT, E_CLIENT_CLOSED, E_BAD_REQUEST, E_BAD_RESPONSE,
 )
 from engine._fast.headers cimport (
     HeaderBlock, H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID,
@@ -761,7 +761,7 @@ cdef class Exchange:
                 self.filter_edits(rp, ctx.set_response, ctx.remove_response, edits)
         if st == 101 and not self.upgrade:
             self.resp_started = True
-            self.upstream_broke(self.up, True, False)
+            self.upstream_broke(self.up, True, False, E_BAD_RESPONSE)   # 101 nobody asked for
             return
         self.resp_started = True
         self.ds.send_head(self, rp, st, body_kind, edits)
@@ -798,12 +798,14 @@ cdef class Exchange:
             self.ds.flush()
             self.ds.broken(self)
             return
-        self.upstream_broke(up, False, False)
+        self.upstream_broke(up, False, False, E_UPSTREAM_RESET)
         self.ds.flush()
 
-    cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes) except *:
-        """The upstream failed mid-exchange: retry, 502, or abort the client. `stale_bytes`:
-        the bytes read were not a response head (an earlier response's leftover)."""
+    cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes,
+                             int kind) except *:
+        """The upstream failed mid-exchange (kind: E_UPSTREAM_RESET, or E_BAD_RESPONSE for a
+        response the codec refused): retry, 502, or abort the client. `stale_bytes`: the bytes
+        read were not a response head (an earlier response's leftover)."""
         self.up = None
         if up is not None:
             up.x = None
@@ -824,13 +826,14 @@ cdef class Exchange:
             self.acquire(True)
             return
         self.svc.upstream_failed(self.pool, self.ep_slot, True,
-                                 "connection broke after the response started"
-                                 if self.resp_started else
-                                 "connection broke before a response")
+                                 ("malformed response" if kind == E_BAD_RESPONSE else
+                                  "connection broke") +
+                                 (" after the response started" if self.resp_started else
+                                  " before a response" if kind != E_BAD_RESPONSE else ""))
         if not self.resp_started:
-            self.fail(E_UPSTREAM_RESET, None)
+            self.fail(kind, None)
         else:
-            self.outcome = E_UPSTREAM_RESET
+            self.outcome = kind
             self.ds.flush()
             self.ds.broken(self)
 

@@ -38,7 +38,7 @@ from engine._fast.debug cimport (
     live_add, SLUICE_DEBUG, LIVE_DOWNSTREAM, LIVE_UPSTREAM, LIVE_TLS,
 )
 from engine._fast.errors cimport (
-    E_CONNECT_METHOD, E_BAD_TARGET, E_BAD_HOST, E_HEADER_TIMEOUT, E_BODY_TIMEOUT,
+    E_CONNECT_METHOD, E_BAD_TARGET, E_BAD_HOST, E_HEADER_TIMEOUT, E_BODY_TIMEOUT, E_BAD_RESPONSE,
 )
 from engine._fast.exchange cimport (
     Exchange, Services, Downstream, UpstreamConn,
@@ -394,7 +394,7 @@ cdef class Upstream(UpstreamConn):
                 # Garbage where a reused connection's first response head should be is most
                 # likely what an earlier response left behind, arriving late (a body after
                 # HEAD in its own segment): that connection is broken, not the request.
-                x.upstream_broke(self, True, x.status == 0 and not x.resp_started)
+                x.upstream_broke(self, True, x.status == 0 and not x.resp_started, E_BAD_RESPONSE)
                 break
         x.ds.flush()
 
@@ -528,12 +528,10 @@ cdef class H1Downstream(Downstream):
         self.svc = worker
         self.lname = lname
         self.out = []
-        self.x = Exchange(worker)
-        self.x.ds = self               # a cycle until connection_lost breaks it
 
     @property
     def exchange_state(self):
-        return self.x.state_name
+        return self.x.state_name if self.x is not None else None
 
     # --- transport callbacks ---------------------------------------------------------------
 
@@ -551,6 +549,10 @@ cdef class H1Downstream(Downstream):
             transport.abort()       # nothing was read: a reset, not a response we cannot afford
             return
         self.admitted = True
+        # the exchange and this connection point at each other from here to connection_lost,
+        # which breaks the cycle (a TLS handshake that fails never gets here: nothing to break)
+        self.x = Exchange(self.worker)
+        self.x.ds = self
         self.lslot = l.stats_slot
         if self.worker.stats is not None:
             self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, 1)
@@ -595,7 +597,7 @@ cdef class H1Downstream(Downstream):
 
     def eof_received(self):
         cdef Exchange x = self.x
-        if x.state == X_TUNNEL and x.up is not None and x.up.transport is not None:
+        if x is not None and x.state == X_TUNNEL and x.up is not None and x.up.transport is not None:
             if x.up.transport.can_write_eof():
                 x.up.transport.write_eof()
             return True
@@ -606,7 +608,6 @@ cdef class H1Downstream(Downstream):
         self.transport = None
         self.write = self.writelines = None
         if not self.admitted:
-            self.x.ds = None
             return
         self.admitted = False
         self.worker.release_connection(self.lname)
@@ -625,12 +626,14 @@ cdef class H1Downstream(Downstream):
         # in the kernel, not here) and start no new exchange; the send timeout runs.
         self.write_paused = True
         self.write_blocked = monotonic_now()
-        if self.x.up is not None:
+        if self.x is not None and self.x.up is not None:
             self.x.up.pause_reading()
 
     def resume_writing(self):
         self.write_paused = False
         self.write_blocked = 0
+        if self.x is None:
+            return
         if self.x.up is not None:
             self.x.up.resume_reading()
         if self.x.state == X_IDLE and not self.closed:
@@ -997,7 +1000,7 @@ cdef class H1Downstream(Downstream):
             self.transport.close()
 
     def drain_close(self):
-        if self.x.state == X_IDLE:
+        if self.x is None or self.x.state == X_IDLE:
             self.close_now()
         else:
             self.close_after = True

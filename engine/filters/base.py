@@ -34,9 +34,6 @@ class Reply:
         self.body = body.encode() if isinstance(body, str) else bytes(body)
         self.headers = dict(headers or {})
 
-    def header_lines(self) -> list[bytes]:
-        return [f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in self.headers.items()]
-
     def header_pairs(self) -> list[bytes]:
         """The headers as the flat [name, value, ...] list the proxy's encoders take."""
         out: list[bytes] = []

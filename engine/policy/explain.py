@@ -6,11 +6,18 @@ Who calls it. `sluice explain -c FILE.yaml 'GET http://host/path' [-H 'name: val
 `-s FILE.msgpack`) through `cmd_explain`; tests and tools through `explain(config, request)`,
 which returns an `Explanation` (data, plus `text()` for people).
 
-One matcher. The route is chosen by the compiled `Router` itself, built from the same
-`link.router_entry` tuples a worker builds, and fed what the proxy feeds it
-(engine/_fast/proxy.pyx): the host from the absolute-form URL (else the Host header), lowercased
-with a trailing `:port` removed; the path up to `?`; the method exactly as typed (methods are
-case-sensitive); each header's first value. So explain answers what serving answers. The only
+One matcher, one set of request rules. The route is chosen by the compiled `Router` itself,
+built from the same `link.router_entry` tuples a worker builds, and fed what the proxy feeds it
+(engine/_fast/proxy.pyx): the host from the absolute-form URL (else the Host header) as
+`semantics.route_host` makes it (lowercase, port removed: the proxy's own function); the path
+normalised by `paths.normalize` (the listener's settings), up to `?`; the method exactly as typed
+(methods are case-sensitive); each header's first value. The upstream target comes from
+`semantics.rewrite_target` and a ring-hash cookie key from `semantics.cookie_value`, the
+functions the proxy calls. So explain answers what serving answers, and there is no copy of a
+rule here to drift (tests/integration/test_explain_agrees_with_the_proxy.py holds the two to the
+same answers over generated requests, with the real binary as the oracle). What is still
+explain's own: splitting an absolute-form target (the authority ends at `/` or `?`; http and
+https only), and the port, which only picks a listener. The only
 Python judgement of conditions here is the *reason* a route was passed over: for every route
 before the winner (or every route, when none matched) it names the first condition that fails,
 checked in the order host, path, methods, headers. The two must agree; when they do not, the
@@ -30,8 +37,9 @@ Exit status: 0 when a route matches, 1 when none does (CONFIG.md), 2 when there 
 explain: an invalid config or snapshot (its problems on stderr, one per line), a malformed
 request line or header, or an unknown `--listener` (as grep: 0 found, 1 not found, 2 error).
 
-This module imports the compiled modules only inside the functions that match (`engine.policy`
-must import without a compiler; tests/policy/test_init.py).
+This module imports the compiled modules (router, paths, semantics) only inside the functions
+that use them: `engine.policy` must import without a compiler (tests/policy/test_init.py), and
+explain, whose whole point is to run the proxy's own code, needs them only when it explains.
 """
 from __future__ import annotations
 
@@ -43,6 +51,7 @@ from dataclasses import dataclass, field, replace
 
 from .durations import format_duration
 from .errors import ConfigError
+from .fields import RequestKey
 from .model import Cluster, Config, Listener, Route
 from .pathregex import fullmatch
 
@@ -76,6 +85,7 @@ class Request:
     headers: dict[bytes, bytes]        # lowercase name -> first value
     authority: bytes | None = None     # from an absolute-form URL
     raw_path: bytes | None = None      # the path as typed, when the listener normalised it
+    identity: bytes | None = None      # the client certificate's SPIFFE ID (mutual TLS)
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name.encode())
@@ -97,18 +107,18 @@ def parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def routing_host(authority: bytes) -> tuple[bytes, int | None]:
-    """The proxy's routing host: trailing digits after a ':' removed, lowercased (ASCII);
-    also the port, if one was given."""
-    end = len(authority)
-    i = end - 1
-    while i >= 0 and 0x30 <= authority[i] <= 0x39:
-        i -= 1
-    port = None
-    if i >= 0 and authority[i] == 0x3A:  # ':'
-        digits = authority[i + 1:]
-        port = int(digits) if digits else None
-        end = i
-    return authority[:end].lower(), port
+    """The host the proxy routes by (`semantics.route_host`, the proxy's own function), and the
+    port the authority names, if any (only for choosing a listener: the proxy's listener is
+    the socket a request arrives on). ExplainError when the proxy answers 400 instead."""
+    from engine._fast.semantics import route_host
+
+    host = route_host(authority)
+    if host is None:
+        raise ExplainError(f"the proxy answers 400 to host '{authority.decode('utf-8', 'replace')}"
+                           "': longer than a host can be")
+    digits = authority[len(host) + 1:]
+    port = int(digits) if len(authority) > len(host) and digits.isdigit() else None
+    return host, port
 
 
 def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
@@ -138,9 +148,15 @@ def parse_request(line: str, headers: Sequence[str] = ()) -> Request:
             raise ExplainError(f"'{url}' is neither an absolute URL (http://host/path) nor a "
                                "path starting with '/'")
         scheme = raw[:i].decode().lower()
-        slash = raw.find(b"/", i + 3)
-        authority = raw[i + 3:] if slash < 0 else raw[i + 3:slash]
-        target = b"/" if slash < 0 else raw[slash:]
+        if scheme not in DEFAULT_PORTS:
+            raise ExplainError(f"the proxy answers 400 to the scheme '{scheme}' (http and "
+                               "https only)")
+        # as the proxy splits an absolute-form target: the authority ends at '/' or '?'
+        end = i + 3
+        while end < len(raw) and raw[end] not in b"/?":
+            end += 1
+        authority = raw[i + 3:end]
+        target = raw[end:] if raw[end:end + 1] == b"/" else b"/" + raw[end:]
         host_value = authority
     if b"#" in target:
         target = target[:target.index(b"#")]  # a client never sends the fragment
@@ -195,9 +211,18 @@ def first_failure(entry: tuple, request: Request) -> str | None:
             return f"header {name.decode()} is absent (needs '{value.decode()}')"
         if got != value:
             return f"header {name.decode()} is '{request.shown(got)}', not '{value.decode()}'"
-    if len(entry) > 6 and entry[6] is not None:
-        return (f"it needs a mutual-TLS client identity matching '{entry[6].decode()}', and an "
-                "explained request has none")
+    want = entry[6] if len(entry) > 6 else None
+    if want is not None:
+        shown = want.decode()
+        if request.identity is None:
+            return f"needs a client certificate with the identity '{shown}' (mutual TLS; " \
+                   "give one with --client-identity)"
+        if want.endswith(b"/*"):
+            if not request.identity.startswith(want[:-1]):
+                return f"client identity '{request.shown(request.identity)}' is not under " \
+                       f"'{shown}'"
+        elif request.identity != want:
+            return f"client identity '{request.shown(request.identity)}' is not '{shown}'"
     return None
 
 
@@ -266,9 +291,12 @@ def choose_listener(config: Config, request: Request,
 
 
 def explain(config: Config, request: Request | str, headers: Sequence[str] = (), *,
-            listener: str | None = None, client_ip: str | None = None) -> Explanation:
+            listener: str | None = None, client_ip: str | None = None,
+            client_identity: str | None = None) -> Explanation:
     """Which route of which listener `request` takes, with everything that follows from it.
-    `request` is a `Request` or a request line (then `headers` are its `-H` values)."""
+    `request` is a `Request` or a request line (then `headers` are its `-H` values);
+    `client_identity` is the SPIFFE ID of the client's certificate, for routes that match on
+    `match.client_identity` (None: no client certificate)."""
     from engine._fast.router import Router
 
     from .link import router_entry
@@ -277,10 +305,12 @@ def explain(config: Config, request: Request | str, headers: Sequence[str] = (),
         request = parse_request(request, headers)
     chosen, reason = choose_listener(config, request, listener)
     request = normalized(request, chosen)
+    if client_identity is not None:
+        request = replace(request, identity=client_identity.encode())
     routes = [config.route(name) for name in chosen.routes]
     entries = [router_entry(route.match) for route in routes]
     index = Router(entries).match_py(request.host, request.path, request.method,
-                                     request.headers)
+                                     request.headers, request.identity)
     misses = []
     for i in range(len(routes) if index < 0 else index):
         reason_i = first_failure(entries[i], request) or (
@@ -323,14 +353,13 @@ def _follow(result: Explanation, config: Config, route: Route, client_ip: str | 
     target = request.target
     rewrite = route.rewrite
     if rewrite is not None:
-        prefix = route.match.path_prefix
-        if rewrite.path_prefix is not None and prefix is not None \
-                and target.startswith(prefix.encode()):
-            target = rewrite.path_prefix.encode() + target[len(prefix.encode()):]
-            if not target.startswith(b"/"):
-                target = b"/" + target
-        result.set_headers = {k.lower(): str(v) for k, v in rewrite.set_headers.items()}
-        result.removed_headers = tuple(h.lower() for h in rewrite.remove_headers)
+        if rewrite.path_prefix is not None:    # the model: only with match.path_prefix
+            from engine._fast.semantics import rewrite_target
+
+            target = rewrite_target(route.match.path_prefix.encode(),
+                                    rewrite.path_prefix.encode(), target)
+        result.set_headers = dict(rewrite.set_headers)           # names lowercase (the model's)
+        result.removed_headers = rewrite.remove_headers
     result.upstream_target = target
     total = sum(t.weight for t in route.to)
     for target_spec in route.to:
@@ -343,35 +372,25 @@ def _follow(result: Explanation, config: Config, route: Route, client_ip: str | 
 def _ring_pick(cluster: Cluster, request: Request, client_ip: str | None) -> str | None:
     """For ring_hash, the endpoint the request's key maps to (the ring is the same in every
     worker); a reason when it cannot be known here."""
-    if cluster.balancer != "ring_hash" or not cluster.hash_on:
+    on = cluster.hash_on
+    if cluster.balancer != "ring_hash" or on is None:
         return None
-    kind, _, name = cluster.hash_on.partition(":")
-    name = name.strip()
-    if kind == "header":
-        key = request.headers.get(name.lower().encode())
-    elif kind == "cookie":
-        key = _cookie(request.headers.get(b"cookie"), name.encode())
+    if on.kind == "header":
+        key = request.headers.get(on.name.encode())
+    elif on.kind == "cookie":
+        from engine._fast.semantics import cookie_value
+
+        key = cookie_value(request.headers.get(b"cookie"), on.name.encode())
     else:
         if client_ip is None:
             return "depends on the client's address (give one with --client-ip)"
         key = client_ip.encode()
     if not key:
-        return f"no {cluster.hash_on} in the request: a weighted random endpoint"
+        return f"no {on} in the request: a weighted random endpoint"
     from .link import _link_cluster
 
     index = _link_cluster(cluster, {}, {}).balancer.pick_py(key)
     return str(cluster.endpoints[index].address) if index >= 0 else None
-
-
-def _cookie(header: bytes | None, name: bytes) -> bytes | None:
-    """proxy.pyx's cookie_value: the value of cookie `name` (RFC 6265 section 4.2.1)."""
-    if header is None:
-        return None
-    for part in header.split(b";"):
-        key, sep, value = part.strip().partition(b"=")
-        if sep and key == name:
-            return value
-    return None
 
 
 def _percent(part: int, total: int) -> str:
@@ -468,15 +487,17 @@ def _match_text(route: Route) -> str:
     if m.methods is not None:
         parts.append("methods " + " ".join(m.methods))
     parts += [f"header {k}: {v}" for k, v in m.headers.items()]
+    if m.client_identity is not None:
+        parts.append(f"client identity {m.client_identity}")
     return ", ".join(parts) or "any request"
 
 
-def _bucket(per: str, request: Request) -> str:
-    if per == "route":
+def _bucket(per: RequestKey, request: Request) -> str:
+    if per.kind == "route":
         return "one bucket for the route"
-    if per == "client_ip":
+    if per.kind == "client_ip":
         return "one bucket per client address"
-    name = per.partition(":")[2].strip().lower()
+    name = per.name
     value = request.header(name)
     if value is None:
         return f"one bucket per {name} value; this request has none (the empty key, shared by " \
@@ -509,6 +530,9 @@ def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                         help="a request header (repeatable)")
     parser.add_argument("--listener", help="the listener's name (default: by the URL's port)")
     parser.add_argument("--client-ip", help="the client's address (for ring_hash on client_ip)")
+    parser.add_argument("--client-identity", metavar="SPIFFE_ID",
+                        help="the SPIFFE ID of the client's certificate (for routes that match "
+                             "on match.client_identity; default: no client certificate)")
     parser.set_defaults(handler=cmd_explain)
     return parser
 
@@ -519,7 +543,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     try:
         result = explain(config, " ".join(args.request), args.header,
-                         listener=args.listener, client_ip=args.client_ip)
+                         listener=args.listener, client_ip=args.client_ip,
+                         client_identity=args.client_identity)
     except ExplainError as error:
         print(f"sluice explain: {error}", file=sys.stderr)
         return 2

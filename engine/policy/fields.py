@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -193,24 +193,51 @@ PathRegex = Annotated[
 # -- request key specs -------------------------------------------------------------------------
 
 
-def _per(value: str) -> str:
-    return syntax.key_spec(value, ("route", "client_ip"), ("header",))
+class RequestKey(NamedTuple):
+    """A request key spec (`rate_limit.per`, `hash_on`) as the model holds it: parsed once,
+    here, so that `link` and `explain` read `kind` and `name` instead of splitting the text.
+
+    `kind` is `route`, `client_ip`, `header` or `cookie`; `name` is the header name (lowercase:
+    header names are case-insensitive) or the cookie name (as written: RFC 6265 section 4.1.1
+    makes them case-sensitive), and "" for the bare kinds. `str()` gives back the spelling the
+    user writes (`header:x-user`), which is also the JSON form, so snapshots and the schema are
+    unchanged."""
+
+    kind: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+    @classmethod
+    def parse_normal(cls, text: str) -> RequestKey:
+        """From the normal spelling `str()` gives (already validated: a snapshot's content)."""
+        kind, _, name = text.partition(":")
+        return cls(kind, name)
 
 
-def _hash_on(value: str) -> str:
-    return syntax.key_spec(value, ("client_ip",), ("header", "cookie"))
+def _key_parser(plain: tuple[str, ...], prefixed: tuple[str, ...]):
+    def parse(value: Any) -> RequestKey:
+        if isinstance(value, RequestKey):        # a model_dump()/model_copy round trip
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError(expected_string(value))
+        return RequestKey.parse_normal(syntax.key_spec(value, plain, prefixed))
+    return parse
 
 
 RateKey = Annotated[
-    str,
-    AfterValidator(_per),
+    RequestKey,
+    PlainValidator(_key_parser(("route", "client_ip"), ("header",))),
+    PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(route|client_ip|header:.+)$",
                     "examples": ["route", "client_ip", "header:x-api-key"]}),
 ]
 
 HashKey = Annotated[
-    str,
-    AfterValidator(_hash_on),
+    RequestKey,
+    PlainValidator(_key_parser(("client_ip",), ("header", "cookie"))),
+    PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(client_ip|header:.+|cookie:.+)$",
                     "examples": ["client_ip", "header:x-user", "cookie:session"]}),
 ]

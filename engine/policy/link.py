@@ -53,16 +53,6 @@ def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
             pool.max_pending, cluster.protocol, tls_id)
 
 
-def _split_on(spec: str | None) -> tuple[str, bytes]:
-    """'header:x-user' -> ('header', b'x-user'); 'client_ip' -> ('client_ip', b'')."""
-    if not spec:
-        return "", b""
-    kind, _, name = spec.partition(":")
-    name = name.strip()
-    # header names are case-insensitive (matched lowercase); cookie names are not
-    return kind, (name if kind == "cookie" else name.lower()).encode()
-
-
 def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
     """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None."""
     endpoints = []
@@ -87,8 +77,10 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -
                         [str(ep.address).encode() for ep in cluster.endpoints],
                         # per process: workers must not draw random picks in lockstep
                         (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF)
-    kind, name = _split_on(cluster.hash_on)
-    return Cluster(cluster.name, balancer, endpoints, HASH_ON[kind], name,
+    on = cluster.hash_on          # a RequestKey: kind and name as the model normalised them
+    return Cluster(cluster.name, balancer, endpoints,
+                   HASH_ON[on.kind] if on is not None else HASH_ON[""],
+                   on.name.encode() if on is not None else b"",
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
 
 
@@ -152,22 +144,25 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
                                    [t.cluster.encode() for t in route.to], 0)
     rw = route.rewrite
     if rw is not None:
-        if rw.path_prefix is not None and route.match.path_prefix is not None:
+        # the model's guarantees: a rewrite of the prefix comes with match.path_prefix, and
+        # header names are lowercase
+        if rw.path_prefix is not None:
             kw["prefix_from"] = route.match.path_prefix.encode()
             kw["prefix_to"] = rw.path_prefix.encode()
         add: list[bytes] = []
         for k, v in rw.set_headers.items():
-            add += [k.lower().encode(), str(v).encode()]
+            add += [k.encode(), v.encode()]
         kw["add_headers"] = add
-        kw["drop_names"] = tuple(sorted({k.lower().encode() for k in rw.set_headers}
-                                        | {k.lower().encode() for k in rw.remove_headers}))
+        kw["drop_names"] = tuple(sorted({k.encode() for k in rw.set_headers}
+                                        | {k.encode() for k in rw.remove_headers}))
     rl = route.rate_limit
     if rl is not None:
-        per, _, header = rl.per.partition(":")
-        kw["limiter"] = Limiter(buckets, stable_id("limit", route.name, rl.rate, rl.burst, rl.per),
+        # the identity spells `per` as the user does: a limit keeps its buckets across reloads
+        kw["limiter"] = Limiter(buckets, stable_id("limit", route.name, rl.rate, rl.burst,
+                                                   str(rl.per)),
                                 float(rl.rate), int(rl.burst))
-        kw["limit_per"] = LIMIT_PER[per]
-        kw["limit_header"] = header.strip().lower().encode()
+        kw["limit_per"] = LIMIT_PER[rl.per.kind]
+        kw["limit_header"] = rl.per.name.encode()      # lowercase already (the model's)
     if route.timeout:
         kw["timeout"] = float(route.timeout)
     if stats is not None:
@@ -179,13 +174,13 @@ def router_entry(match) -> tuple:
     """A route's match block as the primitive tuple `Router` takes (the 7th element is
     match.client_identity as bytes, or None). Per route of every reload, so the common shapes
     (no host, no methods, no headers) take no loop."""
-    host = match.host
+    host = match.host             # lowercase already (the model's)
     if not host:
         hk, hv = HOST_ANY, b""
     elif host.startswith("*."):
-        hk, hv = HOST_SUFFIX, host[1:].lower().encode()
+        hk, hv = HOST_SUFFIX, host[1:].encode()
     else:
-        hk, hv = HOST_EXACT, host.lower().encode()
+        hk, hv = HOST_EXACT, host.encode()
     if match.path is not None:
         pk, pv = PATH_EXACT, match.path.encode()
     elif match.path_prefix is not None:
@@ -194,8 +189,9 @@ def router_entry(match) -> tuple:
         pk, pv = PATH_REGEX, match.path_regex.encode()  # compiled by the router, with RE2
     else:
         pk, pv = PATH_ANY, b""
-    methods = tuple([m.upper().encode() for m in match.methods]) if match.methods else None
-    headers = tuple([(k.lower().encode(), str(v).encode()) for k, v in match.headers.items()]) \
+    # methods uppercase, header names lowercase: the model's
+    methods = tuple([m.encode() for m in match.methods]) if match.methods else None
+    headers = tuple([(k.encode(), v.encode()) for k, v in match.headers.items()]) \
         if match.headers else ()
     identity = match.client_identity.encode() if match.client_identity is not None else None
     return (hk, hv, pk, pv, methods, headers, identity)

@@ -321,7 +321,8 @@ class RateLimit(_Model):
     rate: Annotated[float, Strict()] = Field(gt=0, allow_inf_nan=False,
                                              description="Requests per second.")
     burst: Count = Field(ge=1, description="Bucket size: requests allowed at once.")
-    per: RateKey = Field("route", description="route | client_ip | header:NAME")
+    per: RateKey = Field("route", validate_default=True,    # the default parsed as written
+                         description="route | client_ip | header:NAME")
 
 
 class DirectResponse(_Model):

@@ -5,7 +5,8 @@ Theory of operation
 Who calls it. `sluice compile` (`cmd_compile`, via `compile_file`), `sluice run -s` and
 `sluice explain -s` (`load_snapshot`), and the runtime: the admin `PUT /snapshot` and hot reload
 receive bytes and call `load_snapshot`; `encode_snapshot` turns a Config built in memory into the
-same bytes. Pure Python: no compiled module is imported here (a test keeps it that way).
+same bytes; workers build what they serve with `trusted_config` (below, "Validated once").
+Pure Python: no compiled module is imported here (a test keeps it that way).
 
 The format (schema version 1). One msgpack map with two entries, in this order:
 
@@ -44,8 +45,16 @@ keys are ignored, so a later build may add informational fields without a new sc
 The header's informational fields (`created_at`, `source`) are not covered by the digest; nothing
 that serves depends on them.
 
-What it must never do: serve from content it has not verified and validated; print tracebacks
-for bad input (every refusal is a `SnapshotError`, which is a `ConfigError`).
+Validated once. Whoever serves a snapshot does not validate it again: the supervisor (or the
+embedded `engine.Proxy`) validates a config once, encodes it, and hands the serving side the
+snapshot bytes with the content's sha256 it validated; `trusted_config` checks the content
+against that digest and decodes it straight into the model (engine/policy/trusted.py), which
+costs about what unpickling the Config would, a fraction of validating it. A digest mismatch is
+refused like any bad snapshot.
+
+What it must never do: serve from content it has not verified and validated (validated here, or
+vouched for by its digest); print tracebacks for bad input (every refusal is a `SnapshotError`,
+which is a `ConfigError`).
 """
 from __future__ import annotations
 
@@ -63,6 +72,7 @@ import msgpack
 from .errors import ROOT, ConfigError, Problem
 from .load import check_data, check_file
 from .model import Config
+from .trusted import construct
 
 SCHEMA_VERSION = 1
 MAGIC_KEY = "sluice_snapshot"
@@ -219,6 +229,46 @@ def decode_snapshot(data: bytes, label: str = "<snapshot>") -> tuple[SnapshotHea
             f"'{header.config_version}' does not match the content (expected '{expected}')"),
             f"{MAGIC_KEY}.config_version")
     return header, result.config
+
+
+def trusted_config(data: bytes, digest: str,
+                   label: str = "<snapshot>") -> tuple[SnapshotHeader, Config]:
+    """The Config of a snapshot whose content was validated once already, by whoever vouches
+    for `digest` (the sha256 of the content it validated: the supervisor, or engine.Proxy).
+    The content must hash to `digest`; it is then decoded straight into the model without
+    validating it again (engine/policy/trusted.py). `SnapshotError` for bytes that are not that
+    content (a digest mismatch: changed or corrupted on the way) or not of this build's model
+    shape; nothing else is checked, so bytes from anyone else go through `load_snapshot`."""
+    outer = _unpack_outer(data, label)
+    header = _header(outer, label)
+    content = outer.get(CONTENT_KEY)
+    if not isinstance(content, bytes):
+        raise SnapshotError.one(label, "missing or not a byte string", CONTENT_KEY)
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != digest or header.sha256 != digest:
+        raise SnapshotError.one(label, (
+            f"does not match the digest it was validated with, {_short(digest)} (the content "
+            f"is {_short(actual)}, its header says {_short(header.sha256)}): not the snapshot "
+            "that was validated"), CONTENT_KEY)
+    try:
+        # object_hook: a Python call per map lets a thread waiting for the GIL (a worker's
+        # event loop, while this runs in its executor) take it every switch interval; one C
+        # call over the whole content would hold it for all of a 10,000-route config
+        plain = msgpack.unpackb(content, raw=False, strict_map_key=True, use_list=False,
+                                object_hook=_same)
+        config = construct(Config, plain)
+    except (ValueError, TypeError, msgpack.UnpackException) as error:   # ShapeError included
+        raise SnapshotError.one(label, f"does not fit this build's config model ({_why(error)})",
+                                CONTENT_KEY) from None
+    if header.config_version != config_version(config, digest):
+        raise SnapshotError.one(label, (
+            f"'{header.config_version}' does not match the content"),
+            f"{MAGIC_KEY}.config_version")
+    return header, config
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _unpack_outer(data: bytes, label: str) -> dict:

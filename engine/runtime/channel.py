@@ -1,12 +1,11 @@
 """The supervisor <-> worker control channel: length-prefixed msgpack messages on a socketpair.
 
 One channel per worker, made before fork. The supervisor sends `{"op": "apply", "version": v,
-"config": bytes}`: the Config it validated, pickled, so that a worker does not validate it again
-(pickle is safe here only because the channel is a private socketpair between a process and its
-own fork: nothing else can write to it); when a Config cannot be pickled it sends `"snapshot":
-bytes` instead, which the worker verifies and validates itself. The worker answers `{"op": "ack",
-"version": v}` or `{"op": "nack", "version": v, "error": why}`. A restarted worker is forked from
-the current config, and gets later ones the same way.
+"snapshot": bytes, "digest": sha256}`: a snapshot it validated and the sha256 of the content it
+validated, which the worker checks instead of validating the snapshot again (a mismatch is
+refused). The worker answers `{"op": "ack", "version": v}` or `{"op": "nack", "version": v,
+"error": why}`. A restarted worker is forked with the current snapshot and its digest, and gets
+later ones the same way.
 """
 
 from __future__ import annotations

@@ -13,9 +13,15 @@ meanwhile this loop must keep answering the admin API and restarting dead worker
 refused, reported, and changes nothing. Filter modules are checked against the allow list fixed
 at start (engine/filters/loader.py: the config's own modules and `--filter-module`), so a pushed
 snapshot cannot make a worker import anything else. A good one is sent to every worker over its
-control channel as the validated Config (workers do not validate it again); each links new tables
+control channel as snapshot bytes with the sha256 of the content validated here (`_push`); each
+worker checks the bytes against that digest instead of validating them again, links new tables
 beside the old and swaps one reference, then acknowledges. Reloads are serialised, and a worker
 restarted later starts from the current snapshot.
+
+One config pipeline: a worker gets the same two things at start (as arguments of the fork:
+`spawn`) and at every reload (in the `apply` message): the snapshot bytes and their digest, never
+a Config object, so what a worker serves is exactly a snapshot the supervisor validated
+(engine/runtime/worker.py, `served_config`).
 
 A listener address is probed without SO_REUSEPORT before any worker binds it (at start, and when
 a reload adds one; engine/runtime/sockets.py), so a second sluice on the same address exits 1
@@ -49,7 +55,6 @@ import concurrent.futures
 import hashlib
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -101,7 +106,7 @@ class Supervisor:
         self.config = config
         self.source = source
         header, self.snapshot = snapshot_of(config, source)
-        self.wire = None                 # the current config pickled for a worker, once needed
+        self.digest = header.sha256      # of the content validated: what workers check
         self.version = header.config_version
         self.filter_modules = FilterModules.at_start(config, filter_modules,
                                                      directory=filter_directory)
@@ -215,9 +220,9 @@ class Supervisor:
             try:
                 signal.set_wakeup_fd(-1)
                 asyncio.events._set_running_loop(None)
-                status = run_worker(self.config, self.buckets, self.access_log_path,
-                                    self.drain_timeout, child, self.version, self.stats, slot,
-                                    self.filter_modules)
+                status = run_worker(self.snapshot, self.digest, self.buckets,
+                                    self.access_log_path, self.drain_timeout, child, self.stats,
+                                    slot, self.filter_modules)
             except BaseException:
                 logging.getLogger("sluice.worker").exception("worker crashed")
             finally:
@@ -282,18 +287,13 @@ class Supervisor:
     async def _send_current(self, handle: WorkerHandle) -> None:
         async with self.reload_lock:
             if handle.version != self.version and handle.pid in self.handles:
-                await self._push(handle, self.snapshot, self.version)
+                await self._push(handle, self.snapshot, self.digest, self.version)
 
-    async def _push(self, handle: WorkerHandle, snapshot: bytes, version: str,
-                    wire: bytes | None = None):
-        """Send a snapshot to one worker: `wire` is the validated Config pickled (see
-        `_prepare`), else the worker gets the snapshot bytes and validates them itself."""
+    async def _push(self, handle: WorkerHandle, snapshot: bytes, digest: str, version: str):
+        """Send a validated snapshot to one worker: its bytes and `digest`, the sha256 of the
+        content validated here, which the worker checks instead of validating it again."""
         handle.pending = self.loop.create_future()
-        if wire is None and snapshot is self.snapshot:
-            wire = self.wire
-        message = {"op": "apply", "version": version}
-        message.update({"config": wire} if wire is not None else {"snapshot": snapshot})
-        write_message(handle.writer, message)
+        write_message(handle.writer, apply_message(snapshot, digest, version))
         try:
             return await asyncio.wait_for(handle.pending, APPLY_TIMEOUT)
         except asyncio.TimeoutError:
@@ -390,7 +390,7 @@ class Supervisor:
         self.validating.append(checking)
         try:
             # off this loop: /ready and worker restarts go on while a big config is checked
-            config, source, header, snapshot, wire = await self.loop.run_in_executor(
+            config, source, header, snapshot = await self.loop.run_in_executor(
                 self.validator, prepare)
         except Exception as exc:   # ConfigError / SnapshotError: every problem, one per line
             return self._reject(why, _problems(exc))
@@ -409,7 +409,7 @@ class Supervisor:
                         return self._reject(why, [f"{source}: listeners: cannot listen on "
                                                   f"{lst.address}: {why_not(exc)}"])
             handles = [h for h in self.handles.values() if h.ready]
-            results = await asyncio.gather(*(self._push(h, snapshot, version, wire)
+            results = await asyncio.gather(*(self._push(h, snapshot, header.sha256, version)
                                              for h in handles))
             failed = [f"worker {h.pid}: {err}" for h, (ok, err) in zip(handles, results) if not ok]
             if failed:
@@ -420,7 +420,7 @@ class Supervisor:
                 self.reloads["rejected"] += 1
                 return False, failed
             self.config, self.snapshot, self.version, self.source = config, snapshot, version, source
-            self.wire = wire
+            self.digest = header.sha256
             self.applied_at = time.time()
             self.reloads["applied"] += 1
             self._tls_applied(config)
@@ -432,15 +432,15 @@ class Supervisor:
             return True, []
 
     def _prepare(self, config, source: str):
-        """In the validation thread: refuse filter modules off the allow list, encode the
-        snapshot, and pickle the validated Config for the workers. Raises ConfigError."""
+        """In the validation thread: refuse filter modules off the allow list and encode the
+        validated config as the snapshot the workers get. Raises ConfigError."""
         from engine.policy.errors import ConfigError, Problem
 
         refused = self.filter_modules.problems(config)
         if refused:
             raise ConfigError([Problem(source, p.where, p.reason) for p in refused])
         header, snapshot = self.snapshot_of(config, source)
-        return config, source, header, snapshot, _pickled(config)
+        return config, source, header, snapshot
 
     def _reject(self, why: str, problems: list[str]) -> tuple[bool, list[str]]:
         for p in problems:
@@ -583,15 +583,9 @@ def _digest(path: str) -> str | None:
         return None
 
 
-def _pickled(config) -> bytes | None:
-    """The validated Config as a worker receives it (it trusts what its parent validated); None
-    if it cannot be pickled, and then the worker gets snapshot bytes and validates them."""
-    try:
-        return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:      # pickle raises several kinds; never fail a reload over this
-        log.warning("the config cannot be pickled: workers will validate the snapshot again",
-                    exc_info=True)
-        return None
+def apply_message(snapshot: bytes, digest: str, version: str) -> dict:
+    """The `apply` message of a validated snapshot (engine/runtime/channel.py)."""
+    return {"op": "apply", "version": version, "snapshot": snapshot, "digest": digest}
 
 
 def _problems(exc: Exception) -> list[str]:

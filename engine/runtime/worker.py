@@ -5,13 +5,21 @@ a caller's own loop for embedded use (`engine.Proxy`). A worker owns nothing the
 listeners are its own SO_REUSEPORT sockets, pools are per worker, and the only shared state
 (rate-limit buckets, stats) lives in shared memory the supervisor mapped before forking.
 
-Apply (hot reload): the supervisor has validated the config already (once, off its loop) and
-sends it ready to link (`received_config`); filter modules are imported only from the allow list
-fixed at start (engine/filters/loader.py). New Tables are linked beside the old ones (pools of
-unchanged clusters are carried over by `link`), new listener sockets are opened first, then one
-reference swaps. A TLS listener keeps its server (and its SSLContext, whose certificates link
-has just re-read) unless it switched between plaintext and TLS or its TLS shape changed
-(engine/policy/tls_server.py); then it gets a new server like a listener that moved.
+One config pipeline: a worker serves only what the supervisor validated, and always receives
+it the same way, as snapshot bytes plus the sha256 of the content the supervisor validated (at
+start, as arguments of the fork; at reload, in an `apply` message). `served_config` checks the
+content against that digest and builds the Config from it without validating it again
+(engine/policy/snapshot.py, `trusted_config`); the embedded `engine.Proxy` goes through the same
+function. A digest mismatch is refused like a bad snapshot: the old config stays, and the
+supervisor hears why in the `nack`.
+
+Apply (hot reload): the supervisor has validated the config already (once, off its loop); filter
+modules are imported only from the allow list fixed at start (engine/filters/loader.py). New
+Tables are linked beside the old ones (pools of unchanged clusters are carried over by `link`),
+new listener sockets are opened first, then one reference swaps. A TLS listener keeps its server
+(and its SSLContext, whose certificates link has just re-read) unless it switched between
+plaintext and TLS or its TLS shape changed (engine/policy/tls_server.py); then it gets a new
+server like a listener that moved.
 Certificate reload (`tls_reload` from the supervisor, which watches the files): the files are
 read again and new handshakes get the new certificates; nothing else changes, and a file that
 cannot be used leaves the old certificates serving (the answer is a nack naming it). Clusters with
@@ -37,7 +45,6 @@ import functools
 import gc
 import logging
 import os
-import pickle
 import signal
 import socket
 
@@ -182,10 +189,22 @@ class WorkerServer:
                 pool.close_idle()
                 if pool.total > 0:
                     self.retired.append(pool)
-        self.config = config
+        retired = [self.config]
+        self.config = config                    # first: the thread must hold the last reference
+        if retired[0] is not config:            # (a certificate reload applies the same one)
+            self._retire_config(retired)
+        del retired
         self.version = version
         if self.stats is not None:
             self.stats.set_version(self.stats_slot, version)
+
+    def _retire_config(self, holder: list) -> None:
+        """Free the config just replaced (the one object in `holder`) a route at a time, in a
+        thread. Freed at once, a 10,000-route Config is a single deallocation of a few hundred
+        thousand objects that holds the GIL, on this loop, for 20 ms and more
+        (bench.reload_stall); freed piecewise from a Python loop, the event loop gets the GIL
+        back every switch interval."""
+        self.loop.run_in_executor(None, _free_piecewise, holder)
 
     async def stop(self, drain: float = 30.0) -> None:
         """Stop accepting, let in-flight exchanges finish (up to `drain` seconds), close."""
@@ -235,16 +254,27 @@ def _die_with_parent() -> None:
         pass
 
 
-def received_config(msg: dict):
-    """The Config of an `apply` message. The supervisor validated it once (off its event loop)
-    and sends the validated Config pickled on the private channel it made before fork, so a
-    worker does not validate it again; only if it could not be pickled does it come as snapshot
-    bytes, which are then verified and validated here."""
-    if msg.get("config") is not None:
-        return pickle.loads(msg["config"])
-    from engine.policy.snapshot import load_snapshot
+def served_config(snapshot: bytes, digest: str, label: str = "<snapshot>"):
+    """(Config, config version) of snapshot bytes validated once already, by whoever vouches
+    for `digest` (the sha256 of the content it validated): the one way a config reaches a
+    WorkerServer, in a forked worker at start and at reload, and in engine.Proxy. Raises
+    SnapshotError (the digest does not match, or the content is not of this build's shape)."""
+    from engine.policy.snapshot import trusted_config
 
-    return load_snapshot(msg["snapshot"])[1]
+    if not isinstance(snapshot, bytes) or not isinstance(digest, str):
+        from engine.policy.snapshot import SnapshotError
+
+        raise SnapshotError.one(label, "expected snapshot bytes and the digest they were "
+                                       "validated with")
+    header, config = trusted_config(snapshot, digest, label)
+    return config, header.config_version
+
+
+def received_config(msg: dict):
+    """The Config of an `apply` message: `snapshot` bytes and the `digest` the supervisor
+    validated (see the module docstring)."""
+    return served_config(msg.get("snapshot"), msg.get("digest"),
+                         "snapshot from the supervisor")[0]
 
 
 async def _control(server: WorkerServer, chan: socket.socket, stopping: asyncio.Future) -> None:
@@ -315,6 +345,14 @@ async def _say_failed(chan: socket.socket, failure: dict) -> None:
         pass
 
 
+def _free_piecewise(holder: list) -> None:
+    config = holder.pop()
+    parts = [*config.routes, *config.clusters, *config.listeners]
+    del config                  # the Config itself, its tuples; each part lives on in `parts`
+    while parts:
+        parts.pop()
+
+
 def _settle_heap(enable: bool) -> None:
     """After an apply: move what is alive now (the config and tables being served) out of the
     cyclic collector's reach (gc.freeze), then let it run again. A config of 10,000 routes is
@@ -327,10 +365,10 @@ def _settle_heap(enable: bool) -> None:
         gc.enable()
 
 
-def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
-               chan: socket.socket, version: str | None, stats=None, slot: int = 0,
-               filter_modules=None) -> int:
-    """Entry point of a forked worker process; returns its exit status."""
+def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drain_timeout: float,
+               chan: socket.socket, stats=None, slot: int = 0, filter_modules=None) -> int:
+    """Entry point of a forked worker process; returns its exit status. It serves `snapshot`,
+    which the supervisor validated (`digest`: see the module docstring)."""
     import uvloop
 
     reseed_request_ids()
@@ -349,6 +387,13 @@ def run_worker(config, buckets, access_log_path: str, drain_timeout: float,
     stopping = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
     try:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()                     # see _settle_heap (main() settles it)
+        try:
+            config, version = served_config(snapshot, digest, "snapshot from the supervisor")
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
                               stats_slot=slot, filter_modules=filter_modules)
         loop.run_until_complete(server.start())

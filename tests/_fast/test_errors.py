@@ -36,3 +36,16 @@ def test_errors_that_leave_the_request_unread_close_the_connection():
         assert T[name][5], name
     for name in ("no_route", "rate_limited", "no_healthy_upstream"):
         assert not T[name][5], name
+
+
+def test_the_operations_guide_lists_every_row_as_it_is():
+    """docs/operations.md's table of local replies is the table, row for row."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name, (kind, status, body, rst, grpc, close) in T.items():
+        if name in ("none", "client_closed"):
+            continue
+        row = f"| `{status}` | `{body.decode().strip()}` |"
+        assert row in text, name
+        line = text[text.index(row):].split("\n", 1)[0]
+        assert line.endswith("| closed |" if close else "| kept |"), name

@@ -218,3 +218,18 @@ def test_connect_timeout_is_502(start_sluice):
         for c in fillers:
             c.close()
         black.close()
+
+
+def test_a_malformed_response_is_502_from_the_error_table(start_sluice):
+    def garbage(conn, index):
+        up.head(conn, bytearray())
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")
+
+    up = HostileUpstream(garbage)
+    try:
+        s = start_sluice(simple_config(free_port(), {"up": [up.address]}))
+        r = httpx.get(s.url + "/x")
+        assert (r.status_code, r.text) == (502, "upstream sent a malformed response\n")
+        assert "malformed response" in s.stderr_path.read_text()
+    finally:
+        up.stop()

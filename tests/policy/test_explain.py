@@ -74,6 +74,22 @@ def test_origin_form_takes_the_host_header_and_scheme_default_ports():
     assert parse_request("GET /p").port is None
 
 
+def test_an_absolute_target_is_split_as_the_proxy_splits_it():
+    # the authority ends at '/' or '?' (engine/_fast/proxy.pyx); a bracketed IPv6 literal keeps
+    # its brackets and loses its port (engine/_fast/semantics.pyx route_host)
+    r = parse_request("GET HTTP://API.example.com:80?q=/x")
+    assert (r.host, r.port, r.target, r.path) == (b"api.example.com", 80, b"/?q=/x", b"/")
+    r = parse_request("GET http://[::1]:8080/a")
+    assert (r.host, r.port, r.path) == (b"[::1]", 8080, b"/a")
+
+
+def test_a_host_the_proxy_answers_400_is_an_explain_error():
+    with pytest.raises(ExplainError, match="the proxy answers 400 to host"):
+        parse_request("GET /", ["Host: " + "a" * 256])
+    with pytest.raises(ExplainError, match="the proxy answers 400 to the scheme 'ftp'"):
+        parse_request("GET ftp://h/")
+
+
 @pytest.mark.parametrize("line, headers, message", [
     ("GET", [], "neither an absolute URL"),
     ("GET example.com/x", [], "neither an absolute URL"),
@@ -320,3 +336,57 @@ def test_explain_routes_the_path_the_proxy_normalises(example):
 def test_explain_says_when_the_proxy_answers_400_to_the_path(example):
     with pytest.raises(ExplainError, match="400.*escaped slash"):
         explain(example, "GET http://api.example.com/x/..%2fapi/")
+
+
+# -- mutual TLS: match.client_identity ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory):
+    import subprocess
+    import sys
+
+    certs = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "config" /
+                                        "make_demo_certs.py"), str(certs)],
+                   check=True, capture_output=True)
+    return load_config_text(f"""\
+listeners:
+  - name: mtls
+    address: 127.0.0.1:8443
+    routes: [curl, demo, other]
+    tls:
+      certificates: [{{cert: {certs}/server.crt, key: {certs}/server.key}}]
+      client_ca: {certs}/ca.crt
+routes:
+  - {{name: curl, match: {{client_identity: "spiffe://demo.local/ns/demo/sa/curl"}},
+     direct_response: {{status: 200, body: curl}}}}
+  - {{name: demo, match: {{client_identity: "spiffe://demo.local/ns/demo/*"}},
+     direct_response: {{status: 200, body: demo}}}}
+  - {{name: other, match: {{path_prefix: /}}, direct_response: {{status: 403}}}}
+""")
+
+
+def test_a_client_identity_route_matches_the_identity_given(mtls):
+    e = explain(mtls, "GET https://h/", client_identity="spiffe://demo.local/ns/demo/sa/curl")
+    assert e.route.name == "curl" and e.passed_over == []
+    assert "client identity spiffe://demo.local/ns/demo/sa/curl" in e.text()
+    e = explain(mtls, "GET https://h/", client_identity="spiffe://demo.local/ns/demo/sa/web")
+    assert e.route.name == "demo"
+    assert e.passed_over[0].reason == ("client identity 'spiffe://demo.local/ns/demo/sa/web' "
+                                       "is not 'spiffe://demo.local/ns/demo/sa/curl'")
+
+
+def test_without_a_client_identity_the_identity_routes_are_passed_over_and_why(mtls):
+    e = explain(mtls, "GET https://h/")
+    assert e.route.name == "other"
+    assert [m.reason for m in e.passed_over] == [
+        "needs a client certificate with the identity 'spiffe://demo.local/ns/demo/sa/curl' "
+        "(mutual TLS; give one with --client-identity)",
+        "needs a client certificate with the identity 'spiffe://demo.local/ns/demo/*' "
+        "(mutual TLS; give one with --client-identity)"]
+    # the prefix keeps its slash: ns/demox is not under ns/demo/*
+    e = explain(mtls, "GET https://h/", client_identity="spiffe://demo.local/ns/demox/sa/a")
+    assert e.route.name == "other"
+    assert e.passed_over[1].reason == ("client identity 'spiffe://demo.local/ns/demox/sa/a' is "
+                                       "not under 'spiffe://demo.local/ns/demo/*'")

@@ -15,6 +15,7 @@ from engine.policy import (
     load_config_text,
     validate_file,
 )
+from engine.policy.fields import RequestKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE = FIXTURES / "config_md_example.yaml"
@@ -74,7 +75,7 @@ def test_config_md_example_loads():
     assert api.match.host == "api.example.com"
     assert api.match.methods == ("GET", "POST")
     assert api.rewrite.set_headers == {"x-gateway": "sluice"}
-    assert api.rate_limit.per == "client_ip" and api.rate_limit.rate == 100.0
+    assert api.rate_limit.per == RequestKey("client_ip") and api.rate_limit.rate == 100.0
     assert api.timeout == 5.0
     assert [(t.cluster, t.weight) for t in api.to] == [("api-v1", 90), ("api-v2", 10)]
     assert config.route("health").direct_response.body == "ok\n"

@@ -4,6 +4,7 @@ import pydantic
 import pytest
 
 from engine.policy import Address
+from engine.policy.fields import RequestKey
 from engine.policy.errors import RuleViolation
 from engine.policy.model import (
     Admin,
@@ -63,7 +64,7 @@ def test_values_are_normalised():
     cluster = Cluster.model_validate({"name": "c", "balancer": "ring_hash",
                                       "hash_on": "header:X-User", "connect_timeout": "250ms",
                                       "endpoints": [{"address": "[::1]:9000"}]})
-    assert cluster.hash_on == "header:x-user"
+    assert cluster.hash_on == RequestKey("header", "x-user")
     assert cluster.connect_timeout == 0.25
     assert cluster.endpoints[0].address == Address("::1", 9000)
 
@@ -112,7 +113,7 @@ def test_hash_on_with_another_balancer_is_accepted():
     # CONFIG.md's example does this; lint warns instead (test_lint.py)
     cluster = Cluster.model_validate({"name": "c", "hash_on": "client_ip",
                                       "endpoints": [{"address": "a:1"}]})
-    assert cluster.hash_on == "client_ip"
+    assert cluster.hash_on == RequestKey("client_ip")
 
 
 def test_admin_off_loopback_needs_a_token():
