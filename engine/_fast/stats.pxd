@@ -18,7 +18,8 @@ cdef enum:
     ST_EV_TIMEOUT_SEND = 4        # a client stopped reading its response
     ST_EV_TIMEOUT_IDLE = 5        # an idle keep-alive connection was closed
     ST_EV_CONNECTION_LIMIT = 6    # a connection was refused at limits.max_connections
-    ST_NEVENTS = 7
+    ST_EV_TLS_HANDSHAKE_FAILED = 7  # a client's TLS handshake failed (engine/policy/tls_server.py)
+    ST_NEVENTS = 8
     ST_NBOUNDS = 14               # finite histogram bucket bounds (seconds); one +Inf bucket more
     ST_NBUCKETS = 15
     ST_NCLASSES = 6               # status classes: 0 = outside 100..599, then 1xx..5xx

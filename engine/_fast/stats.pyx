@@ -80,7 +80,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 4u
+    #define ST_LAYOUT 5u
 
     typedef struct {
         uint64_t magic;
@@ -114,7 +114,8 @@ cdef extern from *:
         uint32_t version_len;
         uint32_t _pad0;
         char version[64];
-        uint64_t events[7];        /* ST_EV_* counters (stats.pxd) */
+        uint64_t events[8];        /* ST_EV_* counters (stats.pxd) */
+        uint64_t _pad2[7];         /* to 256 bytes: four whole cache lines */
     } st_worker;
 
     typedef struct {
@@ -143,7 +144,7 @@ cdef extern from *:
 
     typedef char st_header_is_64[(sizeof(st_header) == 64) ? 1 : -1];
     typedef char st_name_is_144[(sizeof(st_name) == 144) ? 1 : -1];
-    typedef char st_worker_is_192[(sizeof(st_worker) == 192) ? 1 : -1];
+    typedef char st_worker_is_256[(sizeof(st_worker) == 256) ? 1 : -1];
     typedef char st_route_is_256[(sizeof(st_route) == 256) ? 1 : -1];
     typedef char st_cluster_is_64[(sizeof(st_cluster) == 64) ? 1 : -1];
     typedef char st_endpoint_is_32[(sizeof(st_endpoint) == 32) ? 1 : -1];
@@ -264,7 +265,7 @@ cdef extern from *:
         int64_t gauges[4]
         uint32_t version_len
         char version[64]
-        uint64_t events[7]
+        uint64_t events[8]
 
     ctypedef struct st_route:
         uint64_t status[6]
@@ -581,6 +582,12 @@ cdef class Stats:
         _check_worker(self, worker)
         self.route_limited(worker, route_slot)
 
+    def count_event_py(self, int worker, str name):
+        """One more event `name` (of EVENT_NAMES) of `worker`, for events Python code sees
+        (a failed TLS handshake: engine/policy/tls_server.py)."""
+        _check_worker(self, worker)
+        self.count_event(worker, EVENT_NAMES.index(name))
+
     cdef void count_event(self, int worker, int which) noexcept nogil:
         if 0 <= worker < self.max_workers and 0 <= which < ST_NEVENTS:
             st_add(&_worker(self, worker).events[which], 1)
@@ -869,7 +876,7 @@ cdef class Stats:
 
 # the ST_EV_* counters by name, in index order (metrics.py exports them)
 EVENT_NAMES = ("upstream_extra_data", "accept_failed", "timeout_header", "timeout_body",
-               "timeout_send", "timeout_idle", "connection_limit")
+               "timeout_send", "timeout_idle", "connection_limit", "tls_handshake_failed")
 
 
 def endpoint_key(cluster, address):

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from . import pem
@@ -111,7 +111,7 @@ def load(tls, protocols: Iterable[str] = ("http1",)) -> Selection:
     """Build a listener's inner contexts from its files (`tls` is a model.ListenerTLS). Raises
     pem.PemError naming the file at fault; builds nothing partially."""
     min_version, mtls = shape_of(tls)
-    alpn = [ALPN[p] for p in protocols if p == "http1"]   # h2 once HTTP/2 can be served
+    alpn = [ALPN[p] for p in protocols]      # the model refuses http2 until it can be served
     ca_text = None
     if tls.client_ca is not None:
         pem.certificates(tls.client_ca, "CA certificate")
@@ -158,18 +158,45 @@ class _Selector:
             ssl_object.context = selection.pick(server_name)
 
 
+# Called with (listener name, ssl.SSLError) when a client's handshake fails: the runtime counts
+# and logs it (engine/runtime/worker.py). One per process; None: nobody is told.
+handshake_failed: Callable[[str, ssl.SSLError], None] | None = None
+
+
+class _WatchedSSLObject(ssl.SSLObject):
+    """The SSL object of each connection of a front (its `sslobject_class`): a handshake that
+    fails (a client without a certificate, from another CA, with TLS 1.1, plaintext on the TLS
+    port...) is reported to `handshake_failed` before uvloop closes that connection, which it
+    does silently. One Python call per handshake step; nothing once the handshake is done."""
+
+    listener = ""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as error:
+            hook = handshake_failed
+            if hook is not None:
+                hook(self.listener, error)
+            raise
+
+
 class ServerContext(ssl.SSLContext):
     """The front: the SSLContext a TLS listener's server is created with, stable across
     certificate reloads (see the module docstring)."""
 
-    def __new__(cls, shape: Shape):
+    def __new__(cls, shape: Shape, listener: str = ""):
         return super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
 
-    def __init__(self, shape: Shape):
+    def __init__(self, shape: Shape, listener: str = ""):
         self.shape = shape
         self.selector = _Selector()
         _configure(self, *shape)
         self.sni_callback = self.selector
+        self.sslobject_class = type("WatchedSSLObject", (_WatchedSSLObject,),
+                                    {"listener": listener})
 
     @property
     def selection(self) -> Selection | None:
@@ -198,7 +225,7 @@ def prepare(config) -> None:
         key = (listener.name, shape_of(listener.tls))
         front = _prepared.get(key)
         if front is None:
-            front = _prepared[key] = ServerContext(key[1])
+            front = _prepared[key] = ServerContext(key[1], listener.name)
         try:
             front.install(load(listener.tls, listener.protocols))
         except pem.PemError:
@@ -216,7 +243,7 @@ def context_for(listener, previous: ssl.SSLContext | None = None) -> ServerConte
     if isinstance(previous, ServerContext) and previous.shape == shape:
         front = previous
     else:
-        front = inherited or ServerContext(shape)
+        front = inherited or ServerContext(shape, listener.name)
     try:
         front.install(load(listener.tls, listener.protocols))
     except pem.PemError as error:

@@ -21,6 +21,7 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_workers                                      gauge     live worker processes
     sluice_build_info{version}                          gauge     1
     sluice_reloads_total{result}                        counter   applied | rejected
+    sluice_tls_handshake_failures_total                 counter   client TLS handshakes that failed
     sluice_tls_reloads_total{result}                    counter   certificate reloads: applied | rejected
     sluice_tls_cert_expiry_timestamp_seconds{listener, cert}  gauge  notAfter of a loaded certificate
     sluice_upstream_extra_data_total                    counter   responses followed by stray bytes
@@ -202,6 +203,10 @@ class StatsCollector(Collector):
         yield CounterMetricFamily(
             "sluice_connections_refused", "Client connections closed at once because the "
             "listener was at limits.max_connections.", value=events["connection_limit"])
+        yield CounterMetricFamily(
+            "sluice_tls_handshake_failures", "Client TLS handshakes that failed (no or a "
+            "refused client certificate, an old TLS version, not TLS at all); that connection "
+            "was closed.", value=events["tls_handshake_failed"])
         timeouts = CounterMetricFamily(
             "sluice_downstream_timeouts", "Client connections closed by a listener timeout.",
             labels=["kind"])

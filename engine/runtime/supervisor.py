@@ -138,6 +138,7 @@ class Supervisor:
         self.tls_expiry: dict[tuple[str, str], float] = {}   # (listener, file) -> notAfter
         self.tls_reloads = {"applied": 0, "rejected": 0}     # sluice_tls_reloads_total{result}
         self.tls_watch_restart: asyncio.Event | None = None
+        self.tls_files: list[str] = []          # the TLS files watched (of the config served)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -480,14 +481,18 @@ class Supervisor:
 
     def _tls_applied(self, config) -> None:
         """`config` serves now (at start, or a reload applied): fronts for new TLS listeners,
-        its certificates' expiry dates, and watch its files."""
-        from engine.policy import tls_server
+        its certificates' expiry dates, and watch its files (the listeners' and the clusters')."""
+        from engine.policy import tls_client, tls_server
 
         tls_server.prepare(config)
         self.tls_expiry.clear()
         self.tls_expiry.update(tls_server.expiry(config))
-        if self.tls_watch_restart is not None:
-            self.tls_watch_restart.set()
+        files = sorted({path for _, path in tls_server.files_of(config)}
+                       | set(tls_client.files(config.clusters)))
+        if files != self.tls_files:
+            self.tls_files = files
+            if self.tls_watch_restart is not None:
+                self.tls_watch_restart.set()     # watch these from now on
 
     async def _watch_tls(self) -> None:
         """Reload the certificates when a TLS file the config names changes: written in place,
@@ -495,12 +500,9 @@ class Supervisor:
         directories are watched, and a change is a change of the files' content)."""
         from watchfiles import awatch
 
-        from engine.policy import tls_client, tls_server
-
         while True:
             restart = self.tls_watch_restart = asyncio.Event()
-            files = sorted({path for _, path in tls_server.files_of(self.config)}
-                           | set(tls_client.files(self.config.clusters)))
+            files = self.tls_files
             if not files:
                 await restart.wait()
                 continue

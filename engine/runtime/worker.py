@@ -59,6 +59,7 @@ from engine.runtime.sockets import BACKLOG, listen_socket
 log = logging.getLogger("sluice.worker")
 
 SWEEP_INTERVAL = 1.0
+HANDSHAKE_LOG_INTERVAL = 10.0
 
 
 class WorkerServer:
@@ -87,6 +88,10 @@ class WorkerServer:
         self.server_ssl: dict[str, object] = {}          # listener name -> its server's SSLContext
         self.retired: list = []                            # pools of earlier tables still busy
         self.sweeper = None
+        self.handshake_log: dict[str, list] = {}           # listener -> [failures, last line at]
+        from engine.policy import tls_server
+
+        tls_server.handshake_failed = self._handshake_failed
 
     async def _open(self, lst, tables=None) -> tuple[str, object]:
         """A listening server for `lst` (a model.Listener), with the SSLContext `tables` link
@@ -109,6 +114,20 @@ class WorkerServer:
         plaintext and TLS, or its TLS shape changed (a new front context, see
         engine/policy/tls_server.py). New certificates alone do not."""
         return self.server_ssl.get(name) is not tables.listeners[name].ssl_context
+
+    def _handshake_failed(self, listener: str, error) -> None:
+        """A client's TLS handshake failed (engine/policy/tls_server.py): count it, and log it at
+        most once per HANDSHAKE_LOG_INTERVAL per listener (a scanner must not flood the log)."""
+        if self.stats is not None:
+            self.stats.count_event_py(self.stats_slot, "tls_handshake_failed")
+        seen = self.handshake_log.setdefault(listener, [0, float("-inf")])
+        seen[0] += 1
+        now = self.loop.time()
+        if now - seen[1] >= HANDSHAKE_LOG_INTERVAL:
+            more = f" ({seen[0] - 1} more since the last line)" if seen[0] > 1 else ""
+            log.warning("listener %s: TLS handshake failed: %s%s", listener,
+                        error.reason or error, more)
+            seen[0], seen[1] = 0, now
 
     def reload_tls(self) -> int:
         """A certificate reload: re-read the TLS files of the config being served and switch new

@@ -346,3 +346,19 @@ def test_open_connections_are_counted_per_listener_over_live_workers():
     assert s.aggregate()["listeners"]["edge"] == {"active_connections": 0}
     s.release_worker(1)                       # a dead worker's connections are gone
     assert s.aggregate()["listeners"]["main"] == {"active_connections": 1}
+
+
+def test_an_event_counted_from_python_is_summed_over_workers_and_survives_a_restart():
+    s = S.Stats(max_workers=2)
+    s.attach_worker(0, pid=111)
+    s.attach_worker(1, pid=112)
+    s.count_event_py(0, "tls_handshake_failed")
+    s.count_event_py(1, "tls_handshake_failed")
+    s.release_worker(1)
+    s.attach_worker(1, pid=113)
+    s.count_event_py(1, "tls_handshake_failed")
+    events = s.aggregate()["events"]
+    assert events["tls_handshake_failed"] == 3
+    assert events["timeout_idle"] == 0 and events["connection_limit"] == 0
+    with pytest.raises(ValueError):
+        s.count_event_py(0, "no_such_event")

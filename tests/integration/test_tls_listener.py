@@ -97,6 +97,12 @@ def served_name(port: int, pki, server_name="localhost") -> str:
         return common_name(tls)
 
 
+def names(port: int, pki) -> str:
+    """The subject alternative names of the certificate served now (no SNI)."""
+    with connect(port, client_ctx(pki)) as tls:
+        return str(tls.getpeercert()["subjectAltName"])
+
+
 def port_of(config) -> int:
     return int(config["listeners"][0]["address"].rsplit(":", 1)[1])
 
@@ -221,6 +227,24 @@ def test_bytes_that_are_not_tls_close_that_connection_only(pki, upstream, start_
     assert curl(pki, f"https://localhost:{port}/healthz").stdout == "ok\n"
     keep.close()
     assert s.proc.poll() is None
+    # counted and logged, with OpenSSL's reason
+    assert metric(s, "sluice_tls_handshake_failures_total") == 1
+    eventually(lambda: "listener edge: TLS handshake failed: " in s.stderr_path.read_text())
+
+
+def test_a_client_that_never_finishes_its_handshake_is_dropped_at_the_header_timeout(
+        pki, upstream, start_sluice):
+    """Without it, uvloop's default (60 s) would let a slowloris hold TLS connections open
+    that long before any HTTP timeout starts."""
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["timeouts"] = {"header": "1s"}
+    start_sluice(config)
+    with socket.create_connection(("127.0.0.1", port_of(config)), timeout=30) as silent:
+        silent.sendall(b"\x16\x03\x01")          # the first bytes of a ClientHello, then nothing
+        try:
+            assert silent.recv(100) == b""
+        except ConnectionResetError:
+            pass
 
 
 def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, upstream,
@@ -243,7 +267,7 @@ def test_an_expired_certificate_loads_with_a_warning_and_clients_refuse_it(pki, 
 def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki, upstream, start_sluice,
                                                            tmp_path):
     config = tls_config(pki, upstream, client_ca=str(pki["ca"].cert_path))
-    start_sluice(config)
+    s = start_sluice(config)
     url = f"https://localhost:{port_of(config)}/echo"
     good = curl(pki, url, "--cert", str(pki["client"][0]), "--key", str(pki["client"][1]),
                 "-o", "/dev/null", "-w", "%{http_code}")
@@ -257,6 +281,11 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki, upstream, start_
     assert forged.returncode != 0 and forged.stdout != "200"
     assert curl(pki, url, "--cert", str(pki["client"][0]), "--key", str(pki["client"][1]),
                 "-o", "/dev/null", "-w", "%{http_code}").stdout == "200"
+    failures = metric(s, "sluice_tls_handshake_failures_total")
+    assert failures == 2, failures
+    log = s.stderr_path.read_text()
+    assert "listener edge: TLS handshake failed: PEER_DID_NOT_RETURN_A_CERTIFICATE" in log, log
+    assert "handshake failed: CERTIFICATE_VERIFY_FAILED" not in log      # once per 10 s
 
 
 # -- certificate reload ------------------------------------------------------------------------
@@ -288,10 +317,7 @@ def test_a_rotated_certificate_serves_new_handshakes_and_open_connections_go_on(
 
     def rotated():
         # every worker: a few handshakes in a row all see the new certificate
-        ctx2 = client_ctx(pki)
-        return all(common_name(connect(port, ctx2)) == "localhost"
-                   and "rotated.test" in str(connect(port, ctx2).getpeercert()["subjectAltName"])
-                   for _ in range(8))
+        return all("rotated.test" in names(port, pki) for _ in range(8))
     eventually(rotated, timeout=20)
     assert get(open_conn).endswith(b"ok\n")          # the connection made before goes on
     open_conn.close()
@@ -299,6 +325,49 @@ def test_a_rotated_certificate_serves_new_handshakes_and_open_connections_go_on(
                   cert=str(pki["server"][0])) == not_after(new_cert)
     assert metric(s, "sluice_tls_reloads_total", result="applied") >= 1
     assert s.proc.poll() is None
+
+
+def test_rotation_under_load_fails_no_request(pki, upstream, start_sluice):
+    """Clients open new TLS connections (and resume sessions) in a loop while the certificate
+    is rotated three times: every request gets its 200."""
+    import threading
+
+    config = tls_config(pki, upstream)
+    start_sluice(config, workers=2)
+    port = port_of(config)
+    stop = threading.Event()
+    results = {"ok": 0, "failed": []}
+    lock = threading.Lock()
+
+    def client():
+        ctx = client_ctx(pki)
+        session = None
+        while not stop.is_set():
+            try:
+                with connect(port, ctx, session=session) as tls:
+                    good = get(tls).endswith(b"ok\n")
+                    session = tls.session if session is None else session
+            except (OSError, ssl.SSLError) as exc:
+                good = exc
+            with lock:
+                if good is True:
+                    results["ok"] += 1
+                else:
+                    results["failed"].append(good)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for round in range(3):
+            cert, key = pki["ca"].issue(f"round{round}", dns=["localhost", f"r{round}.test"])
+            replace_files({key: pki["server"][1], cert: pki["server"][0]})
+            eventually(lambda: f"r{round}.test" in names(port, pki), timeout=20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["failed"] == [] and results["ok"] > 20, results
 
 
 def test_a_bad_certificate_file_is_refused_with_its_path_and_the_old_one_serves_on(

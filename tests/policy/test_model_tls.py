@@ -311,3 +311,18 @@ def test_an_expired_certificate_is_a_warning_not_an_error(pki):
     assert warning.startswith(f"cfg.yaml: listeners[0].tls.certificates[0].cert: warning: "
                               f"{cert}: expired on "), warning
     assert warning.endswith("UTC: clients will refuse it")
+
+
+def test_explain_says_an_identity_route_needs_a_client_identity(pki):
+    """sluice explain without --client-identity: an identity route is passed over with that
+    reason, not as a disagreement with the router."""
+    from engine.policy.explain import explain
+
+    data = _with_identity("spiffe://td/ns/*", _mtls(pki))
+    config = check_data(data, "cfg.yaml").raise_for_errors()
+    e = explain(config, "GET http://x/mesh/a", [])
+    assert e.route.name == "web"
+    (skipped,) = e.passed_over
+    assert skipped.reason.startswith("needs a client certificate with the identity "
+                                     "'spiffe://td/ns/*'")
+    assert e.disagreement is None

@@ -241,3 +241,29 @@ def test_files_problems_and_expiry_of_a_config(pki, tmp_path):
     assert tls_server.problems(config) == [
         (("listeners", 0, "tls", "certificates", 0, "key"),
          f"{key}: key does not match certificate {cert}")]
+
+
+def test_a_failed_handshake_is_reported_with_its_listener_and_reason(pki, serve, monkeypatch):
+    seen = []
+    monkeypatch.setattr(tls_server, "handshake_failed",
+                        lambda listener, error: seen.append((listener, error.reason)))
+    port = serve(tls_server.context_for(
+        listener(pki, "default", client_ca=str(pki["ca"].cert_path), min_version="1.3"))).port
+    with handshake(port, client_ctx(pki, "client")) as tls:
+        assert ask(tls) == b"spiffe://td/ns/shop/sa/web\n"
+    assert seen == []                                  # a good handshake is not reported
+    assert refused(port, client_ctx(pki))              # no client certificate
+    with pytest.raises(ssl.SSLError):                  # TLS 1.2 against min_version 1.3
+        handshake(port, client_ctx(pki, maximum_version=ssl.TLSVersion.TLSv1_2))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:   # plaintext
+        raw.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert raw.recv(100) == b""
+
+    def reasons():
+        return [reason for name, reason in seen if name == "edge"]
+    import time
+    deadline = time.monotonic() + 10
+    while len(reasons()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert reasons() == ["PEER_DID_NOT_RETURN_A_CERTIFICATE", "UNSUPPORTED_PROTOCOL",
+                         "HTTP_REQUEST"], seen
