@@ -63,6 +63,7 @@ ctypedef struct HEntry:
     uint32_t vlen
     uint32_t nhash         # encoder only (lookup); 0 in the decoder's table
     uint32_t vhash
+    uint8_t bad            # decoder only: the field breaks RFC 9113 8.2.1 (checked once)
 
 # The dynamic table (RFC 7541 2.3.2): a ring of entries, oldest at `start`, newest at
 # start + len - 1; dynamic index 1 is the newest.
@@ -108,6 +109,8 @@ cdef class Decoder:
     cdef readonly int pseudo_flags # PSF_* bits
     cdef int16_t pseudo_idx[6]     # index of each PS_* pseudo-header, -1 if absent
     cdef readonly Py_ssize_t list_size   # name + value + 32 over the block (RFC 9113 6.5.2)
+    cdef readonly int malformed    # index of the first field RFC 9113 8.2.1 calls malformed
+                                   # (bad name or value characters, see _field_bad), or -1
 
     # Decode one complete header block (HEADERS/PUSH_PROMISE + CONTINUATIONs, joined) into
     # `hb`: on HPACK_OK hb.head holds the names and values, the per-field arrays, ids and flags
@@ -122,7 +125,8 @@ cdef class Decoder:
     cdef int _grow_fields(self) except -1
     cdef int _string(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, Py_ssize_t* outlen) except -1
     cdef int _account(self, Py_ssize_t nlen, Py_ssize_t vlen) noexcept
-    cdef int _commit(self, Py_ssize_t start, Py_ssize_t nlen, Py_ssize_t vlen, int flags) except -1
+    cdef int _commit(self, Py_ssize_t start, Py_ssize_t nlen, Py_ssize_t vlen, int flags,
+                     bint bad) except -1
     cdef void _fill(self, HeaderBlock hb)
 
 

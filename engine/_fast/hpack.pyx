@@ -22,7 +22,9 @@ Decoder
       Pseudo-header facts (RFC 9113 8.3) are kept beside: ``pseudo_end`` (index of the first
       regular field), ``pseudo_flags`` (PSF_*: a pseudo-header after a regular field, twice, or
       unknown) and the index of each of the six. Deciding what is malformed is the HTTP/2
-      layer's job: requests and responses allow different pseudo-headers.
+      layer's job: requests and responses allow different pseudo-headers. Likewise
+      ``malformed``: the index of the first field whose characters RFC 9113 8.2.1 forbids
+      (checked once per literal; a table entry keeps its verdict), -1 if none.
     * Dynamic table: a ring of entries (name + value in one malloc each), with the size
       accounting of 4.1 (name + value + 32 per entry) and eviction of 4.3/4.4. A new entry's
       bytes are copied before the eviction it causes, so "a literal with an indexed name that
@@ -79,6 +81,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint16_t, int16_t, int32_t, uint32_t, uint64_t, SIZE_MAX
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 from engine._fast.headers cimport (HeaderBlock, header_id, HB_MAX_HEADERS_HARD, HF_HOP, HF_DROP,
                                    H_HOST)
@@ -243,7 +246,7 @@ cdef void _dt_set_max(DynTable* t, size_t m) noexcept nogil:
 
 
 cdef int _dt_add(DynTable* t, const char* name, size_t nlen, const char* value, size_t vlen,
-                 uint32_t nh, uint32_t vh) except -1:
+                 uint32_t nh, uint32_t vh, uint8_t bad) except -1:
     """Insert a new entry (4.4). An entry larger than the table empties it and is not added.
     The bytes are copied first: `name` may point into an entry this insert evicts."""
     cdef size_t size = nlen + vlen + HPACK_ENTRY_OVERHEAD
@@ -278,6 +281,7 @@ cdef int _dt_add(DynTable* t, const char* name, size_t nlen, const char* value, 
     e.vlen = <uint32_t>vlen
     e.nhash = nh
     e.vhash = vh
+    e.bad = bad
     t.len += 1
     t.size += size
     return 0
@@ -381,6 +385,37 @@ cdef inline int _pseudo_kind(const char* s, Py_ssize_t n) noexcept nogil:
     return -1
 
 
+# RFC 9113 8.2.1 field validity, as data: NAME_OK[c] for a name byte (0x21-0x7e without
+# uppercase and ':'), VALUE_BAD[c] for a value byte (NUL, LF, CR)
+cdef bint NAME_OK[256]
+cdef bint VALUE_BAD[256]
+for _i in range(256):
+    NAME_OK[_i] = 0x21 <= _i <= 0x7e and not (0x41 <= _i <= 0x5a) and _i != 0x3a
+    VALUE_BAD[_i] = _i == 0 or _i == 0x0a or _i == 0x0d
+
+
+cdef bint _field_bad(const unsigned char* name, Py_ssize_t nlen, const unsigned char* value,
+                     Py_ssize_t vlen) noexcept nogil:
+    """The field is malformed by RFC 9113 8.2.1: an empty name, a name byte outside 0x21-0x7e,
+    uppercase, or a ':' other than a pseudo-header's first byte; a value with NUL, LF or CR, or
+    starting or ending with SP or HTAB. Run once per literal (an indexed field reuses the
+    verdict stored with its table entry; the static table is valid)."""
+    cdef Py_ssize_t i = 1 if nlen and name[0] == b':' else 0
+    if nlen == i:
+        return True
+    while i < nlen:
+        if not NAME_OK[name[i]]:
+            return True
+        i += 1
+    if vlen:
+        if value[0] == b' ' or value[0] == b'\t' or value[vlen - 1] == b' ' or value[vlen - 1] == b'\t':
+            return True
+        for i in range(vlen):
+            if VALUE_BAD[value[i]]:
+                return True
+    return False
+
+
 cdef int hpack_h2_error(int code) noexcept nogil:
     if code == HPACK_E_BOMB:
         return 0xb           # ENHANCE_YOUR_CALM
@@ -425,6 +460,7 @@ cdef class Decoder:
         self.pseudo_end = 0
         self.pseudo_flags = 0
         self.list_size = 0
+        self.malformed = -1
 
     def __dealloc__(self):
         _dt_free(&self.table)
@@ -521,12 +557,16 @@ cdef class Decoder:
                 self.soft = HPACK_E_LIST_TOO_LARGE
         return 0
 
-    cdef int _commit(self, Py_ssize_t start, Py_ssize_t nlen, Py_ssize_t vlen, int flags) except -1:
-        """Record the field at buf[start:] (name then value) and its pseudo-header facts."""
+    cdef int _commit(self, Py_ssize_t start, Py_ssize_t nlen, Py_ssize_t vlen, int flags,
+                     bint bad) except -1:
+        """Record the field at buf[start:] (name then value) and its pseudo-header and
+        validity facts."""
         cdef int k, i
         if self.nf == self.fcap:
             self._grow_fields()
         i = self.nf
+        if bad and self.malformed < 0:
+            self.malformed = i
         if nlen and self.buf[start] == b':':
             flags |= HF_PSEUDO
             if self.pseudo_end < i:
@@ -552,7 +592,7 @@ cdef class Decoder:
         cdef uint32_t idx, v
         cdef int rc, flags
         cdef uint8_t b
-        cdef bint seen_field = False, saw_update = False, indexing
+        cdef bint seen_field = False, saw_update = False, indexing, bad
         cdef size_t upd_min = SIZE_MAX
         cdef const char* name
         cdef const char* value
@@ -560,7 +600,10 @@ cdef class Decoder:
         cdef Py_ssize_t floor = self.bomb_floor
         if <Py_ssize_t>(2 * self.limit) > floor:
             floor = 2 * self.limit
-        self.bomb_at = self.bomb_ratio * n
+        if self.bomb_ratio > 0 and n > PY_SSIZE_T_MAX // self.bomb_ratio:
+            self.bomb_at = PY_SSIZE_T_MAX
+        else:
+            self.bomb_at = self.bomb_ratio * n
         if self.bomb_at < floor:
             self.bomb_at = floor
         while pos < n:
@@ -597,12 +640,14 @@ cdef class Decoder:
                     nlen = STATIC_NLEN[idx - 1]
                     value = STATIC_VALUE[idx - 1]
                     vlen = STATIC_VLEN[idx - 1]
+                    bad = False
                 elif idx - STATIC_LEN <= self.table.len:
                     e = _dt_get(&self.table, idx - STATIC_LEN)
                     name = e.data
                     nlen = e.nlen
                     value = e.data + e.nlen
                     vlen = e.vlen
+                    bad = e.bad
                 else:
                     return HPACK_E_INDEX
                 rc = self._account(nlen, vlen)
@@ -614,7 +659,7 @@ cdef class Decoder:
                     memcpy(self.buf + start, name, nlen)
                     memcpy(self.buf + start + nlen, value, vlen)
                     self.wpos += nlen + vlen
-                    self._commit(start, nlen, vlen, 0)
+                    self._commit(start, nlen, vlen, 0, bad)
                 continue
             # literal field (6.2): with incremental indexing (01), without (0000), never (0001)
             indexing = b & 0x40
@@ -643,13 +688,15 @@ cdef class Decoder:
             rc = self._string(p, n, &pos, &vlen)
             if rc:
                 return rc
+            bad = _field_bad(<const unsigned char*>self.buf + start, nlen,
+                             <const unsigned char*>self.buf + start + nlen, vlen)
             if indexing:
-                _dt_add(&self.table, self.buf + start, nlen, self.buf + start + nlen, vlen, 0, 0)
+                _dt_add(&self.table, self.buf + start, nlen, self.buf + start + nlen, vlen, 0, 0, bad)
             rc = self._account(nlen, vlen)
             if rc:
                 return rc
             if self.keep:
-                self._commit(start, nlen, vlen, flags)
+                self._commit(start, nlen, vlen, flags, bad)
             else:
                 self.wpos = start
         if self.expect_update and (not saw_update or upd_min > self.required_max):
@@ -689,6 +736,7 @@ cdef class Decoder:
         self.lim_headers = self.max_headers if self.max_headers < HB_MAX_HEADERS_HARD else HB_MAX_HEADERS_HARD
         self.pseudo_end = 0
         self.pseudo_flags = 0
+        self.malformed = -1
         for k in range(PS_COUNT):
             self.pseudo_idx[k] = -1
         try:
@@ -924,7 +972,7 @@ cdef class Encoder:
             self._string(name, nlen)
         self._string(value, vlen)
         if mode == MODE_WITH:
-            _dt_add(&self.table, name, nlen, value, vlen, nh, vh)
+            _dt_add(&self.table, name, nlen, value, vlen, nh, vh, 0)
         return 0
 
     cdef bytes encode(self, HeaderBlock h, list pseudo, list edits):

@@ -256,6 +256,30 @@ def test_pseudo_after_regular_keeps_pseudo_end_at_the_first_regular_field():
     assert d.pseudo_end == 1 and d.pseudo_index(PS_PATH) == 2
 
 
+@pytest.mark.parametrize("name, value", [
+    (b"X-Upper", b"v"), (b"", b"v"), (b"a b", b"v"), (b"a:b", b"v"), (b"::x", b"v"),
+    (b"a\x7f", b"v"), (b"a\xc3", b"v"), (b"a", b"x\r\ny: z"), (b"a", b"x\x00"),
+    (b"a", b" lead"), (b"a", b"trail\t"),
+])
+def test_rfc9113_malformed_field_is_reported_with_its_index(name, value):
+    d = Decoder()
+    # literal with incremental indexing, raw strings: the bytes exactly as given
+    block = (b"\x82\x40" + bytes([len(name)]) + name + bytes([len(value)]) + value)
+    hb = d.decode_block(block)
+    assert hb.headers[1] == (name, value)
+    assert d.malformed == 1
+    d.decode_block(b"\x82\x82\xbe")             # the entry keeps its verdict when indexed
+    assert d.malformed == 2
+
+
+@pytest.mark.parametrize("name, value", [(b":path", b"/"), (b"x-a", b""), (b"x-a", b"in side"),
+                                         (b"x!#$%&'*+-.^_`|~09", b"\x80\xff\t\x01v")])
+def test_rfc9113_valid_fields_are_not_malformed(name, value):
+    d = Decoder()
+    d.decode_block(b"\x40" + bytes([len(name)]) + name + bytes([len(value)]) + value)
+    assert d.malformed == -1
+
+
 def test_response_block_status_index():
     d = Decoder()
     d.decode_block(b"\x88")
