@@ -38,8 +38,9 @@ Decoder
       nibbles (nghttp2's design): 256 states (the internal nodes of the code tree) x 16 nibbles,
       derived at import from the code of Appendix B. Reaching EOS fails; at the end of the
       string the state must be the root or an all-ones path of at most 7 bits.
-    * Bounds, each checked before a field is copied out of the table (a literal costs at most
-      8/5 of its own encoded bytes, so only indexed fields can amplify):
+    * Bounds, each checked before an indexed field is copied out of a table. Only references
+      amplify: a literal string costs at most 8/5 of its encoded bytes, and an indexed *name*
+      at most one table entry, counted before the next field is copied:
         - a header bomb: the block's decoded size (name + value + 32 per field) above both
           ``bomb_floor`` (at least twice the table limit: every entry of a full table referenced
           once is legitimate) and ``bomb_ratio`` x the block's length is a connection error

@@ -468,6 +468,15 @@ def test_header_bomb_is_refused_before_it_is_materialised():
     assert err(b"\x82", d) == HPACK_E_BOMB        # a connection error: the decoder is dead
 
 
+def test_header_bomb_through_indexed_names_is_refused_too():
+    d = Decoder(max_list_size=1 << 30)
+    three_k = bytes([0x7f, 0x80 | 57, 22])         # 3000 = 127 + 57 + 22 * 128
+    d.decode_fields(b"\x40" + three_k + b"n" * 3000 + b"\x00")
+    assert d.table_entries() == [(b"n" * 3000, b"")]
+    bomb = b"\x0f\x2f\x00" * 100               # literal, name = dynamic entry 62, empty value
+    assert err(bomb, d) == HPACK_E_BOMB
+
+
 def test_a_full_table_referenced_once_is_not_a_bomb():
     e, d = Encoder(), Decoder()
     fields = [(b"x-%d" % i, b"v" * 60) for i in range(40)]    # ~ the whole 4 KB table
