@@ -540,7 +540,7 @@ cdef class H2Connection:
                 self._conn_error(STREAM_CLOSED if sid in self.recent else PROTOCOL_ERROR,
                                  "HEADERS on a closed stream")                     # 5.1, 5.1.1
                 return
-            if not self._peer_initiated(sid):
+            if self.client or not self._peer_initiated(sid):
                 # idle and ours to open, or a push (client role): never the peer's to open
                 self._conn_error(PROTOCOL_ERROR, "HEADERS opening a stream the peer may not open")
                 return
@@ -1095,3 +1095,21 @@ cdef class H2Connection:
     def _set_next_stream_id(self, int64_t sid):
         """Tests only: jump to the end of the id space (stream-id exhaustion)."""
         self.next_local_sid = sid
+
+
+# Event, error and state codes as Python ints (the cdef enums are C-only)
+globals().update(
+    EV_HEADERS=EV_HEADERS, EV_HEADERS_IGNORED=EV_HEADERS_IGNORED, EV_DATA=EV_DATA,
+    EV_RESET=EV_RESET, EV_STREAM_ERROR=EV_STREAM_ERROR, EV_REFUSED=EV_REFUSED,
+    EV_WINDOW_UPDATE=EV_WINDOW_UPDATE, EV_SETTINGS=EV_SETTINGS, EV_SETTINGS_ACK=EV_SETTINGS_ACK,
+    EV_PING_ACK=EV_PING_ACK, EV_GOAWAY=EV_GOAWAY, EV_CONNECTION_ERROR=EV_CONNECTION_ERROR,
+    NO_ERROR=NO_ERROR, PROTOCOL_ERROR=PROTOCOL_ERROR, INTERNAL_ERROR=INTERNAL_ERROR,
+    FLOW_CONTROL_ERROR=FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT=SETTINGS_TIMEOUT,
+    STREAM_CLOSED=STREAM_CLOSED, FRAME_SIZE_ERROR=FRAME_SIZE_ERROR, REFUSED_STREAM=REFUSED_STREAM,
+    CANCEL=CANCEL, COMPRESSION_ERROR=COMPRESSION_ERROR, CONNECT_ERROR=CONNECT_ERROR,
+    ENHANCE_YOUR_CALM=ENHANCE_YOUR_CALM, INADEQUATE_SECURITY=INADEQUATE_SECURITY,
+    HTTP_1_1_REQUIRED=HTTP_1_1_REQUIRED,
+    S_IDLE=S_IDLE, S_RESERVED_LOCAL=S_RESERVED_LOCAL, S_RESERVED_REMOTE=S_RESERVED_REMOTE,
+    S_OPEN=S_OPEN, S_HALF_CLOSED_LOCAL=S_HALF_CLOSED_LOCAL,
+    S_HALF_CLOSED_REMOTE=S_HALF_CLOSED_REMOTE, S_CLOSED=S_CLOSED,
+)
