@@ -21,6 +21,12 @@ Events
     freelist and the list is one allocation per read, not per frame. The ints are small
     (cached) ints. One event per frame at most, except GOAWAY (one EV_REFUSED per stream).
 
+Frame size out
+    We send frames of at most min(peer SETTINGS_MAX_FRAME_SIZE, 16384). Larger frames save
+    little, and h2 (so hypercorn, an upstream we must serve) applies a larger value it
+    announced only from its next read after our ACK: a bigger frame in the same read as the
+    ACK is refused with FRAME_SIZE_ERROR (found by the differential test).
+
 Header blocks
     The codec never decodes HPACK (hpack.pyx does). A header block (HEADERS + CONTINUATIONs
     joined, padding and priority removed) is handed out whole as EV_HEADERS. When the codec
@@ -28,7 +34,7 @@ Header blocks
     still hands the block out, as EV_HEADERS_IGNORED: the caller MUST decode it and discard
     the result, or the HPACK dynamic tables of the two ends diverge (RFC 9113 4.3).
     Symmetrically send_headers() takes an encoded block and splits it into HEADERS and
-    CONTINUATION frames at the peer's SETTINGS_MAX_FRAME_SIZE; blocks are never interleaved.
+    CONTINUATION frames (see "Frame size out"); blocks are never interleaved.
 
 Stream states
     TRANSITIONS (below) is the RFC 9113 5.1 state machine as data: (state, input) -> state,
@@ -590,7 +596,7 @@ cdef class H2Connection:
 
     cdef void _rst_stream(self, int64_t sid, const uint8_t* p, Py_ssize_t n):
         cdef H2Stream st
-        cdef int code
+        cdef int64_t code             # any 32-bit value: unknown codes are not errors (7)
         if n != 4:
             self._conn_error(FRAME_SIZE_ERROR, "RST_STREAM length")              # 6.4
             return
@@ -890,12 +896,13 @@ cdef class H2Connection:
 
     cdef void _put_block(self, int64_t sid, bytes block, bint end_stream):
         cdef const char* p = PyBytes_AS_STRING(block)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(block), k = min(n, self.peer_max_frame)
+        cdef Py_ssize_t limit = min(self.peer_max_frame, DEFAULT_FRAME)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(block), k = min(n, limit)
         cdef int flags = FL_END_STREAM if end_stream else 0
         cdef Py_ssize_t m
         self._put_frame(F_HEADERS, flags | (FL_END_HEADERS if k == n else 0), sid, p, k)
         while k < n:
-            m = min(n - k, self.peer_max_frame)
+            m = min(n - k, limit)
             self._put_frame(F_CONTINUATION, FL_END_HEADERS if k + m == n else 0, sid, p + k, m)
             k += m
 
@@ -974,7 +981,7 @@ cdef class H2Connection:
 
     def send_data(self, int64_t sid, bytes data, bint end_stream=False, double now=0.0):
         """Send as much of `data` as both windows allow, in frames of at most the peer's
-        SETTINGS_MAX_FRAME_SIZE; END_STREAM goes with the last byte only if all was sent.
+        SETTINGS_MAX_FRAME_SIZE (and 16384); END_STREAM goes with the last byte only if all was sent.
         Returns how many bytes were sent (the caller keeps the rest and retries after
         EV_WINDOW_UPDATE), or -1 when the stream is gone. A short send records
         `stalled_since = now` (once) for the caller's zero-window sweep."""
@@ -989,7 +996,7 @@ cdef class H2Connection:
             self._sent_end(st)
             return 0
         while k < allowed:
-            m = min(allowed - k, self.peer_max_frame)
+            m = min(allowed - k, min(self.peer_max_frame, DEFAULT_FRAME))
             self._put_frame(F_DATA, FL_END_STREAM if end_stream and k + m == n else 0, sid, p + k, m)
             k += m
         st.send_window -= k
@@ -1060,6 +1067,11 @@ cdef class H2Connection:
     def settings_deadline(self):
         """When our oldest unacknowledged SETTINGS times out (0.0: none outstanding)."""
         return self.settings_deadlines[0] if self.settings_deadlines else 0.0
+
+    @property
+    def buffered(self):
+        """Bytes of an incomplete frame held (at most 9 + our max frame size)."""
+        return PyByteArray_GET_SIZE(self.inbuf)
 
     @property
     def open_streams(self):
