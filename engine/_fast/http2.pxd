@@ -16,7 +16,8 @@ cdef enum:
     EV_REFUSED = 6            # (sid, None, None) our stream was above the peer's GOAWAY last id:
                               #   the peer never processed it; retrying it is safe
     EV_WINDOW_UPDATE = 7      # (sid or 0, new send window, None) blocked sends may resume
-    EV_SETTINGS = 8           # (0, peer header_table_size, peer max_concurrent_streams)
+    EV_SETTINGS = 8           # (0, peer header_table_size, peer max_concurrent_streams); the
+                              #   peer's INITIAL_WINDOW_SIZE may have grown: resume blocked sends
     EV_SETTINGS_ACK = 9       # (0, None, None) the peer acknowledged our SETTINGS
     EV_PING_ACK = 10          # (0, opaque: bytes, None)
     EV_GOAWAY = 11            # (last_stream_id, error_code, debug: bytes)
@@ -82,7 +83,7 @@ cdef class H2Stream:
     cdef readonly int64_t recv_window      # what the peer may still send
     cdef int64_t recv_unacked              # consumed by the application, not yet credited
     cdef readonly double stalled_since     # when a send blocked on flow control; 0: not blocked
-    cdef bint got_head                     # server role: the request head arrived
+    cdef bint got_head                     # the peer's head (request or response) arrived
     cdef bint counted                      # counted in the open streams of its initiator
 
 

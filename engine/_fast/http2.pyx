@@ -272,7 +272,9 @@ cdef class H2Connection:
         self.local_max_frame = min(max(<int64_t>max_frame_size, DEFAULT_FRAME), MAX_FRAME_LIMIT)
         self.local_header_table_size = header_table_size
         self.local_max_header_list = max_header_list_size
-        self.recv_initial = DEFAULT_WINDOW
+        # RFC 9113 6.9.2: the peer applies our INITIAL_WINDOW_SIZE when it reads our SETTINGS,
+        # we learn that from its ACK: until then a stream may take the larger of the two
+        self.recv_initial = max(<int64_t>DEFAULT_WINDOW, self.local_initial_window)
         self.peer_max_concurrent = MAX_SID        # "initially, there is no limit" (6.5.2)
         self.peer_initial_window = DEFAULT_WINDOW
         self.peer_max_frame = DEFAULT_FRAME
@@ -458,7 +460,8 @@ cdef class H2Connection:
             else:
                 self._conn_error(PROTOCOL_ERROR if r == X_CONN_PROTOCOL else STREAM_CLOSED, "DATA not allowed")
             return
-        if not self.client and not st.got_head:
+        if not st.got_head:
+            # 8.1: a message starts with HEADERS (client role: DATA before the response head)
             self._credit(None, n)
             self._stream_error(sid, PROTOCOL_ERROR)
             return
@@ -959,7 +962,6 @@ cdef class H2Connection:
         st.send_window = self.peer_initial_window
         st.recv_window = self.recv_initial
         st.counted = True
-        st.got_head = True
         self.open_local += 1
         self.streams[sid] = st
         self.counts[C_STREAMS_OPENED] += 1

@@ -324,6 +324,29 @@ def test_frames_crossing_our_reset_are_ignored_and_credited(mode):
     assert [f[:3] for f in parse_frames(s.data_to_send())] == [(WU, 0, 0)]
 
 
+def test_a_larger_initial_window_applies_before_the_settings_ack(mode):
+    s = server(initial_window_size=1 << 20, connection_window=1 << 20)
+    ev = feed(s, frame(HEADERS, EH, 1, REQ) + frame(DATA, 0, 1, bytes(16384)) * 6, mode)
+    assert [e[0] for e in ev] == [H.EV_HEADERS] + [H.EV_DATA] * 6
+
+
+def test_a_smaller_initial_window_applies_from_the_settings_ack(mode):
+    s = server(initial_window_size=1000)
+    feed(s, frame(HEADERS, EH, 1, REQ), mode)
+    assert s.stream(1).recv_window == 65535               # the peer may not have our SETTINGS yet
+    feed(s, frame(SETTINGS, ACK, 0), mode)
+    assert s.stream(1).recv_window == 1000
+    errs, rsts = stream_error_case(s, b"", frame(DATA, 0, 1, bytes(1001)), mode)
+    assert rsts == {1: H.FLOW_CONTROL_ERROR}
+
+
+def test_data_before_the_response_head_is_a_stream_protocol_error(mode):
+    c = client()
+    sid = c.open_stream(REQ, True)
+    ev = feed(c, frame(DATA, ES, sid, b"x"), mode)
+    assert ev == [(H.EV_STREAM_ERROR, sid, H.PROTOCOL_ERROR, None)]
+
+
 def test_settings_are_applied_and_acknowledged(mode):
     s = server()
     feed(s, frame(HEADERS, EH, 1, REQ), mode)

@@ -288,7 +288,7 @@ def test_our_server_against_h2_client(actions, seed):
 
 
 def run_our_client(actions, mode, seed):
-    ours = Ours(True, mode, seed, initial_window_size=32768, connection_window=65535)
+    ours = Ours(True, mode, seed, initial_window_size=1 << 20, connection_window=1 << 21)
     peer = Peer(False)
     pump(ours, peer)
     opened = []
