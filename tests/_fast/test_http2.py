@@ -568,6 +568,32 @@ def test_continuation_flood_by_bytes_is_cut_off_before_buffering(mode):
     assert conn_error(ev) == H.ENHANCE_YOUR_CALM
 
 
+def test_one_headers_frame_over_the_block_cap_is_cut_off(mode):
+    s = server(max_header_block=100)
+    assert conn_error(feed(s, frame(HEADERS, EH, 1, bytes(101)), mode)) == H.ENHANCE_YOUR_CALM
+
+
+def test_an_unknown_frame_inside_a_header_block_is_protocol_error(mode):
+    s = server()
+    ev = feed(s, frame(HEADERS, 0, 1, REQ[:2]) + frame(0xFA, 0, 1, b"") + frame(CONT, EH, 1, REQ[2:]), mode)
+    assert conn_error(ev) == H.PROTOCOL_ERROR                                  # 6.10
+
+
+def test_window_update_and_rst_stream_on_a_closed_stream_are_ignored(mode):
+    s = server()
+    feed(s, frame(HEADERS, EH | ES, 1, REQ), mode)
+    s.send_headers(1, RESP, True)
+    s.data_to_send()
+    assert feed(s, frame(WU, 0, 1, u32(10)) + frame(RST, 0, 1, u32(H.CANCEL)) + frame(PRIORITY, 0, 1, u32(0) + b"\x10"), mode) == []
+    assert s.data_to_send() == b"" and not s.closed
+
+
+def test_an_unknown_error_code_is_passed_on(mode):
+    s = server()
+    feed(s, frame(HEADERS, EH, 1, REQ), mode)
+    assert feed(s, frame(RST, 0, 1, u32(0xDEADBEEF)), mode) == [(H.EV_RESET, 1, 0xDEADBEEF, None)]
+
+
 @pytest.mark.parametrize("one, counter, budget_kw", [
     (settings(), "flood_settings", "max_settings"),
     (frame(PING, 0, 0, bytes(8)), "flood_ping", "max_pings"),
@@ -609,3 +635,12 @@ def test_zero_window_stall_is_exposed_for_the_sweep():
     assert s.send_data(3, b"abc", now=5.0) == 0
     assert s.stalled_before(4.0) == [1]
     assert s.reset_stream(1, H.CANCEL) and s.stalled_before(4.0) == []
+
+
+def test_input_held_is_at_most_one_frame():
+    s = server()
+    feed(s, frame(HEADERS, EH, 1, REQ))
+    s.receive_data(frame(DATA, 0, 1, bytes(16384))[:-1], 0.0)
+    assert s.buffered == 9 + 16383
+    ev = s.receive_data(b"\0" + frame(DATA, 0, 1, bytes(100))[:5], 0.0)
+    assert [e[0] for e in ev] == [H.EV_DATA] and s.buffered == 5
