@@ -18,12 +18,13 @@ Events
     carries a Python object the caller needs anyway (the header block to decode, the DATA
     payload to write to the other side), so a struct array would still allocate that
     object and add a second way to read the fields; a 4-tuple comes from CPython's tuple
-    freelist and the list is one allocation per read, not per frame. The ints are small
-    (cached) ints. One event per frame at most, except GOAWAY (one EV_REFUSED per stream).
+    freelist and the list is one allocation per read, not per frame (the proxy needs the
+    stream id as a Python int anyway, to find its Exchange). At most two events per frame (a dropped header block and its stream
+    error), except GOAWAY (one EV_REFUSED per stream it refuses).
 
 Frame size out
-    We send frames of at most min(peer SETTINGS_MAX_FRAME_SIZE, 16384). Larger frames save
-    little, and h2 (so hypercorn, an upstream we must serve) applies a larger value it
+    We send frames of at most 16384 bytes, the SETTINGS_MAX_FRAME_SIZE every peer accepts,
+    whatever larger value the peer announces. Larger frames save little, and h2 (so hypercorn, an upstream we must serve) applies a larger value it
     announced only from its next read after our ACK: a bigger frame in the same read as the
     ACK is refused with FRAME_SIZE_ERROR (found by the differential test).
 
