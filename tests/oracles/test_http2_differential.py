@@ -412,3 +412,18 @@ def test_h2_client_resets_and_rst_refused_stream_from_max_concurrent():
     serve(ours, True)
     pump(peer, ours)
     assert {1, 3} <= peer.ended
+
+
+@pytest.mark.parametrize("raw, code", [
+    (b"\x00\x00\x01\x00\x00\x00\x00\x00\x03x", H.PROTOCOL_ERROR),                # DATA, idle stream
+    (b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x7f\xff\xff\xff", H.FLOW_CONTROL_ERROR),  # window overflow
+    (b"\x00\x00\x07\x06\x00\x00\x00\x00\x00" + bytes(7), H.FRAME_SIZE_ERROR),       # short PING
+])
+def test_h2_client_sees_our_goaway_with_the_rfc_code(raw, code):
+    ours = Ours(False, "whole", 0)
+    peer = Peer(True)
+    pump(peer, ours)
+    ours.receive(raw)                        # what h2 will not send: injected after its preface
+    peer.receive(ours.conn.data_to_send())
+    assert isinstance(peer.terminated, h2.events.ConnectionTerminated)
+    assert peer.terminated.error_code == code and peer.terminated.last_stream_id == 0
