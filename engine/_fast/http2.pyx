@@ -764,7 +764,11 @@ cdef class H2Connection:
             self._conn_error(PROTOCOL_ERROR, "PRIORITY on stream 0")
             return
         if n != 5:
-            self._stream_error(sid, FRAME_SIZE_ERROR)
+            if sid in self.streams:
+                self._stream_error(sid, FRAME_SIZE_ERROR)
+            elif self._absent(sid) == A_IDLE:
+                # no RST_STREAM for an idle stream (6.4): the connection answers instead
+                self._conn_error(FRAME_SIZE_ERROR, "PRIORITY length")
             return
         if (_u32(p) & 0x7fffffff) == sid and sid in self.streams:
             self._stream_error(sid, PROTOCOL_ERROR)

@@ -225,6 +225,7 @@ def test_send_headers_splits_at_the_peer_max_frame_size():
     (frame(WU, 0, 0, u32(2**31 - 65535)), H.FLOW_CONTROL_ERROR),                # 6.9.1
     (frame(WU, 0, 7, u32(1)), H.PROTOCOL_ERROR),                                # idle stream
     (frame(PRIORITY, 0, 0, bytes(5)), H.PROTOCOL_ERROR),                        # 6.3
+    (frame(PRIORITY, 0, 9, bytes(4)), H.FRAME_SIZE_ERROR),                      # idle: no RST
     (frame(PUSH, EH, 1, u32(2) + REQ), H.PROTOCOL_ERROR),                       # 8.4
     (frame(DATA, 0, 1, b""), H.PROTOCOL_ERROR),
 ])
