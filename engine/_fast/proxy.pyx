@@ -562,8 +562,10 @@ cdef class H1Downstream(Downstream):
                 self.tls_live = True
                 live_add(LIVE_TLS, 1)
             if sslobj is not None:
+                # our own URI from the front context: it follows a certificate rotation, the
+                # linked l.tls_uri only the last config reload
                 self.peer_uri, self.peer_subject, self.xfcc_value = peer_identity(
-                    sslobj, l.tls_uri)
+                    sslobj, getattr(l.ssl_context, "own_uri", l.tls_uri))
         self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
                                max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
         self.born = self.since = self.last_read = monotonic_now()

@@ -192,6 +192,7 @@ class ServerContext(ssl.SSLContext):
 
     def __init__(self, shape: Shape, listener: str = ""):
         self.shape = shape
+        self.own_uri = b""        # the installed certificate's URI SAN (XFCC's By=)
         self.selector = _Selector()
         _configure(self, *shape)
         self.sni_callback = self.selector
@@ -205,6 +206,9 @@ class ServerContext(ssl.SSLContext):
     def install(self, selection: Selection) -> None:
         """New handshakes use `selection` from now on; running connections are not touched."""
         self.selector.selection = selection
+        # read by the data plane once per mutual-TLS connection, so a rotated certificate's
+        # SPIFFE ID is what x-forwarded-client-cert says from its first handshake on
+        self.own_uri = selection.own_uri
 
 
 # -- the front of each listener ----------------------------------------------------------------

@@ -153,3 +153,23 @@ def test_python_filters_see_the_callers_identity(pki, upstream, start_sluice, tm
     start_sluice(config)
     assert request(port_of(config), pki, "cart", path="/whoami") == (
         200, b"spiffe://td/ns/shop/sa/cart|CN=cart\n")
+
+
+def test_a_rotated_server_certificate_is_the_by_of_new_connections(pki, upstream, start_sluice):
+    import os
+    import shutil as sh
+
+    from support import eventually
+    config = mtls_config(pki, upstream, mode="sanitize_set")
+    start_sluice(config)
+    port = port_of(config)
+    new_cert, new_key = pki["ca"].issue("server2", dns=["localhost"],
+                                         uri="spiffe://td/ns/edge/sa/sluice-2")
+    for source, target in ((new_key, pki["server"][1]), (new_cert, pki["server"][0])):
+        sh.copy(source, f"{target}.tmp")
+        os.replace(f"{target}.tmp", target)
+
+    def by():
+        status, body = request(port, pki, "web")
+        return echoed(body)["x-forwarded-client-cert"][0].split(";")[0]
+    eventually(lambda: by() == "By=spiffe://td/ns/edge/sa/sluice-2", timeout=20)
