@@ -35,6 +35,9 @@ cdef enum:
     HF_HOP = 1     # hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
                    # Transfer-Encoding, Upgrade, and every header named in Connection
     HF_DROP = 2    # an encoder leaves it out (the exchange removed or replaced it)
+    HF_NEVER_INDEXED = 4   # HPACK: arrived "never indexed" (RFC 7541 6.2.3); re-encoded the same way
+    HF_PSEUDO = 8  # an HTTP/2 pseudo-header (":method"...): the codec hands them over as method,
+                   # target and authority, so no encoder writes one as a field
 
 
 cdef class HeaderBlock:
@@ -64,7 +67,7 @@ cdef class HeaderBlock:
 cdef uint8_t header_id(const unsigned char* s, Py_ssize_t n) noexcept nogil
 
 # Serialise a (possibly rewritten) HTTP/1.1 head: first_line (e.g. b"GET /x HTTP/1.1\r\n"), then
-# every header of `h` whose flags have neither HF_HOP nor HF_DROP, raw as received
+# every header of `h` whose flags have none of HF_HOP, HF_DROP, HF_PSEUDO, raw as received
 # ("Name: value\r\n"), then each (name, value) of the flat `edits` list as "name: value\r\n",
 # then the final CRLF. One allocation, one pass.
 cdef bytes build_head(HeaderBlock h, bytes first_line, list edits)

@@ -198,7 +198,7 @@ cdef bytes build_head(HeaderBlock p, bytes first_line, list edits):
         raise ValueError("edits must be name, value pairs")
     total = PyBytes_GET_SIZE(first_line) + 2
     for i in range(nh):
-        if not p.hdr_flags[i] & (HF_HOP | HF_DROP):
+        if not p.hdr_flags[i] & (HF_HOP | HF_DROP | HF_PSEUDO):
             total += (p.name_e[i] - p.name_s[i]) + (p.value_e[i] - p.value_s[i]) + 4
     for i in range(nx):
         total += PyBytes_GET_SIZE(<bytes?>edits[i]) + 2
@@ -210,7 +210,7 @@ cdef bytes build_head(HeaderBlock p, bytes first_line, list edits):
     if nh:
         h = PyBytes_AS_STRING(p.head)
     for i in range(nh):
-        if p.hdr_flags[i] & (HF_HOP | HF_DROP):
+        if p.hdr_flags[i] & (HF_HOP | HF_DROP | HF_PSEUDO):
             continue
         ln = p.name_e[i] - p.name_s[i]
         lv = p.value_e[i] - p.value_s[i]
@@ -248,7 +248,7 @@ cdef bytes build_head(HeaderBlock p, bytes first_line, list edits):
 
 # ids and flags as Python ints (the cdef enums are C-only)
 globals().update(
-    HF_HOP=HF_HOP, HF_DROP=HF_DROP,
+    HF_HOP=HF_HOP, HF_DROP=HF_DROP, HF_NEVER_INDEXED=HF_NEVER_INDEXED, HF_PSEUDO=HF_PSEUDO,
     H_OTHER=H_OTHER, H_HOST=H_HOST, H_CONTENT_LENGTH=H_CONTENT_LENGTH,
     H_TRANSFER_ENCODING=H_TRANSFER_ENCODING, H_CONNECTION=H_CONNECTION,
     H_KEEP_ALIVE=H_KEEP_ALIVE, H_UPGRADE=H_UPGRADE, H_TE=H_TE, H_TRAILER=H_TRAILER,

@@ -4,7 +4,7 @@
 
 cimport cython
 from libc.stdint cimport uint8_t, int16_t, int32_t, uint32_t
-from engine._fast.headers cimport HeaderBlock
+from engine._fast.headers cimport HeaderBlock, HF_NEVER_INDEXED, HF_PSEUDO
 
 # Decoder results (Decoder.decode). 0 is success; the rest split in two by what they cost:
 cdef enum:
@@ -33,12 +33,8 @@ cdef enum:
     HPACK_ENTRY_OVERHEAD = 32          # RFC 7541 4.1
     HPACK_DEFAULT_TABLE_SIZE = 4096    # RFC 9113 6.5.2 SETTINGS_HEADER_TABLE_SIZE initial value
 
-# Per-field flags the decoder sets in HeaderBlock.hdr_flags, beside headers.pxd's HF_HOP (1) and
-# HF_DROP (2). Proposed for headers.pxd; local until the lead moves them there.
-cdef enum:
-    HF_NEVER_INDEXED = 4   # arrived as "never indexed" (RFC 7541 6.2.3): re-encoded the same way
-    HF_PSEUDO = 8          # a pseudo-header field (name starts with ':'); encoders skip it: the
-                           # pseudo-headers are passed to Encoder.encode explicitly
+# Per-field flags the decoder sets in HeaderBlock.hdr_flags: headers.pxd's HF_NEVER_INDEXED and
+# HF_PSEUDO (encoders skip pseudo-headers: they are passed to Encoder.encode explicitly).
 
 # Pseudo-header facts of the last decoded block (RFC 9113 8.3). The decoder only reports; the
 # HTTP/2 layer decides what is malformed for a request or a response.
