@@ -139,11 +139,19 @@ class Sluice:
         finally:
             c.close()
 
-    def access_log(self) -> list[dict]:
-        time.sleep(0.1)
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+    def access_log(self, settle: float = 0.1, wait: float = 3.0) -> list[dict]:
+        """The access log's records. Lines wait up to 0.1 s in the worker's buffer (longer on a
+        loaded machine): read once the log has lines and `settle` passed with no new ones, or
+        after `wait` seconds with none."""
+        deadline = time.monotonic() + wait
+        seen = -1
+        while True:
+            time.sleep(settle)
+            text = self.log.read_text() if self.log.exists() else ""
+            lines = [line for line in text.splitlines() if line]
+            if (lines and len(lines) == seen) or time.monotonic() > deadline:
+                return [json.loads(line) for line in lines]
+            seen = len(lines)
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
