@@ -10,8 +10,13 @@ instead of going through a temporary file (sluice and HAProxy stream), and with
 speed, which would flatter everyone else.
 
 A `Variant` is what changes a proxy's config: the number of routes (0 = one catch-all; N = the
-prefixes /svc0/ .. /svc{N-1}/ tried in order, the request matching the last) and whether a
-rate limit is on.
+prefixes /svc0/ .. /svc{N-1}/ tried in order, the request matching the last), whether a
+rate limit is on, and whether the proxy terminates TLS. With TLS every proxy serves the same
+throwaway ECDSA P-256 certificate (config/make_demo_certs.py, into the run's temp dir) with the
+same settings as sluice's defaults: TLS 1.2 and 1.3 (the load generators negotiate 1.3), the
+ECDHE suites of Mozilla's intermediate profile for 1.2, ALPN http/1.1, and session resumption
+by tickets, each proxy's default (nginx 1.22 needs `ssl_protocols` for 1.3). The upstream
+stays plaintext.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import free_port, stop_tree, tree, wait_port
+from engine.policy.tls_server import CIPHERS_TLS12    # sluice's TLS 1.2 suites, for every peer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,11 +64,34 @@ class Variant:
     routes: int = 0
     ratelimit: bool = False
     access_log: bool = False       # each proxy's default access log format, to a file
+    tls: bool = False              # the proxy terminates TLS (see `TlsFiles`)
 
     @property
     def key(self) -> str:
         return (f"routes={self.routes},ratelimit={int(self.ratelimit)}"
-                f",access_log={int(self.access_log)}")
+                f",access_log={int(self.access_log)},tls={int(self.tls)}")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The certificate every TLS-terminating peer serves, made once per run in its temp dir:
+    for localhost and 127.0.0.1, signed by a throwaway CA (`ca`, what the checks verify with).
+    `pem` is the chain and key in one file, as HAProxy wants them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    pem: Path
+
+    @classmethod
+    def in_dir(cls, d: Path) -> "TlsFiles":
+        tls = d / "tls"
+        files = cls(tls / "server.crt", tls / "server.key", tls / "ca.crt", tls / "server.pem")
+        if not files.pem.exists():
+            subprocess.run([sys.executable, str(ROOT / "config" / "make_demo_certs.py"), str(tls)],
+                           check=True, capture_output=True)
+            files.pem.write_bytes(files.cert.read_bytes() + files.key.read_bytes())
+        return files
 
 
 def _user_line() -> str:
@@ -172,12 +201,14 @@ class Peer(Process):
 
     ok_variant = staticmethod(lambda v: True)     # can it do this variant at all?
     cpu_counted = True                            # its CPU is a proxy's CPU (not for direct)
+    scheme = "http"                               # "https" once started with a TLS variant
+    ca: Path | None = None                        # with TLS: the CA its certificate is from
 
     def start(self, variant: Variant, upstream: UpstreamNginx, d: Path) -> None:
         raise NotImplementedError
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def versions(self) -> str:
         return ""
@@ -192,7 +223,8 @@ class Sluice(Peer):
         self.workers = workers
         self.name = f"sluice-{workers}w"
 
-    def config(self, variant: Variant, upstream: UpstreamNginx) -> dict:
+    def config(self, variant: Variant, upstream: UpstreamNginx,
+               tls: TlsFiles | None = None) -> dict:
         to = [{"cluster": "up"}]
         if variant.routes:
             routes = [{"name": f"svc{i}", "match": {"path_prefix": f"/svc{i}/"}, "to": to}
@@ -202,19 +234,25 @@ class Sluice(Peer):
         if variant.ratelimit:
             for r in routes:
                 r["rate_limit"] = {"rate": float(RATE), "burst": RATE, "per": "client_ip"}
+        listener = {"name": "main", "address": f"127.0.0.1:{self.port}",
+                    "routes": [r["name"] for r in routes]}
+        if tls is not None:
+            listener["tls"] = {"certificates": [{"cert": str(tls.cert), "key": str(tls.key)}]}
         return {
             "admin": {"address": f"127.0.0.1:{free_port()}"},
             "access_log": {"path": "off"},
-            "listeners": [{"name": "main", "address": f"127.0.0.1:{self.port}",
-                           "routes": [r["name"] for r in routes]}],
+            "listeners": [listener],
             "routes": routes,
             "clusters": [{"name": "up", "endpoints": [{"address": upstream.address}]}],
         }
 
     def start(self, variant, upstream, d):
         self.port = free_port()
+        self.scheme = "https" if variant.tls else "http"
+        tls = TlsFiles.in_dir(d) if variant.tls else None
+        self.ca = tls.ca if tls else None
         path = d / f"{self.name}.json"        # JSON is YAML: no yaml dependency here
-        path.write_text(json.dumps(self.config(variant, upstream), indent=1))
+        path.write_text(json.dumps(self.config(variant, upstream, tls), indent=1))
         log = str(d / f"{self.name}-access.log") if variant.access_log else "off"
         self._popen([sys.executable, "-m", "engine", "run", "-c", str(path),
                      "--workers", str(self.workers), "--access-log", log],
@@ -247,6 +285,16 @@ class NginxProxy(Peer):
                                   for i in range(variant.routes))
         else:
             locations = "    location / { proxy_pass http://up; }"
+        self.scheme = "https" if variant.tls else "http"
+        ssl = tls = ""
+        if variant.tls:
+            files = TlsFiles.in_dir(d)
+            self.ca = files.ca
+            ssl = " ssl"
+            tls = f"""ssl_certificate {files.cert};
+    ssl_certificate_key {files.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {CIPHERS_TLS12};"""
         conf = d / "nginx-proxy.conf"
         conf.write_text(f"""
 {_user_line()}
@@ -271,7 +319,8 @@ http {{
     keepalive_timeout 600s;
   }}
   server {{
-    listen 127.0.0.1:{self.port} backlog=4096;
+    listen 127.0.0.1:{self.port}{ssl} backlog=4096;
+    {tls}
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $http_host;
@@ -311,6 +360,13 @@ class Haproxy(Peer):
             limit = f"""  stick-table type ip size 100k expire 30s store http_req_rate(1s)
   http-request track-sc0 src
   http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt {RATE} }}"""
+        self.scheme = "https" if variant.tls else "http"
+        ssl = ""
+        if variant.tls:
+            files = TlsFiles.in_dir(d)
+            self.ca = files.ca
+            ssl = (f" ssl crt {files.pem} alpn http/1.1 ssl-min-ver TLSv1.2"
+                   f" ciphers {CIPHERS_TLS12}")
         conf = d / "haproxy.cfg"
         conf.write_text(f"""
 global
@@ -328,10 +384,10 @@ defaults
   http-reuse always
   option forwardfor
 frontend fe
-  bind 127.0.0.1:{self.port}
+  bind 127.0.0.1:{self.port}{ssl}
   unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
   http-request set-header X-Request-Id %[unique-id]
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto {self.scheme}
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
 {limit}
 {routing}
@@ -350,7 +406,7 @@ class Baseline(Peer):
     """bench/baseline_proxy.py: uvloop + httptools, no rate limiter."""
 
     name = "baseline"
-    ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log)
+    ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log and not v.tls)
 
     def __init__(self, extra: tuple[str, ...] = ()) -> None:
         self.extra = list(extra)
@@ -373,6 +429,7 @@ class Direct(Peer):
 
     name = "direct"
     cpu_counted = False
+    ok_variant = staticmethod(lambda v: not v.tls)       # the upstream speaks plaintext only
 
     def start(self, variant, upstream, d):
         self.port = upstream.port

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bench.peers import Baseline, UpstreamNginx, Variant
+from bench.peers import Baseline, NginxProxy, UpstreamNginx, Variant
 from bench.run import BY_NAME, check_answers, warm_up
 
 pytestmark = pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("wrk")),
@@ -44,5 +44,23 @@ def test_wrong_body_is_caught(upstream, tmp_path):
         assert check_answers(peer, sc) is None
         wrong = type(sc)(**{**sc.__dict__, "expect": sc.expect[:-1] + b"?"})
         assert "wrong body" in check_answers(peer, wrong)
+    finally:
+        peer.stop()
+
+
+def test_tls_peer_is_checked_over_tls(upstream, tmp_path):
+    peer = Baseline()                                   # plaintext: a TLS check must fail
+    peer.start(Variant(), upstream, tmp_path)
+    try:
+        peer.scheme = "https"
+        assert check_answers(peer, BY_NAME["tls"]) is not None
+    finally:
+        peer.stop()
+    peer = NginxProxy()
+    peer.start(Variant(tls=True), upstream, tmp_path)
+    try:
+        assert peer.url("/").startswith("https://")
+        assert check_answers(peer, BY_NAME["tls"]) is None
+        assert check_answers(peer, BY_NAME["tlsnew"]) is None
     finally:
         peer.stop()
