@@ -15,7 +15,7 @@ Checks, for every input:
     same never-indexed flags or stronger ones, through a second decoder kept in step;
   * a block rebuilt from fragments decodes the same as the whole (a third decoder).
 
-Run by tests/fuzz/test_fuzz_hpack.py for a bounded number of runs. By hand:
+Run by tests/fuzz/test_fuzz_targets.py for a bounded number of runs. By hand:
     python tests/fuzz/fuzz_hpack.py --seeds=/tmp/hpcorpus /tmp/hpcorpus -max_len=2048
 """
 

@@ -16,7 +16,7 @@ Checks, for every input:
   * an accepted request head serialised by build_head() parses back to the same headers
     minus the hop-by-hop ones.
 
-Run by tests/fuzz/test_fuzz_http1.py for a bounded number of runs. By hand:
+Run by tests/fuzz/test_fuzz_targets.py for a bounded number of runs. By hand:
     python tests/fuzz/fuzz_http1.py --seeds=/tmp/h1corpus /tmp/h1corpus -max_len=4096
 The codec itself is not coverage-instrumented in a normal build (only this harness is);
 for a coverage-guided campaign build http1 with clang and -fsanitize=fuzzer-no-link.

@@ -15,7 +15,7 @@ Checks, for every input:
   * the events and the bytes we send are the same whole, one byte at a time and in random
     pieces (incremental parsing is exact).
 
-Run by tests/fuzz/test_fuzz_http2.py for a bounded number of runs. By hand:
+Run by tests/fuzz/test_fuzz_targets.py for a bounded number of runs. By hand:
     python tests/fuzz/fuzz_http2.py --seeds=/tmp/h2corpus /tmp/h2corpus -max_len=4096
 """
 

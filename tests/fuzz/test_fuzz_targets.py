@@ -1,5 +1,6 @@
-"""Runs the atheris target tests/fuzz/fuzz_hpack.py for a bounded number of runs in a
-subprocess (libFuzzer owns the process) and checks that it found nothing.
+"""Runs each atheris target tests/fuzz/fuzz_<codec>.py (the HTTP/1.1 parser, HPACK, HTTP/2) for
+a bounded number of runs in a subprocess (libFuzzer owns the process) and checks that it found
+nothing.
 
 SLUICE_FUZZ_RUNS (default 20000) and SLUICE_FUZZ_SEED (default 1, for reproducible CI runs)
 tune it; a failing input is left in the pytest tmp dir as crash-*."""
@@ -19,12 +20,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def test_fuzz_hpack_bounded_run_finds_nothing(tmp_path):
+@pytest.mark.parametrize("target", ["http1", "hpack", "http2"])
+def test_fuzz_bounded_run_finds_nothing(target, tmp_path):
     corpus = tmp_path / "corpus"
     runs = os.environ.get("SLUICE_FUZZ_RUNS", "20000")
     seed = os.environ.get("SLUICE_FUZZ_SEED", "1")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, str(HERE / "fuzz_hpack.py"), f"--seeds={corpus}", str(corpus),
+    cmd = [sys.executable, str(HERE / f"fuzz_{target}.py"), f"--seeds={corpus}", str(corpus),
            f"-runs={runs}", f"-seed={seed}", "-max_len=1024", "-max_total_time=120",
            f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
