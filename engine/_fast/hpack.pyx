@@ -434,6 +434,24 @@ cdef enum:
     DEC_INITIAL_FIELDS = 16
 
 
+
+cdef int _reserve(char** buf, Py_ssize_t* cap, Py_ssize_t need, Py_ssize_t initial) except -1:
+    """Grow the scratch buffer *buf (capacity *cap) to hold `need` bytes, doubling from
+    `initial`: the decoder's output and the encoder's block share this."""
+    cdef Py_ssize_t c
+    cdef char* nb
+    if need <= cap[0]:
+        return 0
+    c = cap[0] * 2 if cap[0] else initial
+    while c < need:
+        c *= 2
+    nb = <char*>realloc(buf[0], c)
+    if nb == NULL:
+        raise MemoryError()
+    buf[0] = nb
+    cap[0] = c
+    return 0
+
 @cython.final
 cdef class Decoder:
     """One connection's HPACK decoder (see the module docstring)."""
@@ -479,20 +497,7 @@ cdef class Decoder:
             self.required_max = n
 
     cdef int _ensure(self, Py_ssize_t extra) except -1:
-        cdef Py_ssize_t need = self.wpos + extra
-        cdef Py_ssize_t cap
-        cdef char* nb
-        if need <= self.bufcap:
-            return 0
-        cap = self.bufcap * 2 if self.bufcap else DEC_INITIAL_BUF
-        while cap < need:
-            cap *= 2
-        nb = <char*>realloc(self.buf, cap)
-        if nb == NULL:
-            raise MemoryError()
-        self.buf = nb
-        self.bufcap = cap
-        return 0
+        return _reserve(&self.buf, &self.bufcap, self.wpos + extra, DEC_INITIAL_BUF)
 
     cdef int _grow_fields(self) except -1:
         cdef int cap = self.fcap * 2 if self.fcap else DEC_INITIAL_FIELDS
@@ -892,19 +897,7 @@ cdef class Encoder:
             self.min_pending = m
 
     cdef int _ensure(self, Py_ssize_t need) except -1:
-        cdef Py_ssize_t cap
-        cdef char* nb
-        if need <= self.bufcap:
-            return 0
-        cap = self.bufcap * 2 if self.bufcap else ENC_INITIAL_BUF
-        while cap < need:
-            cap *= 2
-        nb = <char*>realloc(self.buf, cap)
-        if nb == NULL:
-            raise MemoryError()
-        self.buf = nb
-        self.bufcap = cap
-        return 0
+        return _reserve(&self.buf, &self.bufcap, need, ENC_INITIAL_BUF)
 
     cdef void _string(self, const char* s, Py_ssize_t n) noexcept:
         """A string literal (5.2) at buf[w:], Huffman when strictly shorter."""
