@@ -434,7 +434,6 @@ cdef enum:
     DEC_INITIAL_FIELDS = 16
 
 
-
 cdef int _reserve(char** buf, Py_ssize_t* cap, Py_ssize_t need, Py_ssize_t initial) except -1:
     """Grow the scratch buffer *buf (capacity *cap) to hold `need` bytes, doubling from
     `initial`: the decoder's output and the encoder's block share this."""
