@@ -169,18 +169,8 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main(argv: list[str]) -> None:
-    args = []
-    for a in argv:
-        if a.startswith("--seeds="):
-            d = a.split("=", 1)[1]
-            os.makedirs(d, exist_ok=True)
-            for n, seed in enumerate(SEEDS):
-                with open(os.path.join(d, f"seed{n:02d}"), "wb") as f:
-                    f.write(seed)
-        else:
-            args.append(a)
-    atheris.Setup(args, TestOneInput)
-    atheris.Fuzz()
+    from atheris_main import run      # beside this file: the shared command line
+    run(argv, SEEDS, TestOneInput)
 
 
 if __name__ == "__main__":
