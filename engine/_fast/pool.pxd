@@ -7,6 +7,11 @@ cdef enum:
     LEASE_PARKED = 2   # the holder waits; holder.lease_ready() is called when something frees
     LEASE_FULL = 3     # at max_connections with max_pending waiting: refuse (503)
 
+# upstream protocols (Pool.protocol)
+cdef enum:
+    PROTO_HTTP1 = 1    # exclusive connections, one exchange at a time
+    PROTO_HTTP2 = 2    # shared connections, one stream per exchange
+
 cdef class PooledConn:
     cdef object transport
     cdef Pool pool
@@ -32,6 +37,13 @@ cdef class Pool:
     cdef readonly int max_waiters
     cdef readonly object ssl_context     # ssl.SSLContext for TLS to the endpoint, or None
     cdef readonly str server_hostname    # SNI and the name verified (None: no SNI)
+    cdef readonly int protocol           # PROTO_HTTP1 | PROTO_HTTP2 (clusters[].protocol)
+    # clusters[].http2: our side of an HTTP/2 upstream connection
+    cdef readonly int h2_max_streams     # our cap on streams per connection (and the peer's)
+    cdef readonly int h2_stream_window   # SETTINGS_INITIAL_WINDOW_SIZE we announce
+    cdef readonly int h2_conn_window
+    cdef readonly double h2_ping_interval  # PING an idle connection this often (0: never)
+    cdef readonly double h2_ping_timeout   # ... and close it when no ACK comes within this
 
     cdef PooledConn acquire(self, object holder, bint fresh, int* how)
     cdef void cancel(self, object holder) except *

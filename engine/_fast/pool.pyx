@@ -29,6 +29,7 @@ Theory of operation
 cimport cython
 
 LEASE = {"now": LEASE_NOW, "open": LEASE_OPEN, "parked": LEASE_PARKED, "full": LEASE_FULL}
+PROTOCOL = {"http1": PROTO_HTTP1, "http2": PROTO_HTTP2}
 
 
 cdef class PooledConn:
@@ -49,7 +50,10 @@ cdef class PooledConn:
 cdef class Pool:
     def __cinit__(self, str host, int port, int max_connections=1024, int max_requests=0,
                   double idle_timeout=60.0, double connect_timeout=1.0, int max_waiters=1024,
-                  object ssl_context=None, str server_hostname=None):
+                  object ssl_context=None, str server_hostname=None, int protocol=PROTO_HTTP1,
+                  int h2_max_streams=100, int h2_stream_window=65535,
+                  int h2_conn_window=1048576, double h2_ping_interval=30.0,
+                  double h2_ping_timeout=5.0):
         self.host = host
         self.port = port
         self.address = (("[%s]:%d" if ":" in host else "%s:%d") % (host, port)).encode()
@@ -64,6 +68,12 @@ cdef class Pool:
         self.max_waiters = max_waiters
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
+        self.protocol = protocol
+        self.h2_max_streams = h2_max_streams
+        self.h2_stream_window = h2_stream_window
+        self.h2_conn_window = h2_conn_window
+        self.h2_ping_interval = h2_ping_interval
+        self.h2_ping_timeout = h2_ping_timeout
 
     cdef PooledConn acquire(self, object holder, bint fresh, int* how):
         """A connection for `holder` (how = LEASE_NOW), or a reserved slot (LEASE_OPEN), or

@@ -52,7 +52,7 @@ from engine._fast.http1 cimport (
     BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_UNTIL_CLOSE,
 )
 from engine._fast.limiter cimport monotonic_now
-from engine._fast.pool cimport Pool
+from engine._fast.pool cimport Pool, PROTO_HTTP2
 from engine._fast.stats cimport (
     ST_GAUGE_CONNECTIONS, ST_EV_ACCEPT_FAILED, ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY,
     ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE, ST_EV_CONNECTION_LIMIT,
@@ -210,6 +210,11 @@ cdef class Worker(Services):
         self.fd_limit = max(soft - base - FD_RESERVE, 2)
 
     cdef void open_upstream(self, Exchange x, Pool pool) except *:
+        if pool.protocol == PROTO_HTTP2:
+            # an HTTP/2 connection, shared by the streams of many exchanges (h2client.pyx)
+            from engine._fast.h2client import open_connection
+            open_connection(self, x, pool)
+            return
         self.loop.create_task(self.connect(x, pool))
 
     async def connect(self, Exchange x, Pool pool):

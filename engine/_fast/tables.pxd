@@ -79,6 +79,13 @@ cdef class Listener:
     cdef readonly int xfcc             # XFCC_*: what happens to x-forwarded-client-cert
     cdef readonly bytes tls_uri        # our certificate's URI SAN (the By= element of XFCC)
     cdef readonly object ssl_context   # the runtime's (create_server); never read per request
+    # protocols: which codecs serve the listener's connections
+    cdef readonly bint http1           # HTTP/1.1 (and 1.0)
+    cdef readonly bint http2           # HTTP/2: ALPN h2 with TLS, h2c prior knowledge without
+    # HTTP/2 settings we announce (listeners[].http2)
+    cdef readonly int h2_max_streams   # SETTINGS_MAX_CONCURRENT_STREAMS
+    cdef readonly int h2_stream_window # SETTINGS_INITIAL_WINDOW_SIZE: per-stream backpressure
+    cdef readonly int h2_conn_window   # the connection window (WINDOW_UPDATE on stream 0)
 
 
 cdef class Tables:

@@ -74,7 +74,9 @@ cdef class Listener:
                  double header_timeout=10.0, double idle_timeout=60.0,
                  double body_timeout=30.0, double send_timeout=30.0, double max_duration=0.0,
                  int path_flags=PATH_FLAGS_DEFAULT, int stats_slot=-1, bint tls=False,
-                 int xfcc=XFCC_NONE, bytes tls_uri=b"", object ssl_context=None):
+                 int xfcc=XFCC_NONE, bytes tls_uri=b"", object ssl_context=None,
+                 bint http1=True, bint http2=False, int h2_max_streams=128,
+                 int h2_stream_window=65535, int h2_conn_window=1048576):
         self.name = name
         self.host = host
         self.port = port
@@ -95,6 +97,11 @@ cdef class Listener:
         self.xfcc = xfcc
         self.tls_uri = tls_uri
         self.ssl_context = ssl_context
+        self.http1 = http1
+        self.http2 = http2
+        self.h2_max_streams = h2_max_streams
+        self.h2_stream_window = h2_stream_window
+        self.h2_conn_window = h2_conn_window
 
 
 @cython.final
