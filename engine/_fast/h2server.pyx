@@ -953,6 +953,7 @@ cdef class H2Downstream(Downstream):
                     continue
                 self.worker.count(ST_EV_TIMEOUT_SEND)
                 if s.x is not None:
+                    s.reset_code = CANCEL
                     self.broken(s.x)
                 else:
                     self.conn.reset_stream(s.sid, CANCEL)
