@@ -9,8 +9,9 @@ module adds, beyond CONFIG.md:
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
   `off`, or a file path) and their `format` (`json` or nginx's `combined`).
-- TLS (issue 9; names from CONFIG.md): `Listener.tls` (`ListenerTLS`: certificates chosen by SNI, `min_version`, `client_ca`
-  for mutual TLS, `forward_client_cert`) and `Match.client_identity`. The files are read at
+- TLS (issue 9; names from CONFIG.md): `Listener.tls` (`ListenerTLS`: certificates chosen by
+  SNI, `min_version`, `client_ca` for mutual TLS, `forward_client_cert`) and
+  `Match.client_identity`. The files are read at
   validation (`pem`): a missing, unreadable, non-PEM or mismatched file is an error at the field
   naming it, and the paths are stored absolute (a relative one is relative to the config file's
   directory, `fields.BASE_DIR`).
@@ -478,8 +479,8 @@ class ClusterTLS(_Model):
 class ClusterHTTP2(_Model):
     """Our side of the HTTP/2 connections to a cluster's endpoints (used with `protocol:
     http2`): the SETTINGS we announce, our own cap on streams per connection, and PING-based
-    liveness of idle connections (a connection the peer stopped answering is closed before a
-    request is put on it, not discovered by that request's timeout)."""
+    liveness of idle connections (so that a connection the peer stopped answering is found
+    while it is idle, rather than by the timeout of the next request put on it)."""
 
     max_concurrent_streams: Count = Field(
         100, ge=1, le=H2_MAX,

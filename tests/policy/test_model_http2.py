@@ -135,9 +135,10 @@ def test_an_http2_cluster_is_accepted_with_its_defaults():
 
 
 def test_cluster_http2_durations_are_parsed_and_ping_interval_0s_is_never():
-    h2 = config(data(cluster={"protocol": "http2", "http2": {
+    cluster = config(data(cluster={"protocol": "http2", "http2": {
         "ping_interval": "0s", "ping_timeout": "250ms", "max_concurrent_streams": 1,
-        "initial_stream_window": 4194304, "initial_connection_window": 16777216}})).clusters[0].http2
+        "initial_stream_window": 4194304, "initial_connection_window": 16777216}})).clusters[0]
+    h2 = cluster.http2
     assert (h2.ping_interval, h2.ping_timeout) == (0.0, 0.25)
     assert (h2.max_concurrent_streams, h2.initial_stream_window,
             h2.initial_connection_window) == (1, 4194304, 16777216)
