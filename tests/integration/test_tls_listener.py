@@ -180,6 +180,62 @@ def test_tls11_is_refused_and_tls12_with_alpn_http11_is_served(pki, upstream, st
     assert verbose.stdout == "ok\n"
 
 
+def alpn(port: int, pki, offer: list[str]) -> str | None:
+    """The protocol a real handshake with the running sluice selects for a client offering
+    `offer` (only the negotiation: nothing is sent on the connection)."""
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(offer)
+    with connect(port, ctx) as tls:
+        return tls.selected_alpn_protocol()
+
+
+def test_a_listener_with_http2_first_negotiates_h2_and_http11_clients_still_get_http11(
+        pki, upstream, start_sluice):
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    start_sluice(config)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "h2"
+    assert alpn(port, pki, ["http/1.1", "h2"]) == "h2"        # the listener's order decides
+    assert alpn(port, pki, ["http/1.1"]) == "http/1.1"
+    s_client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                               "-alpn", "h2,http/1.1", "-servername", "localhost"],
+                              input="", capture_output=True, text=True, timeout=30)
+    assert "ALPN protocol: h2" in s_client.stdout, s_client.stdout
+    # an HTTP/1.1 client that negotiated http/1.1 is served as before
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with connect(port, ctx) as tls:
+        assert get(tls).endswith(b"ok\n")
+
+
+def test_a_listener_with_http1_only_never_selects_h2(pki, upstream, start_sluice):
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["protocols"] = ["http1"]
+    start_sluice(config)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+    assert alpn(port, pki, ["h2"]) is None        # no overlap: no protocol, no h2
+
+
+def test_a_reload_that_adds_http2_offers_h2_to_new_handshakes(pki, upstream, start_sluice):
+    """The front context (and the listening socket) stays across the reload; the ALPN offer
+    lives in the inner contexts the relink rebuilds (engine/policy/tls_server.py)."""
+    config = tls_config(pki, upstream)
+    s = start_sluice(config, workers=2)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    s.path.write_text(yaml.safe_dump(config))
+    # every worker: a few handshakes in a row all select h2
+    eventually(lambda: all(alpn(port, pki, ["h2", "http/1.1"]) == "h2" for _ in range(8)),
+               timeout=20)
+    config["listeners"][0]["protocols"] = ["http1"]
+    s.path.write_text(yaml.safe_dump(config))
+    eventually(lambda: all(alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+                           for _ in range(8)), timeout=20)
+
+
 def test_min_version_13_refuses_tls12(pki, upstream, start_sluice):
     config = tls_config(pki, upstream, min_version="1.3")
     start_sluice(config)
