@@ -91,6 +91,10 @@ cdef class Stats:
     # enum (C_FRAMES_IN .. C_IDS_EXHAUSTED): a codec flushes what its counts() grew by since
     # its last flush; a delta <= 0 is skipped.
     cdef void h2_counts(self, int worker, int side, const int64_t* deltas) noexcept nogil
+    # The same from a codec's running totals: adds `totals` - `flushed` (H2Connection.counts
+    # and the caller's copy of what it last flushed), then copies `totals` into `flushed`.
+    cdef void h2_flush(self, int worker, int side, const int64_t* totals,
+                       int64_t* flushed) noexcept nogil
     # One RST_STREAM sent (sent=True) or received, by its error code (outside 0x0..0xd:
     # "unknown"). The codec's C_RESETS_* counts are the same frames, unlabelled.
     cdef void h2_reset(self, int worker, int side, bint sent, int code) noexcept nogil

@@ -677,6 +677,15 @@ cdef class Stats:
             if deltas[i] > 0:
                 st_add(&h.counts[i], <uint64_t>deltas[i])
 
+    cdef void h2_flush(self, int worker, int side, const int64_t* totals,
+                       int64_t* flushed) noexcept nogil:
+        cdef int64_t d[ST_H2_NCOUNTERS]
+        cdef int i
+        for i in range(ST_H2_NCOUNTERS):
+            d[i] = totals[i] - flushed[i]
+            flushed[i] = totals[i]
+        self.h2_counts(worker, side, d)
+
     cdef void h2_reset(self, int worker, int side, bint sent, int code) noexcept nogil:
         cdef st_h2side* h = _h2side(self, worker, side)
         if h != NULL:
@@ -712,6 +721,22 @@ cdef class Stats:
         for i in range(ST_H2_NCOUNTERS):
             d[i] = values[i]
         self.h2_counts(worker, side, d)
+
+    def h2_flush_py(self, int worker, int side, totals, flushed):
+        """h2_flush() from Python: `totals` and `flushed` are sequences of ST_H2_NCOUNTERS ints
+        (H2Connection.counters().values(), and what the last call returned); returns the new
+        `flushed`."""
+        _check_worker(self, worker)
+        cdef int64_t t[ST_H2_NCOUNTERS]
+        cdef int64_t f[ST_H2_NCOUNTERS]
+        cdef int i
+        totals, flushed = list(totals), list(flushed)
+        if len(totals) != ST_H2_NCOUNTERS or len(flushed) != ST_H2_NCOUNTERS:
+            raise ValueError(f"{ST_H2_NCOUNTERS} totals and {ST_H2_NCOUNTERS} flushed counts")
+        for i in range(ST_H2_NCOUNTERS):
+            t[i], f[i] = totals[i], flushed[i]
+        self.h2_flush(worker, side, t, f)
+        return [f[i] for i in range(ST_H2_NCOUNTERS)]
 
     def h2_reset_py(self, int worker, int side, bint sent, int code):
         _check_worker(self, worker)

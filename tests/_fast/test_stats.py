@@ -395,6 +395,25 @@ def test_http2_counts_from_a_codec_are_added_per_side_and_summed_over_workers():
                                           for n in S.H2_COUNTER_NAMES}
 
 
+def test_flushing_a_codecs_running_totals_counts_each_frame_once():
+    from engine._fast import http2
+    conn = http2.H2Connection(client=False)
+    conn.initiate(0.0)
+    s = S.Stats(max_workers=1)
+    s.attach_worker(0)
+    flushed = [0] * len(S.H2_COUNTER_NAMES)
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+    conn.receive_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings, 0.0)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)  # no change
+    conn.receive_data(ping * 3, 0.0)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)
+    assert flushed == list(conn.counters().values())
+    assert s.aggregate()["http2"]["downstream"]["counters"] == conn.counters()
+    assert conn.counters()["frames_in"] == 4
+
+
 def test_a_negative_http2_delta_never_makes_a_counter_go_back():
     s = S.Stats(max_workers=1)
     s.attach_worker(0)
