@@ -1080,7 +1080,7 @@ cdef class Exchange:
         else:
             e.request_id, e.request_id_len = PyBytes_AS_STRING(rid), PyBytes_GET_SIZE(rid)
         e.status = self.status
-        e.grpc_status = -1              # not a gRPC exchange (h2obs: the lead fills it for gRPC)
+        e.grpc_status = self.grpc_status    # -1: not gRPC, or no status seen
         e.bytes_in = self.bytes_in
         e.bytes_out = self.bytes_out
         e.duration = now - self.t0

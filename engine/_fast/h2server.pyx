@@ -70,14 +70,15 @@ from engine._fast.hpack cimport (
 )
 from engine._fast.http1 cimport check_authority, BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 from engine._fast.http2 cimport (
-    H2Connection, EV_HEADERS, EV_HEADERS_IGNORED, EV_DATA, EV_RESET, EV_STREAM_ERROR,
+    H2Connection, C_COUNT, EV_HEADERS, EV_HEADERS_IGNORED, EV_DATA, EV_RESET, EV_STREAM_ERROR,
     EV_WINDOW_UPDATE, EV_SETTINGS, EV_GOAWAY, EV_CONNECTION_ERROR,
     NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL,
 )
 from engine._fast.limiter cimport monotonic_now
 from engine._fast.proxy cimport Worker
 from engine._fast.stats cimport (
-    ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY, ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE,
+    Stats, ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY, ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE,
+    ST_H2_DOWNSTREAM, ST_H2_GAUGE_CONNECTIONS, ST_H2_GAUGE_STREAMS,
 )
 from engine._fast.tables cimport Listener, Route
 
@@ -205,6 +206,7 @@ cdef class H2Downstream(Downstream):
     cdef bint in_flush
     cdef bint lingering            # our last frames and a FIN are sent: input is dropped
     cdef double closing_since
+    cdef int64_t flushed[C_COUNT]  # the codec's counters as last added to Stats
 
     def __cinit__(self):
         live_add(LIVE_DOWNSTREAM, 1)
@@ -261,6 +263,7 @@ cdef class H2Downstream(Downstream):
         self.born = self.last_active = monotonic_now()
         self.conn.initiate(self.born)
         self.worker.conn_opened(self, self.lslot)
+        self.gauge(ST_H2_GAUGE_CONNECTIONS, 1)
         self.flush()
 
     def data_received(self, bytes data):
@@ -288,9 +291,12 @@ cdef class H2Downstream(Downstream):
                 s.local_done = True
                 s.remote_open = False
                 s.x.client_gone()
+        self.gauge(ST_H2_GAUGE_STREAMS, -len(self.streams))
         self.streams.clear()
         self.cut.clear()
         self.waiting.clear()
+        self.flush_counts()
+        self.gauge(ST_H2_GAUGE_CONNECTIONS, -1)
         self.worker.conn_closed(self, self.lname, self.lslot)
         self.worker._check_idle()
 
@@ -311,6 +317,40 @@ cdef class H2Downstream(Downstream):
         for s in self.streams.values():
             if s.x is not None and s.x.up is not None and not s.blocked:
                 s.x.up.resume_reading()
+
+    # --- counting (stats.pyx: sluice_http2_* with side="downstream") ---------------------------
+
+    cdef inline void gauge(self, int which, long delta) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_gauge(self.worker.stats_worker, ST_H2_DOWNSTREAM, which, delta)
+
+    cdef void counted_reset(self, int64_t sid, int code, bint sent) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_reset(self.worker.stats_worker, ST_H2_DOWNSTREAM, sent, code)
+
+    cdef void counted_goaway(self, int code, bint sent) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_goaway(self.worker.stats_worker, ST_H2_DOWNSTREAM, sent, code)
+
+    cdef void reset(self, int64_t sid, int code) except *:
+        """RST_STREAM, counted by code."""
+        if self.conn.reset_stream(sid, code):
+            self.counted_reset(sid, code, True)
+
+    cdef void close_conn(self, int code, bytes debug) except *:
+        """GOAWAY (code, last stream id) and no more frames: counted by code."""
+        if not self.conn.closed:
+            self.conn.close(code, debug)
+            self.counted_goaway(code, True)
+
+    cdef void flush_counts(self) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None and self.conn is not None:
+            st.h2_flush(self.worker.stats_worker, ST_H2_DOWNSTREAM, &self.conn.counts[0],
+                        &self.flushed[0])
 
     cdef void refresh_tables(self) except *:
         cdef Listener l = self.worker.tables.listeners.get(self.lname)
@@ -356,6 +396,7 @@ cdef class H2Downstream(Downstream):
                     if s is not None and s.blocked:
                         self.unblock(s)
             elif kind == EV_RESET or kind == EV_STREAM_ERROR:
+                self.counted_reset(sid, ev[2], kind == EV_STREAM_ERROR)
                 s = self.streams.get(sid)
                 if s is not None:
                     s.remote_open = False
@@ -367,8 +408,10 @@ cdef class H2Downstream(Downstream):
                     else:
                         self.end_exchange(s)
             elif kind == EV_GOAWAY:
+                self.counted_goaway(ev[2], False)
                 self.peer_goaway = True
             elif kind == EV_CONNECTION_ERROR:
+                self.counted_goaway(ev[2], True)
                 self.fail_connection()
                 return
             if self.closed or self.closing:
@@ -379,7 +422,7 @@ cdef class H2Downstream(Downstream):
         cdef int rc = self.dec.decode(self.scratch, <const unsigned char*>PyBytes_AS_STRING(block),
                                       PyBytes_GET_SIZE(block))
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
 
     cdef void fail_connection(self) except *:
@@ -392,6 +435,7 @@ cdef class H2Downstream(Downstream):
             s.blocked = None
             if s.x is not None:
                 s.x.client_gone()
+        self.gauge(ST_H2_GAUGE_STREAMS, -len(self.streams))
         self.streams.clear()
         self.waiting.clear()
         self.closing = True
@@ -429,7 +473,7 @@ cdef class H2Downstream(Downstream):
 
         rc = dec.decode(hb, <const unsigned char*>PyBytes_AS_STRING(block), PyBytes_GET_SIZE(block))
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
             return
         if self.tables is not self.worker.tables:
@@ -445,6 +489,7 @@ cdef class H2Downstream(Downstream):
         s.last_read = now
         x.stream = s
         self.streams[sid] = s
+        self.gauge(ST_H2_GAUGE_STREAMS, 1)
         if rc != HPACK_OK:
             # over max_headers or the header list size: 431, the connection lives on (10.5.1)
             x.begin_for_error(self, now)
@@ -575,7 +620,7 @@ cdef class H2Downstream(Downstream):
         x.resp_started = True
         s.local_done = True
         s.remote_open = False
-        self.conn.reset_stream(s.sid, PROTOCOL_ERROR)
+        self.reset(s.sid, PROTOCOL_ERROR)
         x.req_done = True
         x.finish()
 
@@ -587,7 +632,7 @@ cdef class H2Downstream(Downstream):
         cdef int i
         cdef list lines
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
             return
         s.last_read = now
@@ -613,7 +658,7 @@ cdef class H2Downstream(Downstream):
         cdef Exchange x = s.x
         s.remote_open = False
         if x is None or x.state == X_IDLE:
-            self.conn.reset_stream(s.sid, PROTOCOL_ERROR)
+            self.reset(s.sid, PROTOCOL_ERROR)
             return
         s.reset_code = PROTOCOL_ERROR
         self.worker.warn(("h2-malformed", why), "HTTP/2 client %s sent a malformed request "
@@ -658,7 +703,7 @@ cdef class H2Downstream(Downstream):
             return
         if s.reset_code >= 0:
             s.local_done = True
-            self.conn.reset_stream(s.sid, s.reset_code)
+            self.reset(s.sid, s.reset_code)
             return
         if body is None:
             body = b"%d %s\n" % (status, REASONS.get(status, b""))
@@ -827,7 +872,7 @@ cdef class H2Downstream(Downstream):
             code = s.reset_code if s.reset_code >= 0 else error_row(x.outcome).h2_rst
             if code == NO_ERROR:
                 code = INTERNAL_ERROR
-            self.conn.reset_stream(s.sid, code)
+            self.reset(s.sid, code)
         s.local_done = True
         s.remote_open = False
         s.blocked = None
@@ -854,7 +899,8 @@ cdef class H2Downstream(Downstream):
     cdef void retire(self, H2Req s) except *:
         """The stream is done on our side: forget it, credit what it owed the connection
         window, and end it with RST_STREAM if either side is still open."""
-        self.streams.pop(s.sid, None)
+        if self.streams.pop(s.sid, None) is not None:
+            self.gauge(ST_H2_GAUGE_STREAMS, -1)
         self.waiting.discard(s)
         self.last_active = monotonic_now()
         if self.closed or self.conn is None:
@@ -864,10 +910,10 @@ cdef class H2Downstream(Downstream):
             s.owed = 0
         if not s.local_done:
             s.local_done = True
-            self.conn.reset_stream(s.sid, CANCEL)
+            self.reset(s.sid, CANCEL)
         elif s.remote_open:
             s.remote_open = False
-            self.conn.reset_stream(s.sid, NO_ERROR)
+            self.reset(s.sid, NO_ERROR)
 
     cdef void pause_client(self, Exchange x, int why) except *:
         cdef H2Req s = <H2Req>x.stream
@@ -902,7 +948,7 @@ cdef class H2Downstream(Downstream):
                     x.client_gone()
                 elif s.remote_open and (x.state == X_LOCAL or x.state == X_BODY_WAIT) and s.local_done:
                     s.remote_open = False
-                    self.conn.reset_stream(s.sid, NO_ERROR)
+                    self.reset(s.sid, NO_ERROR)
                     x.request_end(b"")
             out = self.conn.data_to_send()
             if out and self.transport is not None:
@@ -926,6 +972,7 @@ cdef class H2Downstream(Downstream):
             if now - self.closing_since > LINGER:
                 self.transport.close()
             return
+        self.flush_counts()
         self.handle(self.conn.tick(now), now)
         if self.closed or self.closing:
             return
@@ -956,7 +1003,7 @@ cdef class H2Downstream(Downstream):
                     s.reset_code = CANCEL
                     self.broken(s.x)
                 else:
-                    self.conn.reset_stream(s.sid, CANCEL)
+                    self.reset(s.sid, CANCEL)
                     s.local_done = True
                     s.blocked = None
                     self.retire(s)
@@ -964,11 +1011,11 @@ cdef class H2Downstream(Downstream):
             if not self.any_request:
                 if l.header_timeout > 0 and now - self.born > l.header_timeout:
                     self.worker.count(ST_EV_TIMEOUT_HEADER)
-                    self.conn.close(NO_ERROR, b"no request")
+                    self.close_conn(NO_ERROR, b"no request")
                     self.closing = True
             elif l.idle_timeout > 0 and now - self.last_active > l.idle_timeout:
                 self.worker.count(ST_EV_TIMEOUT_IDLE)
-                self.conn.close(NO_ERROR, b"idle")
+                self.close_conn(NO_ERROR, b"idle")
                 self.closing = True
         if l.max_duration > 0 and not self.draining and now - self.born > l.max_duration:
             self.drain_close()
@@ -980,4 +1027,5 @@ cdef class H2Downstream(Downstream):
             return
         self.draining = True
         self.conn.shutdown()
+        self.counted_goaway(NO_ERROR, True)
         self.flush()

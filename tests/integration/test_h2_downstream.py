@@ -283,4 +283,27 @@ def test_the_access_log_records_http2_requests(proxy):
     curl("--http2-prior-knowledge", f"{proxy.url}/echo/logged")
     rec = eventually(lambda: [r for r in proxy.access_log() if r["path"] == "/echo/logged"])[0]
     assert rec["status"] == 200 and rec["method"] == "GET"
-    # (the protocol field: with the access-log change of h2obs)
+    assert rec["protocol"] == "HTTP/2.0"
+
+
+def metric(proxy, name, **labels):
+    from prometheus_client.parser import text_string_to_metric_families
+    text = proxy.admin("/stats/prometheus").body.decode()
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def test_http2_metrics_count_streams_resets_and_connections(proxy):
+    p = H2Peer(proxy.port)
+    assert p.response(p.request("/echo"))[0] == 200
+    p.response(p.request("/echo", headers=[("connection", "x")]))      # reset PROTOCOL_ERROR
+    eventually(lambda: metric(proxy, "sluice_http2_streams_total", side="downstream") == 2)
+    assert metric(proxy, "sluice_http2_active_connections", side="downstream") == 1
+    assert metric(proxy, "sluice_http2_resets_total", side="downstream", direction="sent",
+                  code="PROTOCOL_ERROR") == 1
+    p.close()
+    eventually(lambda: metric(proxy, "sluice_http2_active_connections", side="downstream") == 0)
+    assert metric(proxy, "sluice_http2_active_streams", side="downstream") == 0
