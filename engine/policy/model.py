@@ -49,6 +49,7 @@ lands on the field to fix (`clusters[0].hash_on`) rather than on the object.
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -289,6 +290,20 @@ class Listener(_Model):
 # -- routes ------------------------------------------------------------------------------------
 
 
+GRPC_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+GRPC_METHOD = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class GrpcMatch(_Model):
+    """A gRPC service, or one of its methods: the request path `/service/method` gRPC (and
+    gRPC-Web) calls carry. Written as the path condition it is (see Match)."""
+
+    service: str = Field(pattern=GRPC_NAME, description="Fully qualified service name, "
+                         "as in the .proto: package.Service.")
+    method: str | None = Field(None, pattern=GRPC_METHOD,
+                               description="One method of the service; absent = every method.")
+
+
 class Match(_Model):
     """What a request must look like to take a route; an absent condition matches anything."""
 
@@ -305,6 +320,35 @@ class Match(_Model):
     client_identity: ClientIdentity | None = Field(
         None, description="The mutual-TLS client's SPIFFE ID (its certificate's URI SAN): "
         "exact, or a prefix ending in '/*'. Only on listeners with tls.client_ca.")
+    grpc: GrpcMatch | None = Field(
+        None, description="A gRPC service ({service: pkg.Svc}) or method "
+        "({service: pkg.Svc, method: Get}): the same as path_prefix '/pkg.Svc/' or path "
+        "'/pkg.Svc/Get', which a compiled snapshot stores beside it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grpc_is_a_path(cls, data: Any) -> Any:
+        """match.grpc becomes the path condition it means, so routing, lint, explain and the
+        snapshot see one kind of path condition."""
+        if not isinstance(data, dict) or data.get("grpc") is None:
+            return data
+        g = data["grpc"]
+        if isinstance(g, BaseModel):
+            g = g.model_dump()
+        service = g.get("service") if isinstance(g, dict) else None
+        method = g.get("method") if isinstance(g, dict) else None
+        if not (isinstance(service, str) and re.match(GRPC_NAME, service)) or not (
+                method is None or (isinstance(method, str) and re.match(GRPC_METHOD, method))):
+            return data            # the grpc field's own validation says what is wrong
+        field, value = ("path", f"/{service}/{method}") if method is not None else \
+            ("path_prefix", f"/{service}/")
+        others = [f for f in ("path", "path_prefix", "path_regex") if data.get(f) is not None]
+        if others == [field] and data[field] == value:
+            return data            # normalised already (a compiled snapshot read back)
+        if others:
+            raise violation(("grpc",), f"use only one of path, path_prefix, path_regex, grpc "
+                                       f"(found grpc and {others[0]})")
+        return {**data, field: value}
 
     @model_validator(mode="after")
     def _one_path_condition(self) -> Match:
