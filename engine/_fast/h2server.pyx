@@ -37,9 +37,8 @@ Theory of operation
   broke, run in `flush()` (the `cut` list) rather than inside the exchange call that caused
   them: every entry point (client bytes, upstream events, the timeout sweep) ends with a
   flush, and the exchange's own call has returned by then.
-* Local replies to a gRPC request (content-type application/grpc) are "trailers-only"
-  responses: HTTP 200 with grpc-status from the error table (or mapped from the HTTP status of
-  a filter's reply), as gRPC clients expect. grpc-timeout caps the route deadline.
+* gRPC needs nothing of its own here: the exchange answers a gRPC call's local errors in the
+  trailers-only form and honours grpc-timeout (grpcwire.pyx); trailers are HEADERS frames.
 * Timeouts (the worker's sweep, `check_timeouts`): the route deadline and the request body
   timeout per stream; a stream whose response waits on a zero window longer than the
   listener's send timeout is reset (CANCEL); the connection's idle timeout (no stream),
@@ -90,10 +89,7 @@ cdef bytes S_STATUS = b":status"
 cdef bytes N_CONTENT_TYPE = b"content-type"
 cdef bytes N_CONTENT_LENGTH = b"content-length"
 cdef bytes N_COOKIE = b"cookie"
-cdef bytes N_GRPC_STATUS = b"grpc-status"
-cdef bytes N_GRPC_MESSAGE = b"grpc-message"
 cdef bytes V_TEXT = b"text/plain"
-cdef bytes V_GRPC = b"application/grpc"
 cdef bytes V_TRAILERS = b"trailers"
 cdef bytes V_100_CONTINUE = b"100-continue"
 cdef bytes CONNECT = b"CONNECT"
@@ -104,43 +100,8 @@ cdef dict REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 # :status values as bytes, built once
 cdef list STATUS_BYTES = [b"%d" % i for i in range(600)]
 
-# HTTP status of a reply that is not from the error table -> gRPC status
-# (grpc/doc/http-grpc-status-mapping.md)
-cdef dict GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
-cdef int GRPC_UNKNOWN = 2
-
-# grpc-timeout units (gRPC over HTTP/2: "TimeoutValue TimeoutUnit", at most 8 digits)
-cdef dict GRPC_UNITS = {ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3,
-                        ord("u"): 1e-6, ord("n"): 1e-9}
-
-
 cdef inline bytes status_bytes(int status):
     return <bytes>STATUS_BYTES[status] if 0 <= status < 600 else b"%d" % status
-
-
-cdef double grpc_timeout_of(bytes v):
-    """Seconds of a grpc-timeout value, or 0 when absent or malformed (ignored, as gRPC does)."""
-    if v is None or PyBytes_GET_SIZE(v) < 2 or PyBytes_GET_SIZE(v) > 9:
-        return 0
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(v)
-    digits = v[:n - 1]
-    if not digits.isdigit():
-        return 0
-    unit = GRPC_UNITS.get(v[n - 1])
-    if unit is None:
-        return 0
-    return int(digits) * <double>unit
-
-
-cdef bytes grpc_message(bytes text):
-    """grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses")."""
-    out = bytearray()
-    for c in text.rstrip(b"\n"):
-        if 0x20 <= c <= 0x7e and c != 0x25:
-            out.append(c)
-        else:
-            out += b"%%%02X" % c
-    return bytes(out)
 
 
 cdef list trailer_lines_to_pairs(bytes trailers):
@@ -575,10 +536,6 @@ cdef class H2Downstream(Downstream):
             x.req_has_body = True
         if ncookies > 1:
             x.codec_edits = [N_COOKIE, self.joined_cookies(hb)]
-        value = hb.get(N_CONTENT_TYPE)
-        if value is not None and value.startswith(V_GRPC) and not value.startswith(b"application/grpc-web"):
-            x.grpc = True
-            x.grpc_timeout = grpc_timeout_of(hb.get(b"grpc-timeout"))
 
         if authority is not None:
             if check_authority(<const unsigned char*>PyBytes_AS_STRING(authority), 0,
@@ -707,18 +664,6 @@ cdef class H2Downstream(Downstream):
             return
         if body is None:
             body = b"%d %s\n" % (status, REASONS.get(status, b""))
-        if x.grpc:
-            # trailers-only (gRPC over HTTP/2): the status is in grpc-status, HTTP says 200
-            if x.outcome != E_NONE:
-                code = error_row(x.outcome).grpc_status
-            else:
-                code = GRPC_OF_HTTP.get(status, GRPC_UNKNOWN)
-            x.grpc_status = code
-            edits = [N_CONTENT_TYPE, V_GRPC, N_GRPC_STATUS, b"%d" % code,
-                     N_GRPC_MESSAGE, grpc_message(body)]
-            self.send_block(s, [S_STATUS, b"200"], None, edits, True)
-            self.after_answer(s)
-            return
         edits = []
         if headers:
             for i in range(0, len(headers), 2):

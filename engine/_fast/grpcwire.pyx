@@ -1,8 +1,19 @@
 # cython: language_level=3
-"""gRPC-Web (grpc/grpc PROTOCOL-WEB.md) translated to gRPC, for browser clients.
+"""gRPC's rules at the proxy: what makes a request gRPC or gRPC-Web, its grpc-timeout, the
+"trailers-only" form of a local answer, and gRPC-Web (grpc/grpc PROTOCOL-WEB.md) translated to
+gRPC for browser clients. The exchange (exchange.pyx) calls these; nothing here knows a socket
+or a codec.
 
-Theory of operation
--------------------
+Local answers
+-------------
+A gRPC client reads the outcome of a call from grpc-status, not from the HTTP status, so every
+answer the proxy gives a gRPC call itself (no route, rate limited, upstream down, timeout) is a
+trailers-only response: HTTP 200, content-type as requested, grpc-status from the error table
+(or mapped from the HTTP status of a filter's reply, grpc/doc/http-grpc-status-mapping.md) and
+grpc-message percent-encoded, no body.
+
+gRPC-Web
+--------
 A browser cannot read HTTP trailers, and a `-text` client cannot even send binary, so gRPC-Web
 changes two things and keeps the rest of gRPC (the 5-byte length-prefixed messages, the
 metadata as headers, grpc-status/grpc-message):
@@ -11,7 +22,6 @@ metadata as headers, grpc-status/grpc-message):
   bit set (0x80) and whose payload is the trailer fields as HTTP/1.1 header lines;
 * `application/grpc-web-text` bodies are base64, both ways.
 
-The exchange (exchange.pyx) calls these functions; nothing here knows a socket or a codec.
 Requests go upstream as `application/grpc` (with the client's `+proto`/`+json` suffix) with
 `te: trailers`; responses come back with the client's content type, the trailers as that final
 message, and no content-length (the body grows). A trailers-only response (grpc-status in the
@@ -25,24 +35,71 @@ in whole 3-byte groups, the rest carried, and padded once at the end.
 
 import binascii
 
-WEB_NONE = 0
-WEB_BINARY = 1
-WEB_TEXT = 2
+from cpython.bytes cimport PyBytes_GET_SIZE
 
+globals().update(G_NONE=G_NONE, G_PLAIN=G_PLAIN, G_WEB_BINARY=G_WEB_BINARY,
+                 G_WEB_TEXT=G_WEB_TEXT)
+
+cdef bytes CT_GRPC = b"application/grpc"
 cdef bytes CT_WEB = b"application/grpc-web"
 cdef bytes CT_WEB_TEXT = b"application/grpc-web-text"
 
+# HTTP status of a reply that is not from the error table -> gRPC status
+cdef dict GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+cdef int GRPC_UNKNOWN = 2
 
-cpdef int web_kind(bytes content_type):
-    """WEB_BINARY, WEB_TEXT or WEB_NONE for a request content-type."""
-    if content_type is None:
-        return WEB_NONE
+# grpc-timeout units (gRPC over HTTP/2: "TimeoutValue TimeoutUnit", at most 8 digits)
+cdef dict UNITS = {ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3,
+                   ord("u"): 1e-6, ord("n"): 1e-9}
+
+
+cpdef int grpc_kind(bytes content_type):
+    """G_PLAIN, G_WEB_BINARY, G_WEB_TEXT or G_NONE (not gRPC) for a request content-type."""
+    if content_type is None or not content_type.lower().startswith(CT_GRPC):
+        return G_NONE
     ct = content_type.lower()
     if ct.startswith(CT_WEB_TEXT):
-        return WEB_TEXT
+        return G_WEB_TEXT
     if ct.startswith(CT_WEB):
-        return WEB_BINARY
-    return WEB_NONE
+        return G_WEB_BINARY
+    return G_PLAIN
+
+
+cpdef double timeout_of(bytes v):
+    """Seconds of a grpc-timeout value, or 0 when absent or malformed (ignored, as gRPC does)."""
+    if v is None or PyBytes_GET_SIZE(v) < 2 or PyBytes_GET_SIZE(v) > 9:
+        return 0
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v)
+    digits = v[:n - 1]
+    if not digits.isdigit():
+        return 0
+    unit = UNITS.get(v[n - 1])
+    if unit is None:
+        return 0
+    return int(digits) * <double>unit
+
+
+cpdef int status_of_http(int status):
+    return GRPC_OF_HTTP.get(status, GRPC_UNKNOWN)
+
+
+cpdef bytes message(bytes text):
+    """grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses")."""
+    out = bytearray()
+    for c in text.rstrip(b"\n"):
+        if 0x20 <= c <= 0x7e and c != 0x25:
+            out.append(c)
+        else:
+            out += b"%%%02X" % c
+    return bytes(out)
+
+
+cpdef bytes response_content_type(bytes request_type):
+    """What a call is answered with: gRPC as `application/grpc` with the request's suffix,
+    gRPC-Web with the request's own type (PROTOCOL-WEB.md)."""
+    if request_type is None:
+        return CT_GRPC
+    return request_type.lower()
 
 
 cpdef bytes upstream_content_type(bytes content_type):
@@ -78,7 +135,6 @@ cpdef list trailer_pairs(bytes lines):
 
 cdef class TextDecoder:
     """Streamed base64 for a -text request body (see the module docstring)."""
-    cdef bytes carry
 
     def __cinit__(self):
         self.carry = b""
@@ -110,7 +166,6 @@ cdef class TextDecoder:
 
 cdef class TextEncoder:
     """Streamed base64 for a -text response body: whole 3-byte groups, the end padded."""
-    cdef bytes carry
 
     def __cinit__(self):
         self.carry = b""
