@@ -165,6 +165,7 @@ cdef class H2Downstream(Downstream):
     cdef double last_active        # last stream activity (idle timeout)
     cdef double write_blocked
     cdef bint in_flush
+    cdef bint write_scheduled      # write_out() is due in this turn of the loop
     cdef bint lingering            # our last frames and a FIN are sent: input is dropped
     cdef double closing_since
     cdef int64_t flushed[C_COUNT]  # the codec's counters as last added to Stats
@@ -895,14 +896,25 @@ cdef class H2Downstream(Downstream):
                     s.remote_open = False
                     self.reset(s.sid, NO_ERROR)
                     x.request_end(b"")
-            out = self.conn.data_to_send()
-            if out and self.transport is not None:
-                self.write(out)
         finally:
             self.in_flush = False
-        if self.transport is not None and not self.streams and (
-                self.closing or self.peer_goaway or self.conn.closed
-                or (self.draining and self.conn.shutdown_step == 2)):
+        if not self.write_scheduled and self.transport is not None:
+            # one write per turn of the event loop, whatever number of streams (and upstream
+            # connections) produced frames in it: a syscall per response would cost more than
+            # the rest of the exchange
+            self.write_scheduled = True
+            self.worker.loop.call_soon(self.write_out)
+
+    def write_out(self):
+        cdef bytes out
+        self.write_scheduled = False
+        if self.transport is None or self.conn is None:
+            return
+        out = self.conn.data_to_send()
+        if out:
+            self.write(out)
+        if not self.streams and (self.closing or self.peer_goaway or self.conn.closed
+                                 or (self.draining and self.conn.shutdown_step == 2)):
             self.linger()
 
     # --- the worker's sweep and drain ------------------------------------------------------
