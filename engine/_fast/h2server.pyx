@@ -84,6 +84,7 @@ from engine._fast.tables cimport Listener, Route
 import http
 
 DEF LINGER = 2.0                     # seconds a closing connection reads and drops input
+DEF DRAIN_PING_WAIT = 2.0            # seconds the graceful GOAWAY waits for its PING's ACK
 
 cdef bytes S_STATUS = b":status"
 cdef bytes N_CONTENT_TYPE = b"content-type"
@@ -168,6 +169,7 @@ cdef class H2Downstream(Downstream):
     cdef bint write_scheduled      # write_out() is due in this turn of the loop
     cdef bint lingering            # our last frames and a FIN are sent: input is dropped
     cdef double closing_since
+    cdef double drain_since
     cdef int64_t flushed[C_COUNT]  # the codec's counters as last added to Stats
 
     def __cinit__(self):
@@ -974,6 +976,10 @@ cdef class H2Downstream(Downstream):
                 self.worker.count(ST_EV_TIMEOUT_IDLE)
                 self.close_conn(NO_ERROR, b"idle")
                 self.closing = True
+        if (self.draining and not self.streams and self.conn.shutdown_step == 1
+                and now - self.drain_since > DRAIN_PING_WAIT):
+            # the client never answered the shutdown PING: end with the final GOAWAY anyway
+            self.close_conn(NO_ERROR, b"")
         if l.max_duration > 0 and not self.draining and now - self.born > l.max_duration:
             self.drain_close()
         self.flush()
@@ -983,6 +989,7 @@ cdef class H2Downstream(Downstream):
         if self.closed or self.conn is None:
             return
         self.draining = True
+        self.drain_since = monotonic_now()
         self.conn.shutdown()
         self.counted_goaway(NO_ERROR, True)
         self.flush()

@@ -307,3 +307,19 @@ def test_http2_metrics_count_streams_resets_and_connections(proxy):
     p.close()
     eventually(lambda: metric(proxy, "sluice_http2_active_connections", side="downstream") == 0)
     assert metric(proxy, "sluice_http2_active_streams", side="downstream") == 0
+
+
+def test_drain_does_not_wait_for_a_client_that_never_answers_the_goaway_ping(proxy):
+    """An idle HTTP/2 connection whose client reads nothing (so never ACKs the shutdown PING):
+    the final GOAWAY goes out after a short wait and sluice exits well within its drain
+    timeout."""
+    import socket
+    import time
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(timeout=20) == 0
+    assert time.monotonic() - t0 < 10
+    sock.close()
