@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
 from engine._fast.paths import flags_for
-from engine._fast.pool import Pool
+from engine._fast.pool import PROTOCOL, Pool
 from engine._fast.stats import endpoint_key
 from engine._fast.router import (
     HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
@@ -50,7 +50,8 @@ def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
     pool = cluster.pool
     return (cluster.name, endpoint.address.host, endpoint.address.port, pool.max_connections,
             pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout,
-            pool.max_pending, cluster.protocol, tls_id)
+            pool.max_pending, cluster.protocol,
+            cluster.http2 if cluster.protocol == "http2" else None, tls_id)
 
 
 def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
@@ -68,7 +69,13 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -
                         max_waiters=cluster.pool.max_pending,
                         ssl_context=tls[1] if tls is not None else None,
                         server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host)
-                        if tls is not None else None)
+                        if tls is not None else None,
+                        protocol=PROTOCOL[cluster.protocol],
+                        h2_max_streams=cluster.http2.max_concurrent_streams,
+                        h2_stream_window=cluster.http2.initial_stream_window,
+                        h2_conn_window=cluster.http2.initial_connection_window,
+                        h2_ping_interval=float(cluster.http2.ping_interval),
+                        h2_ping_timeout=float(cluster.http2.ping_timeout))
         pools[key] = pool
         endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
                                   if stats is not None else -1))

@@ -445,6 +445,28 @@ class ClusterTLS(_Model):
         return self
 
 
+class ClusterHTTP2(_Model):
+    """Our side of the HTTP/2 connections to a cluster's endpoints (with `protocol: http2`).
+    (Minimal, for the HTTP/2 upstream work; the config change of issue 10 owns this model.)"""
+
+    max_concurrent_streams: Count = Field(
+        100, ge=1, le=2147483647,
+        description="Most requests in flight on one upstream connection (also capped by the "
+                    "endpoint's own SETTINGS_MAX_CONCURRENT_STREAMS); more open another "
+                    "connection, up to pool.max_connections.")
+    initial_stream_window: Count = Field(
+        65535, ge=65535, le=2147483647,
+        description="SETTINGS_INITIAL_WINDOW_SIZE in bytes: response body the endpoint may "
+                    "send on one stream ahead of the client reading it.")
+    initial_connection_window: Count = Field(
+        1048576, ge=65535, le=2147483647,
+        description="Response body bytes the endpoint may send ahead on the whole connection.")
+    ping_interval: Timeout = Field(
+        30.0, description="PING a connection that has received nothing this long; 0s = never.")
+    ping_timeout: Duration = Field(
+        5.0, description="Close the connection when a PING is not answered within this long.")
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -453,20 +475,14 @@ class Cluster(_Model):
     connect_timeout: Duration = 1.0
     pool: Pool = Field(default_factory=Pool)
     protocol: Literal["http1", "http2"] = Field(
-        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1). http2 is "
-                             "not supported yet.")
+        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1) or http2 "
+                             "(h2 by ALPN with tls, h2c with prior knowledge without).")
+    http2: ClusterHTTP2 = Field(
+        default_factory=lambda: ClusterHTTP2(),
+        description="HTTP/2 connection settings (with protocol: http2).")
     tls: ClusterTLS | None = Field(
         None, description="Connect to the endpoints with TLS; absent = plaintext.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol_supported(cls, value: str) -> str:
-        # a field error, so it is reported together with the cluster's other field errors
-        if value == "http2":
-            raise ValueError("http2 upstreams are not supported yet (they arrive with HTTP/2 "
-                             "support); use http1")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Cluster:

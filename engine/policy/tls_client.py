@@ -131,8 +131,9 @@ def fingerprint(tls) -> str:
     return digest.hexdigest()[:32]
 
 
-def build_context(tls) -> ssl.SSLContext:
-    """A new client context for a `tls` block (raises pem.PemError or ssl.SSLError)."""
+def build_context(tls, alpn: tuple = ALPN) -> ssl.SSLContext:
+    """A new client context for a `tls` block (raises pem.PemError or ssl.SSLError), offering
+    `alpn` (("h2",) for an http2 cluster)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
     ctx.minimum_version = MINIMUM_VERSION
     if tls.ca is not None:
@@ -144,7 +145,7 @@ def build_context(tls) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if tls.cert is not None:
         ctx.load_cert_chain(tls.cert, tls.key)
-    ctx.set_alpn_protocols(list(ALPN))
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -164,8 +165,10 @@ class ClientContexts:
             if tls is None:
                 continue
             try:
-                key = fingerprint(tls)
-                ctx = kept.get(key) or self._by_fingerprint.get(key) or build_context(tls)
+                h2 = getattr(cluster, "protocol", "http1") == "http2"
+                key = fingerprint(tls) + ("-h2" if h2 else "")
+                ctx = (kept.get(key) or self._by_fingerprint.get(key)
+                       or build_context(tls, ("h2",) if h2 else ALPN))
             except (pem.PemError, ssl.SSLError) as error:
                 # validation read these files; they changed or vanished since
                 raise ValueError(f"cluster '{cluster.name}': tls: {error}") from None

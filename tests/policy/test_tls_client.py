@@ -119,12 +119,6 @@ def test_unknown_tls_fields_are_refused():
     assert problem.startswith("clusters[0].tls.verify: unknown field")
 
 
-def test_http2_upstreams_are_refused_with_the_reason():
-    assert errors(config({}, protocol="http2")) == [
-        "clusters[0].protocol: http2 upstreams are not supported yet (they arrive with HTTP/2 "
-        "support); use http1"]
-
-
 def test_pool_max_pending_defaults_to_1024_and_must_not_be_negative():
     data = config()
     data["clusters"] = [{"name": "c", "endpoints": [{"address": "127.0.0.1:1"}]}]
