@@ -37,14 +37,14 @@ import urllib.parse
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (ConnectionTerminated, DataReceived, RequestReceived, StreamEnded,
-                       StreamReset, WindowUpdated)
+from h2.events import (ConnectionTerminated, DataReceived, PingReceived, RequestReceived,
+                       StreamEnded, StreamReset, WindowUpdated)
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 STATS = {"connections": 0, "open": 0, "closed": 0, "proxied_connections": 0, "proxied_open": 0, "streams": 0, "max_concurrent": 0,
-         "requests": 0, "last_headers": None, "refused": 0, "goaway": 0, "reset": 0}
+         "requests": 0, "last_headers": None, "window_blocked": 0, "pings": 0, "refused": 0, "goaway": 0, "reset": 0}
 ONCE = {"refuse": False, "goaway": False}
 MAX_STREAMS = 100
 
@@ -137,6 +137,8 @@ class Conn(asyncio.Protocol):
                           else [self.streams.get(ev.stream_id)]):
                     if s is not None:
                         s.window.set()
+            elif isinstance(ev, PingReceived):
+                STATS["pings"] += 1
             elif isinstance(ev, ConnectionTerminated):
                 self.transport.close()
         self.flush()
@@ -158,7 +160,11 @@ class Conn(asyncio.Protocol):
                 if n > 0:
                     break
                 s.window.clear()
-                await s.window.wait()
+                STATS["window_blocked"] += 1
+                try:
+                    await s.window.wait()
+                finally:
+                    STATS["window_blocked"] -= 1
             self.h2.send_data(s.sid, bytes(view[:n]))
             view = view[n:]
             self.flush()

@@ -97,19 +97,17 @@ def open_connection(Services svc, Exchange x, Pool pool):
 
 
 async def _connect(Services svc, Exchange x, Pool pool):
-    cdef H2Upstream conn
     try:
-        _, proto = await asyncio.wait_for(
-            svc.loop.create_connection(lambda: H2Upstream(pool, svc), pool.host, pool.port,
+        await asyncio.wait_for(
+            svc.loop.create_connection(lambda: H2Upstream(pool, svc, x), pool.host, pool.port,
                                        ssl=pool.ssl_context,
                                        server_hostname=pool.server_hostname
                                        if pool.ssl_context is not None else None),
             pool.connect_timeout)
     except (OSError, asyncio.TimeoutError, ssl.SSLError, ssl.CertificateError) as exc:
         x.connect_failed(pool, exc)
-        return
-    conn = <H2Upstream>proto
-    conn.start(x)
+    # (on success the connection took over in connection_made: the peer's SETTINGS may arrive
+    # before this coroutine runs again)
 
 
 cdef int64_t parse_length(const char* p, Py_ssize_t n) noexcept:
@@ -520,9 +518,10 @@ cdef class H2Upstream(PooledConn):
         if self.tls_live:
             live_add(LIVE_TLS, -1)
 
-    def __init__(self, Pool pool, Services svc):
+    def __init__(self, Pool pool, Services svc, Exchange x=None):
         self.pool = pool
         self.svc = svc
+        self.opener = x
         self.h2 = H2Connection(True, initial_window_size=pool.h2_stream_window,
                                connection_window=pool.h2_conn_window,
                                settings_timeout=max(pool.connect_timeout, 5.0))
@@ -542,15 +541,13 @@ cdef class H2Upstream(PooledConn):
         if SLUICE_DEBUG and transport.get_extra_info("ssl_object") is not None:
             self.tls_live = True
             live_add(LIVE_TLS, 1)
+        x, self.opener = self.opener, None
+        self.start(<Exchange>x)
 
     cdef void start(self, Exchange x) except *:
         """Connected (and the TLS handshake done): check ALPN, send our preface, and wait for
         the peer's SETTINGS (at most connect_timeout)."""
         cdef Pool pool = self.pool
-        if self.transport is None:
-            self.reported = True
-            x.connect_failed(pool, ConnectionError("closed before the HTTP/2 preface"))
-            return
         sslobj = self.transport.get_extra_info("ssl_object")
         if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
             self.reported = True

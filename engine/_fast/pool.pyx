@@ -257,7 +257,8 @@ cdef class Pool:
                 how[0] = LEASE_NOW
                 return s
             c.draining = True            # (its codec says no: a GOAWAY or no stream id left)
-        if (not fresh and not self.h2_failing and self.connecting > 0
+        # (a retry parks too: waiting for a connect is what it would do on its own one)
+        if (not self.h2_failing and self.connecting > 0
                 and len(self.waiters) < self.connecting * self.h2_max_streams
                 and len(self.waiters) < self.max_waiters):
             self.waiters.append(holder)          # a connection is opening: ride on it
