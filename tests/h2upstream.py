@@ -38,13 +38,13 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, PingReceived, RequestReceived,
-                       StreamEnded, StreamReset, WindowUpdated)
+                       StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 STATS = {"connections": 0, "open": 0, "closed": 0, "proxied_connections": 0, "proxied_open": 0, "streams": 0, "max_concurrent": 0,
-         "requests": 0, "last_headers": None, "window_blocked": 0, "pings": 0, "refused": 0, "goaway": 0, "reset": 0}
+         "requests": 0, "last_headers": None, "window_blocked": 0, "pings": 0, "last_trailers": None, "refused": 0, "goaway": 0, "reset": 0}
 ONCE = {"refuse": False, "goaway": False}
 MAX_STREAMS = 100
 
@@ -137,6 +137,8 @@ class Conn(asyncio.Protocol):
                           else [self.streams.get(ev.stream_id)]):
                     if s is not None:
                         s.window.set()
+            elif isinstance(ev, TrailersReceived):
+                STATS["last_trailers"] = [[n.decode(), v.decode()] for n, v in ev.headers]
             elif isinstance(ev, PingReceived):
                 STATS["pings"] += 1
             elif isinstance(ev, ConnectionTerminated):

@@ -165,6 +165,15 @@ def test_response_trailers_reach_a_chunked_client(proxied):
     assert body == b"9\r\nsome body\r\n0\r\ngrpc-status: 0\r\nx-checksum: abc\r\n\r\n"
 
 
+def test_request_trailers_become_a_trailing_header_section(proxied):
+    up, sluice = proxied
+    r = raw(sluice.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                         b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 42\r\n"
+                         b"Connection: bogus\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200") and r.endswith(b"hello")
+    assert up.stats()["last_trailers"] == [["x-sum", "42"]]
+
+
 def test_head_gets_no_body(proxied):
     up, sluice = proxied
     r = httpx.head(f"{sluice.url}/big?n=1000")
@@ -228,6 +237,18 @@ def test_an_upstream_reset_mid_response_cuts_the_client_connection(proxied):
     assert len(body) == 5000          # cut short, never completed
     assert httpx.get(f"{sluice.url}/").status_code == 200     # the connection lives on
     assert up.stats()["proxied_connections"] == 1
+
+
+def test_a_client_that_leaves_mid_response_resets_only_its_stream(proxied):
+    up, sluice = proxied
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+    with socket.create_connection(("127.0.0.1", sluice.port)) as s:
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\n\r\n" % (64 << 20))
+        s.recv(65536)
+    eventually(lambda: up.stats()["reset"] >= 1)
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+    st = up.stats()
+    assert st["proxied_connections"] == 1 and st["proxied_open"] == 1
 
 
 @pytest.mark.parametrize("path", ["/bad-connection", "/bad-status"])
