@@ -53,7 +53,7 @@ from engine._fast.debug cimport live_add, SLUICE_DEBUG, LIVE_UPSTREAM, LIVE_TLS
 from engine._fast.errors cimport E_BAD_RESPONSE, E_UPSTREAM_RESET
 from engine._fast.exchange cimport Exchange, Services, UpstreamConn, Downstream, PAUSE_UPSTREAM
 from engine._fast.headers cimport (
-    HeaderBlock, HF_DROP, HF_PSEUDO, H_CONNECTION, H_KEEP_ALIVE, H_PROXY_CONNECTION,
+    HeaderBlock, HF_DROP, HF_HOP, H_CONNECTION, H_KEEP_ALIVE, H_PROXY_CONNECTION,
     H_TRANSFER_ENCODING, H_UPGRADE, H_TE, H_CONTENT_LENGTH,
 )
 from engine._fast.hpack cimport (
@@ -191,6 +191,7 @@ cdef list trailer_pairs(bytes lines):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class UpstreamStream(UpstreamConn):
     """One stream of an H2Upstream, leased to one exchange."""
 
@@ -223,7 +224,10 @@ cdef class UpstreamStream(UpstreamConn):
                     authority = h.header_value(h.host_index)
                 h.hdr_flags[h.host_index] |= HF_DROP     # :authority carries it (8.3.1)
             for i in range(h.nheaders):
-                if h.hdr_id[i] == H_TE and V_TRAILERS in h.header_value(i).lower():
+                # an HTTP/1.1 TE is hop-by-hop (not encoded): only its "trailers" goes on; an
+                # HTTP/2 client's `te: trailers` is not flagged and is forwarded as it is
+                if (h.hdr_id[i] == H_TE and h.hdr_flags[i] & HF_HOP
+                        and V_TRAILERS in h.header_value(i).lower()):
                     edits.append(N_TE)
                     edits.append(V_TRAILERS)
                     break
@@ -736,6 +740,7 @@ cdef class H2Upstream(PooledConn):
             return None
         if self.h2.available_streams <= 0:
             self.draining = True          # GOAWAY or ids exhausted: close when the rest end
+            self.drained()
             return None
         s = UpstreamStream.__new__(UpstreamStream)
         s.conn = self
@@ -831,6 +836,10 @@ cdef class H2Upstream(PooledConn):
     @property
     def stream_count(self):
         return self.active
+
+    def _set_next_stream_id(self, sid):
+        """Tests only: jump to the end of the stream id space (exhaustion)."""
+        self.h2._set_next_stream_id(sid)
 
     @property
     def is_draining(self):

@@ -144,6 +144,14 @@ def test_goaway_stops_new_streams_and_the_connection_closes_after_its_last():
     assert pool.h2_connections == [] and pool.total == 1   # (the one opening)
 
 
+def test_a_connection_out_of_stream_ids_drains_and_a_new_one_opens():
+    pool = Pool("127.0.0.1", 1, protocol=2, max_connections=2)
+    conn, t, peer = connect(pool)
+    conn._set_next_stream_id((1 << 31) + 1)             # past 2^31-1 (RFC 9113 5.1.1)
+    assert pool.lease(Holder())[0] == LEASE["open"]
+    assert conn.is_draining and t.closed                 # no stream left on it: closed
+
+
 def test_an_idle_connection_is_pinged_and_closed_when_the_ping_is_not_answered():
     pool = Pool("127.0.0.1", 1, protocol=2, h2_ping_interval=10.0, h2_ping_timeout=2.0,
                 idle_timeout=3600.0)
