@@ -238,8 +238,9 @@ cdef class UpstreamStream(UpstreamConn):
         end = not x.req_has_body
         self.sid = conn.h2.open_stream(block, end)
         if self.sid == 0:          # (available_streams said yes: cannot happen, but be safe)
-            conn.draining = True
-            conn.fail(PROTOCOL_ERROR, "HPACK state lost: a block was encoded but not sent")
+            # the block moved our HPACK table but was not sent: the connection cannot go on
+            conn.fail(PROTOCOL_ERROR, "a request head was encoded but not sent")
+            self.cut(E_UPSTREAM_RESET, True)
             return
         self.req_ended = end
         self.sent_any = True
