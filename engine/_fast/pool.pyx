@@ -324,14 +324,6 @@ cdef class Pool:
     def open_failed(self):
         self.connect_failed()
 
-    def h2_opened(self, PooledConn c not None):
-        """h2_ready() from Python (tests): `c` is a fake connection with its capacity set."""
-        self.h2_ready(c)
-        self.h2_wake()
-
-    def swept(self, double now):
-        return self.sweep(now)
-
     @property
     def idle_count(self):
         if self.protocol == PROTO_HTTP2:

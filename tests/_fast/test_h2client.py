@@ -157,14 +157,14 @@ def test_an_idle_connection_is_pinged_and_closed_when_the_ping_is_not_answered()
                 idle_timeout=3600.0)
     conn, t, peer = connect(pool)
     now = monotonic_now()
-    pool.swept(now + 5)
+    pool.sweep(now + 5)
     assert t.take() == b""                               # not idle long enough
-    pool.swept(now + 11)
+    pool.sweep(now + 11)
     peer.feed(t.take())
     assert any(isinstance(e, h2.events.PingReceived) for e in peer.events)
-    pool.swept(now + 12)
+    pool.sweep(now + 12)
     assert not t.aborted                                 # within ping_timeout
-    pool.swept(now + 14)
+    pool.sweep(now + 14)
     assert t.aborted
     conn.connection_lost(None)
     assert pool.total == 0 and pool.h2_connections == []
@@ -175,10 +175,10 @@ def test_an_answered_ping_keeps_the_connection():
                 idle_timeout=3600.0)
     conn, t, peer = connect(pool)
     now = monotonic_now()
-    pool.swept(now + 11)
+    pool.sweep(now + 11)
     peer.feed(t.take())
     conn.data_received(peer.h2.data_to_send())           # the ACK
-    pool.swept(now + 14)
+    pool.sweep(now + 14)
     assert not t.aborted and not t.closed
 
 
@@ -186,8 +186,8 @@ def test_a_connection_without_streams_closes_after_idle_timeout():
     pool = Pool("127.0.0.1", 1, protocol=2, idle_timeout=30.0, h2_ping_interval=0.0)
     conn, t, peer = connect(pool)
     now = monotonic_now()
-    assert pool.swept(now + 10) == 0
-    assert pool.swept(now + 31) == 1 and t.closed
+    assert pool.sweep(now + 10) == 0
+    assert pool.sweep(now + 31) == 1 and t.closed
     peer.feed(t.take())
     assert any(isinstance(e, h2.events.ConnectionTerminated) for e in peer.events)
 
@@ -196,7 +196,7 @@ def test_a_busy_connection_is_not_closed_by_idle_timeout():
     pool = Pool("127.0.0.1", 1, protocol=2, idle_timeout=30.0, h2_ping_interval=0.0)
     conn, t, peer = connect(pool)
     pool.lease(Holder())
-    assert pool.swept(monotonic_now() + 31) == 0 and not t.closed
+    assert pool.sweep(monotonic_now() + 31) == 0 and not t.closed
 
 
 def test_close_idle_closes_idle_connections_and_drains_busy_ones():
