@@ -24,6 +24,10 @@ What a path does (the query's numbers are parameters):
                          GOAWAY with the first one's id as last-stream-id, answer that one,
                          leave the others unanswered, close when it is sent
   /mute                  200, then this connection sends nothing more (PINGs unanswered)
+  /close-early           the connection is aborted before any response
+  /bad-frame             a DATA frame on stream 0 (a connection error)
+  /bad-hpack             a HEADERS frame whose block has an index beyond the tables
+                         (COMPRESSION_ERROR); /stats "goaway_codes" lists GOAWAYs received
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 STATS = {"connections": 0, "open": 0, "closed": 0, "proxied_connections": 0, "proxied_open": 0, "streams": 0, "max_concurrent": 0,
-         "requests": 0, "last_headers": None, "window_blocked": 0, "pings": 0, "last_trailers": None, "refused": 0, "goaway": 0, "reset": 0}
+         "requests": 0, "last_headers": None, "window_blocked": 0, "pings": 0, "last_trailers": None, "goaway_codes": [], "refused": 0, "goaway": 0, "reset": 0}
 ONCE = {"refuse": False, "goaway": False}
 MAX_STREAMS = 100
 
@@ -142,6 +146,7 @@ class Conn(asyncio.Protocol):
             elif isinstance(ev, PingReceived):
                 STATS["pings"] += 1
             elif isinstance(ev, ConnectionTerminated):
+                STATS["goaway_codes"].append(int(ev.error_code))
                 self.transport.close()
         self.flush()
 
@@ -229,6 +234,19 @@ class Conn(asyncio.Protocol):
             return
         if route != "/upload":
             await s.ended.wait()
+        if route == "/close-early":
+            self.transport.abort()                 # no response: the connection just ends
+            return
+        if route == "/bad-frame":
+            self.flush()
+            self.transport.write(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")   # DATA on 0
+            return
+        if route == "/bad-hpack":
+            self.flush()
+            block = b"\xff\xff\xff\xff\x0f"          # an index beyond both tables
+            self.transport.write(len(block).to_bytes(3, "big") + b"\x01\x04"
+                                 + s.sid.to_bytes(4, "big") + block)
+            return
         if route == "/stats":
             body = json.dumps(STATS).encode()
             self.head(s, 200, [(b"content-type", b"application/json"),

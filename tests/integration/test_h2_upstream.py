@@ -266,6 +266,39 @@ def test_a_body_shorter_than_its_content_length_is_never_passed_on_as_complete(p
     assert b"content-length: 10" in head.lower() and len(body) < 10
 
 
+def test_an_upstream_closing_the_connection_before_a_response_is_502(proxied):
+    up, sluice = proxied
+    assert httpx.get(f"{sluice.url}/close-early").status_code == 502
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+
+
+def test_a_connection_error_from_the_upstream_is_502_and_a_new_connection_follows(proxied):
+    up, sluice = proxied
+    assert httpx.get(f"{sluice.url}/bad-frame").status_code == 502
+    eventually(lambda: up.stats()["goaway_codes"] == [1])        # PROTOCOL_ERROR
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+    assert up.stats()["proxied_connections"] == 2
+
+
+def test_an_undecodable_header_block_is_a_compression_error(proxied):
+    up, sluice = proxied
+    assert httpx.get(f"{sluice.url}/bad-hpack").status_code == 502
+    eventually(lambda: up.stats()["goaway_codes"] == [9])        # COMPRESSION_ERROR
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+
+
+def test_a_slow_client_does_not_stall_the_other_streams_of_its_connection(proxied):
+    up, sluice = proxied
+    with socket.create_connection(("127.0.0.1", sluice.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % (64 << 20))
+        eventually(lambda: up.stats()["window_blocked"] >= 1, timeout=30)
+        for _ in range(5):
+            r = httpx.get(f"{sluice.url}/big?n=1000000", timeout=10)
+            assert r.status_code == 200 and len(r.content) == 1000000
+    assert up.stats()["proxied_connections"] == 1
+
+
 # --- liveness ------------------------------------------------------------------------------------
 
 def test_an_upstream_that_stops_answering_pings_gets_its_connection_closed(h2up, start_sluice):
