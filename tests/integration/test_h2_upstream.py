@@ -251,6 +251,19 @@ def test_a_client_that_leaves_mid_response_resets_only_its_stream(proxied):
     assert st["proxied_connections"] == 1 and st["proxied_open"] == 1
 
 
+def test_a_route_timeout_resets_only_its_stream(h2up, start_sluice):
+    up = h2up()
+    routes = [{"name": "all", "match": {"path_prefix": "/"}, "to": [{"cluster": "up"}],
+               "timeout": "500ms"}]
+    sluice = start_sluice(simple_config(free_port(), {"up": [up.address]}, routes=routes,
+                                        protocol="http2"))
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+    assert httpx.get(f"{sluice.url}/slow?s=5", timeout=10).status_code == 504
+    eventually(lambda: up.stats()["reset"] >= 1)
+    assert httpx.get(f"{sluice.url}/").status_code == 200
+    assert up.stats()["proxied_connections"] == 1
+
+
 @pytest.mark.parametrize("path", ["/bad-connection", "/bad-status"])
 def test_a_malformed_response_head_is_502(proxied, path):
     up, sluice = proxied
