@@ -1,0 +1,173 @@
+"""gRPC through sluice (issue 10, item 6): a real grpcio client and a real grpcio server
+(tests/grpc_peer.py), the four call kinds, status and trailing metadata carried through, and
+sluice's own errors answered as trailers-only gRPC responses with the error table's status."""
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from grpc_peer import stubs
+from h2peer import H2Peer
+from hostile import HostileUpstream, read_head
+from support import ROOT, free_port, simple_config
+
+
+class GrpcUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "grpc_peer.py"),
+                                      str(self.port)], stdout=subprocess.PIPE)
+        assert self.proc.stdout.readline().strip() == b"ready"
+        self.address = f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def grpc_upstream():
+    u = GrpcUpstream()
+    yield u
+    u.stop()
+
+
+def grpc_config(address: str, **cluster) -> dict:
+    c = simple_config(free_port(), {"up": [address]}, protocol="http2", **cluster)
+    c["listeners"][0]["protocols"] = ["http2", "http1"]
+    return c
+
+
+@pytest.fixture
+def channel(start_sluice, grpc_upstream):
+    s = start_sluice(grpc_config(grpc_upstream.address))
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    yield ch
+    ch.close()
+
+
+def test_unary_call_with_metadata_and_trailers(channel):
+    call = stubs(channel)["Unary"]
+    reply, info = call.with_call(b"hello", metadata=(("x-echo", "42"),), timeout=10)
+    assert reply == b"hello"
+    assert ("x-echo", "42") in info.trailing_metadata()
+    assert info.code() == grpc.StatusCode.OK
+
+
+def test_an_error_status_and_message_pass_through(channel):
+    with pytest.raises(grpc.RpcError) as err:
+        stubs(channel)["Unary"](b"fail:NOT_FOUND:no such thing", timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "no such thing"
+
+
+def test_server_streaming(channel):
+    got = list(stubs(channel)["ServerStream"](b"50:10000", timeout=20))
+    assert len(got) == 50 and all(len(m) == 10000 for m in got)
+    assert got[7] == bytes([7]) * 10000
+
+
+def test_client_streaming(channel):
+    reply = stubs(channel)["ClientStream"](iter([b"x" * 1000] * 300), timeout=20)
+    assert reply == b"300:300000"
+
+
+def test_bidirectional_streaming_interleaves(channel):
+    replies = stubs(channel)["Bidi"](iter([b"m%d" % i for i in range(100)]), timeout=20)
+    assert list(replies) == [b"m%d" % i for i in range(100)]
+
+
+def test_large_messages_both_ways(channel):
+    big = bytes(range(256)) * 16384                      # 4 MiB, the grpcio default maximum
+    assert stubs(channel)["Unary"](big[:4 * 1024 * 1024 - 64], timeout=30) == big[:4 * 1024 * 1024 - 64]
+
+
+def test_many_concurrent_calls_share_the_connection(channel):
+    futures_ = [stubs(channel)["Unary"].future(b"c%d" % i, timeout=20) for i in range(200)]
+    assert sorted(f.result() for f in futures_) == sorted(b"c%d" % i for i in range(200))
+
+
+# --- sluice's own answers: trailers-only, the error table's gRPC status -----------------------
+
+def local_call(s, path="/test.Echo/Unary", headers=()):
+    p = H2Peer(s.port)
+    sid = p.request(path, method="POST", headers=[("content-type", "application/grpc"),
+                                                  ("te", "trailers"), *headers],
+                    body=b"\0\0\0\0\0")
+    status, hdrs, body, trailers = p.response(sid)
+    p.close()
+    return status, hdrs, body
+
+
+def local_config(address: str) -> dict:
+    """sluice answering by itself: an HTTP/1.1 cluster is enough (tests/upstream.py)."""
+    c = simple_config(free_port(), {"up": [address]})
+    c["listeners"][0]["protocols"] = ["http2", "http1"]
+    return c
+
+
+def test_no_route_is_unimplemented(start_sluice, upstream):
+    c = local_config(upstream.address)
+    c["routes"][0]["match"] = {"path_prefix": "/other."}
+    s = start_sluice(c)
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    with pytest.raises(grpc.RpcError) as err:
+        stubs(ch)["Unary"](b"x", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    ch.close()
+
+
+def test_rate_limited_is_resource_exhausted(start_sluice, upstream):
+    c = local_config(upstream.address)
+    c["routes"][0]["rate_limit"] = {"rate": 0.01, "burst": 1}
+    s = start_sluice(c)
+    local_call(s)                                          # takes the only token
+    status, headers, body = local_call(s)
+    assert status == 200 and body == b"" and headers["grpc-status"] == "8"
+
+
+def test_upstream_down_is_unavailable(start_sluice):
+    s = start_sluice(local_config(f"127.0.0.1:{free_port()}"))
+    status, headers, body = local_call(s)
+    assert status == 200 and body == b""
+    assert headers["content-type"] == "application/grpc"
+    assert headers["grpc-status"] == "14"                 # UNAVAILABLE
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    with pytest.raises(grpc.RpcError) as err:
+        stubs(ch)["Unary"](b"x", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    ch.close()
+
+
+def test_grpc_timeout_is_the_route_deadline(start_sluice):
+    """The client's grpc-timeout (300 ms) is sooner than the route's (10 s), and the upstream
+    never answers: sluice answers DEADLINE_EXCEEDED itself, trailers-only."""
+    def hang(conn, index):
+        read_head(conn)
+        time.sleep(15)
+
+    up = HostileUpstream(hang)
+    try:
+        c = local_config(up.address)
+        c["routes"][0]["timeout"] = "10s"
+        s = start_sluice(c)
+        status, headers, body = local_call(s, headers=[("grpc-timeout", "300m")])
+        # (the client here has no deadline of its own: this status can only be sluice's)
+        assert status == 200 and headers.get("grpc-status") == "4"     # DEADLINE_EXCEEDED
+    finally:
+        up.stop()
+
+
+def test_the_access_log_records_grpc_status(start_sluice, grpc_upstream):
+    s = start_sluice(grpc_config(grpc_upstream.address))
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    stubs(ch)["Unary"](b"ok", timeout=10)
+    with pytest.raises(grpc.RpcError):
+        stubs(ch)["Unary"](b"fail:PERMISSION_DENIED:no", timeout=10)
+    ch.close()
+    from support import eventually
+    recs = eventually(lambda: [r for r in s.access_log() if r["path"] == "/test.Echo/Unary"]
+                      if len(s.access_log()) >= 2 else [])
+    assert [r.get("grpc_status") for r in recs] == [0, 7]
