@@ -203,6 +203,7 @@ cdef class UpstreamStream(UpstreamConn):
         cdef list edits = [], src = x.edits
         cdef Py_ssize_t i
         cdef bint end
+        cdef bint te_sent = False
         if self.released or conn.h2.available_streams <= 0:
             # the connection went away or got a GOAWAY between the lease and now: the request
             # never left, so it may be retried (before encoding: HPACK state must not move)
@@ -214,6 +215,12 @@ cdef class UpstreamStream(UpstreamConn):
                 n = (<bytes>src[i]).lower()
                 if n == N_HOST:
                     authority = <bytes>src[i + 1]      # absolute-form, or the endpoint's address
+                elif n == N_TE:
+                    # only `te: trailers` (RFC 9113 8.2.2), e.g. the gRPC-Web translation's
+                    if (<bytes>src[i + 1]).lower() == V_TRAILERS and not te_sent:
+                        te_sent = True
+                        edits.append(N_TE)
+                        edits.append(V_TRAILERS)
                 elif n not in CONNECTION_SPECIFIC:
                     edits.append(n)
                     edits.append(src[i + 1])
@@ -225,7 +232,7 @@ cdef class UpstreamStream(UpstreamConn):
             for i in range(h.nheaders):
                 # an HTTP/1.1 TE is hop-by-hop (not encoded): only its "trailers" goes on; an
                 # HTTP/2 client's `te: trailers` is not flagged and is forwarded as it is
-                if (h.hdr_id[i] == H_TE and h.hdr_flags[i] & HF_HOP
+                if (h.hdr_id[i] == H_TE and h.hdr_flags[i] & HF_HOP and not te_sent
                         and V_TRAILERS in h.header_value(i).lower()):
                     edits.append(N_TE)
                     edits.append(V_TRAILERS)

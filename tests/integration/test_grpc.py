@@ -171,3 +171,106 @@ def test_the_access_log_records_grpc_status(start_sluice, grpc_upstream):
     recs = eventually(lambda: [r for r in s.access_log() if r["path"] == "/test.Echo/Unary"]
                       if len(s.access_log()) >= 2 else [])
     assert [r.get("grpc_status") for r in recs] == [0, 7]
+
+
+# --- over TLS both ways ------------------------------------------------------------------------
+
+def test_grpc_over_tls_to_a_tls_grpc_server(start_sluice, tmp_path):
+    from tls_certs import CA
+    ca = CA(tmp_path / "pki")
+    front = ca.issue("front", dns=["localhost"])
+    back = ca.issue("back", dns=["localhost"])
+    port = free_port()
+    up = subprocess.Popen([sys.executable, str(ROOT / "tests" / "grpc_peer.py"), str(port),
+                           str(back[0]), str(back[1])], stdout=subprocess.PIPE)
+    try:
+        assert up.stdout.readline().strip() == b"ready"
+        c = grpc_config(f"127.0.0.1:{port}", tls={"ca": str(ca.cert_path), "sni": "localhost"})
+        c["listeners"][0]["protocols"] = ["http2"]
+        c["listeners"][0]["tls"] = {"certificates": [{"cert": str(front[0]), "key": str(front[1])}]}
+        s = start_sluice(c)
+        creds = grpc.ssl_channel_credentials(root_certificates=ca.cert_path.read_bytes())
+        ch = grpc.secure_channel(f"localhost:{s.port}", creds)
+        assert stubs(ch)["Unary"](b"over tls", timeout=10) == b"over tls"
+        assert list(stubs(ch)["Bidi"](iter([b"a", b"b"]), timeout=10)) == [b"a", b"b"]
+        ch.close()
+    finally:
+        up.kill()
+        up.wait()
+
+
+# --- gRPC-Web: a browser's calls, translated -------------------------------------------------
+
+def web_frames(body: bytes) -> list[tuple[int, bytes]]:
+    out, i = [], 0
+    while i < len(body):
+        flag, n = body[i], int.from_bytes(body[i + 1:i + 5], "big")
+        out.append((flag, body[i + 5:i + 5 + n]))
+        i += 5 + n
+    return out
+
+
+def web_message(data: bytes) -> bytes:
+    return b"\0" + len(data).to_bytes(4, "big") + data
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_grpc_web_binary_call(start_sluice, grpc_upstream, http2):
+    import httpx
+    s = start_sluice(grpc_config(grpc_upstream.address))
+    with httpx.Client(http1=not http2, http2=http2) as c:
+        r = c.post(f"{s.url}/test.Echo/Unary", content=web_message(b"from a browser"),
+                   headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/grpc-web+proto"
+    frames = web_frames(r.content)
+    assert frames[0] == (0, b"from a browser")
+    assert frames[-1][0] == 0x80 and b"grpc-status:0\r\n" in frames[-1][1]
+
+
+def test_grpc_web_text_call_streams_and_its_error_status(start_sluice, grpc_upstream):
+    import base64
+    import httpx
+    s = start_sluice(grpc_config(grpc_upstream.address))
+    # a text body as browsers send it: base64 of each message, concatenated
+    body = base64.b64encode(web_message(b"3:10"))
+    r = httpx.post(f"{s.url}/test.Echo/ServerStream", content=body,
+                   headers={"content-type": "application/grpc-web-text"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/grpc-web-text"
+    frames = web_frames(base64.b64decode(r.content))
+    assert frames[:3] == [(0, bytes([i]) * 10) for i in range(3)]
+    assert frames[3][0] == 0x80 and b"grpc-status:0" in frames[3][1]
+    bad = httpx.post(f"{s.url}/test.Echo/Unary",
+                     content=base64.b64encode(web_message(b"fail:NOT_FOUND:gone")),
+                     headers={"content-type": "application/grpc-web-text"})
+    # trailers-only: the status comes in the head, as gRPC-Web clients read it
+    assert bad.headers.get("grpc-status") == "5" and bad.headers.get("grpc-message") == "gone"
+
+
+def test_grpc_web_local_error_is_trailers_only(start_sluice, grpc_upstream):
+    import httpx
+    c = grpc_config(grpc_upstream.address)
+    c["routes"][0]["match"] = {"grpc": {"service": "other.Svc"}}
+    s = start_sluice(c)
+    r = httpx.post(f"{s.url}/test.Echo/Unary", content=web_message(b"x"),
+                   headers={"content-type": "application/grpc-web"})
+    assert r.status_code == 200 and r.headers["grpc-status"] == "12" and r.content == b""
+    assert r.headers["content-type"] == "application/grpc-web"
+
+
+def test_match_grpc_routes_by_service_and_method(start_sluice, grpc_upstream):
+    c = grpc_config(grpc_upstream.address)
+    c["routes"] = [
+        {"name": "unary-only", "match": {"grpc": {"service": "test.Echo", "method": "Unary"}},
+         "to": [{"cluster": "up"}]},
+        {"name": "rest", "match": {"grpc": {"service": "test.Echo"}},
+         "direct_response": {"status": 403}},
+    ]
+    c["listeners"][0]["routes"] = ["unary-only", "rest"]
+    s = start_sluice(c)
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    assert stubs(ch)["Unary"](b"routed", timeout=10) == b"routed"
+    with pytest.raises(grpc.RpcError) as err:
+        stubs(ch)["ClientStream"](iter([b"x"]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED        # 403, gRPC's mapping
+    ch.close()
