@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t
 from engine._fast.exchange cimport Exchange, Services, UpstreamConn
 from engine._fast.headers cimport HeaderBlock
 from engine._fast.hpack cimport Decoder, Encoder
-from engine._fast.http2 cimport H2Connection
+from engine._fast.http2 cimport H2Connection, C_COUNT
 from engine._fast.pool cimport Pool, PooledConn
 
 cdef class H2Upstream
@@ -58,6 +58,8 @@ cdef class H2Upstream(PooledConn):
     cdef object timer               # SETTINGS wait while connecting
     cdef double last_seen           # a frame arrived at (PING liveness)
     cdef double ping_sent           # our PING is unanswered since (0: none out)
+    cdef int64_t flushed[C_COUNT]   # the codec's counters as last added to Stats
+    cdef bint counted               # in the open-connections gauge
 
     cdef void start(self, Exchange x) except *
     cdef void flush(self) except *
@@ -68,3 +70,8 @@ cdef class H2Upstream(PooledConn):
     cdef void break_all(self, int kind) except *
     cdef void drained(self) except *
     cdef void drain_all(self) except *
+    cdef void reset(self, int64_t sid, int code) except *
+    cdef void count_reset(self, int code, bint sent) noexcept
+    cdef void count_goaway(self, int code, bint sent) noexcept
+    cdef void gauge(self, int which, long delta) noexcept
+    cdef void flush_counts(self) noexcept

@@ -66,6 +66,9 @@ from engine._fast.http2 cimport (
     EV_REFUSED, EV_WINDOW_UPDATE, EV_SETTINGS, EV_PING_ACK, EV_GOAWAY, EV_CONNECTION_ERROR,
     NO_ERROR, PROTOCOL_ERROR, CANCEL, REFUSED_STREAM,
 )
+from engine._fast.stats cimport (
+    Stats, ST_H2_UPSTREAM, ST_H2_GAUGE_CONNECTIONS, ST_H2_GAUGE_STREAMS,
+)
 from engine._fast.limiter cimport monotonic_now
 from engine._fast.pool cimport Pool, PooledConn
 
@@ -243,6 +246,8 @@ cdef class UpstreamStream(UpstreamConn):
                                     P_AUTHORITY, authority, P_PATH, x.target], edits)
         end = not x.req_has_body
         self.sid = conn.h2.open_stream(block, end)
+        if self.sid:
+            conn.gauge(ST_H2_GAUGE_STREAMS, 1)
         if self.sid == 0:          # (available_streams said yes: cannot happen, but be safe)
             # the block moved our HPACK table but was not sent: the connection cannot go on
             conn.fail(PROTOCOL_ERROR, "a request head was encoded but not sent")
@@ -301,7 +306,7 @@ cdef class UpstreamStream(UpstreamConn):
         """The response is complete: a request still being sent is stopped (RFC 9113 8.1)."""
         cdef H2Upstream conn = self.conn
         if self.sid and not self.released:
-            conn.h2.reset_stream(self.sid, CANCEL)   # (no-op when both sides ended)
+            conn.reset(self.sid, CANCEL)             # (no-op when both sides ended)
         if self.blocked and x.ds is not None:
             self.blocked = False
             x.ds.resume_client(x, PAUSE_UPSTREAM)       # (the rest of the body is dropped)
@@ -317,7 +322,7 @@ cdef class UpstreamStream(UpstreamConn):
         if self.released:
             return
         if self.sid:
-            conn.h2.reset_stream(self.sid, CANCEL)
+            conn.reset(self.sid, CANCEL)
         self.give_back()
         conn.flush()
 
@@ -438,7 +443,7 @@ cdef class UpstreamStream(UpstreamConn):
         cdef H2Upstream conn = self.conn
         cdef Exchange x = self.x
         if self.sid and code:
-            conn.h2.reset_stream(self.sid, code)
+            conn.reset(self.sid, code)
         conn.svc.warn(("h2-bad", conn.pool.address), "upstream %s: %s (stream reset)"
                       % (conn.pool.address.decode(), why), 1.0)
         self.give_back()
@@ -503,6 +508,7 @@ cdef class UpstreamStream(UpstreamConn):
             self.x.ds.resume_client(self.x, PAUSE_UPSTREAM)
         self.blocked = False
         if self.sid:
+            conn.gauge(ST_H2_GAUGE_STREAMS, -1)
             conn.streams.pop(self.sid, None)
             if self.unacked:
                 conn.h2.consumed(self.sid, self.unacked)   # (the connection window's share)
@@ -604,6 +610,10 @@ cdef class H2Upstream(PooledConn):
     def connection_lost(self, exc):
         cdef Exchange x
         self.svc.open_fds -= 1
+        self.flush_counts()
+        if self.counted:
+            self.counted = False
+            self.gauge(ST_H2_GAUGE_CONNECTIONS, -1)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -666,6 +676,7 @@ cdef class H2Upstream(PooledConn):
                 if hpack_is_connection_error(rc):
                     self.fail(hpack_h2_error(rc), "HPACK: a header block could not be decoded")
             elif kind == EV_RESET:
+                self.count_reset(ev[2], False)
                 if s is not None:
                     if ev[2] == REFUSED_STREAM:
                         s.cut(E_UPSTREAM_RESET, True)
@@ -675,6 +686,7 @@ cdef class H2Upstream(PooledConn):
                                       % (self.pool.address.decode(), ev[2]), 1.0)
                         s.cut(E_UPSTREAM_RESET, False)
             elif kind == EV_STREAM_ERROR:
+                self.count_reset(ev[2], True)
                 if s is not None:      # the codec reset it: the upstream broke a rule on it
                     s.cut(E_BAD_RESPONSE, False)
             elif kind == EV_REFUSED:
@@ -697,6 +709,7 @@ cdef class H2Upstream(PooledConn):
             elif kind == EV_PING_ACK:
                 self.ping_sent = 0
             elif kind == EV_GOAWAY:
+                self.count_goaway(ev[2], False)
                 self.draining = True
                 if ev[2] != NO_ERROR:
                     self.svc.warn(("h2-goaway", self.pool.address),
@@ -706,6 +719,7 @@ cdef class H2Upstream(PooledConn):
                 self.drained()
                 self.pool.h2_wake()
             elif kind == EV_CONNECTION_ERROR:
+                self.count_goaway(ev[2], True)
                 self.svc.warn(("h2-error", self.pool.address),
                               "upstream %s broke HTTP/2 (%s): connection closed"
                               % (self.pool.address.decode(), ev[3]), 1.0)
@@ -730,6 +744,8 @@ cdef class H2Upstream(PooledConn):
         self.ready = True
         self.reported = True
         self.opener = None
+        self.counted = True
+        self.gauge(ST_H2_GAUGE_CONNECTIONS, 1)
         self.idle_since = self.last_seen = now
         if self.timer is not None:
             self.timer.cancel()
@@ -782,6 +798,7 @@ cdef class H2Upstream(PooledConn):
         cdef list events
         if not self.ready or self.dead or self.transport is None:
             return
+        self.flush_counts()
         events = self.h2.tick(now)
         if events:
             self.handle(events)
@@ -805,11 +822,39 @@ cdef class H2Upstream(PooledConn):
         self.dead = True
         self.draining = True
         if self.transport is not None:
-            self.h2.close(NO_ERROR)
+            if not self.h2.closed:
+                self.h2.close(NO_ERROR)
+                self.count_goaway(NO_ERROR, True)
             self.flush()
             self.transport.close()
 
     # --- helpers -----------------------------------------------------------------------------
+
+    cdef void reset(self, int64_t sid, int code) except *:
+        """RST_STREAM, counted by code (sluice_http2_resets_total, side="upstream")."""
+        if self.h2.reset_stream(sid, code):
+            self.count_reset(code, True)
+
+    cdef void count_reset(self, int code, bint sent) noexcept:
+        cdef Stats st = self.svc.stats
+        if st is not None:
+            st.h2_reset(self.svc.stats_worker, ST_H2_UPSTREAM, sent, code)
+
+    cdef void count_goaway(self, int code, bint sent) noexcept:
+        cdef Stats st = self.svc.stats
+        if st is not None:
+            st.h2_goaway(self.svc.stats_worker, ST_H2_UPSTREAM, sent, code)
+
+    cdef void gauge(self, int which, long delta) noexcept:
+        cdef Stats st = self.svc.stats
+        if st is not None:
+            st.h2_gauge(self.svc.stats_worker, ST_H2_UPSTREAM, which, delta)
+
+    cdef void flush_counts(self) noexcept:
+        cdef Stats st = self.svc.stats
+        if st is not None:
+            st.h2_flush(self.svc.stats_worker, ST_H2_UPSTREAM, &self.h2.counts[0],
+                        &self.flushed[0])
 
     cdef void flush(self) except *:
         cdef bytes data
@@ -826,6 +871,7 @@ cdef class H2Upstream(PooledConn):
             self.svc.warn(("h2-error", self.pool.address), "upstream %s: %s: connection closed"
                           % (self.pool.address.decode(), why), 1.0)
             self.h2.close(code, (why or "").encode())
+            self.count_goaway(code, True)
         self.dead = True
         self.draining = True
         self.flush()

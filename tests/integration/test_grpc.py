@@ -11,7 +11,7 @@ import pytest
 from grpc_peer import stubs
 from h2peer import H2Peer
 from hostile import HostileUpstream, read_head
-from support import ROOT, free_port, simple_config
+from support import ROOT, eventually, free_port, metric, simple_config
 
 
 class GrpcUpstream:
@@ -167,7 +167,6 @@ def test_the_access_log_records_grpc_status(start_sluice, grpc_upstream):
     with pytest.raises(grpc.RpcError):
         stubs(ch)["Unary"](b"fail:PERMISSION_DENIED:no", timeout=10)
     ch.close()
-    from support import eventually
     recs = eventually(lambda: [r for r in s.access_log() if r["path"] == "/test.Echo/Unary"]
                       if len(s.access_log()) >= 2 else [])
     assert [r.get("grpc_status") for r in recs] == [0, 7]
@@ -274,3 +273,15 @@ def test_match_grpc_routes_by_service_and_method(start_sluice, grpc_upstream):
         stubs(ch)["ClientStream"](iter([b"x"]), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED        # 403, gRPC's mapping
     ch.close()
+
+
+def test_upstream_http2_metrics(start_sluice, grpc_upstream):
+    s = start_sluice(grpc_config(grpc_upstream.address))
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    for i in range(5):
+        stubs(ch)["Unary"](b"m", timeout=10)
+    ch.close()
+    eventually(lambda: metric(s, "sluice_http2_streams_total", side="upstream") == 5)
+    assert metric(s, "sluice_http2_active_connections", side="upstream") == 1
+    assert metric(s, "sluice_http2_active_streams", side="upstream") == 0
+    assert metric(s, "sluice_http2_streams_total", side="downstream") == 5
