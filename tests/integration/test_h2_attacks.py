@@ -38,13 +38,14 @@ def request_block(enc: hpack.Encoder, path: str, method: str = "GET") -> bytes:
 
 class RawClient:
     def __init__(self, port: int, **settings_kw) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.sendall(PREFACE + settings(**settings_kw) + frame(4, 1, 0))
         self.buf = b""
         self.frames: list[tuple[int, int, int, bytes]] = []
         self.eof = False
 
     def send(self, data: bytes) -> bool:
+        self.sock.settimeout(30)       # (a loaded machine: sluice may take a while to read)
         try:
             self.sock.sendall(data)
             return True
