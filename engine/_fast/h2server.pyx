@@ -140,6 +140,7 @@ cdef class H2Req:
     cdef bytes end_trailers
     cdef bint broke                # the response broke: reset, the exchange ends in flush()
     cdef double last_read          # last request bytes (body timeout)
+    cdef bytes held                # the response's latest DATA, not sent yet (see send_data)
 
 
 @cython.final
@@ -152,6 +153,7 @@ cdef class H2Downstream(Downstream):
     cdef dict streams              # stream id -> H2Req of exchanges in flight
     cdef list cut                  # H2Reqs with a follow-up for flush() (see the docstring)
     cdef set waiting               # H2Reqs with response DATA blocked on flow control
+    cdef list holding              # H2Reqs holding a chunk back (send_data), until write_out
     cdef HeaderBlock scratch       # where ignored header blocks are decoded (HPACK sync)
     cdef object write
     cdef bint admitted
@@ -187,6 +189,7 @@ cdef class H2Downstream(Downstream):
         self.streams = {}
         self.cut = []
         self.waiting = set()
+        self.holding = []
         self.http_minor = 2
 
     @property
@@ -259,6 +262,7 @@ cdef class H2Downstream(Downstream):
         self.streams.clear()
         self.cut.clear()
         self.waiting.clear()
+        self.holding.clear()
         self.flush_counts()
         self.gauge(ST_H2_GAUGE_CONNECTIONS, -1)
         self.worker.conn_closed(self, self.lname, self.lslot)
@@ -731,7 +735,13 @@ cdef class H2Downstream(Downstream):
         if s is None or s.local_done:
             return
         x.bytes_out += PyBytes_GET_SIZE(chunk)
-        self.send_body(s, chunk, False)
+        # the last chunk is held until the next call or the end of this loop turn, so that a
+        # response's END_STREAM rides on its last DATA frame instead of an empty one after it
+        if s.held is not None:
+            self.send_body(s, s.held, False)
+        else:
+            self.holding.append(s)
+        s.held = chunk
 
     cdef void send_body(self, H2Req s, bytes chunk, bint end) except *:
         """DATA as far as the windows allow; the rest waits on the stream (unblock())."""
@@ -794,6 +804,13 @@ cdef class H2Downstream(Downstream):
         if s is None or s.local_done:
             return
         pairs = trailer_lines_to_pairs(trailers) if trailers else None
+        if s.held is not None:
+            held, s.held = s.held, None
+            self.send_body(s, held, not pairs)
+            if not pairs:
+                if s.remote_open:
+                    self.cut.append(s)
+                return
         if s.blocked:
             s.end_pending = True
             s.end_trailers = trailers if pairs else None
@@ -909,9 +926,16 @@ cdef class H2Downstream(Downstream):
 
     def write_out(self):
         cdef bytes out
+        cdef H2Req s
         self.write_scheduled = False
         if self.transport is None or self.conn is None:
             return
+        for s in self.holding:
+            if s.held is not None:
+                held, s.held = s.held, None
+                if not s.local_done:
+                    self.send_body(s, held, False)
+        self.holding.clear()
         out = self.conn.data_to_send()
         if out:
             self.write(out)
