@@ -313,3 +313,58 @@ def test_drain_does_not_wait_for_a_client_that_never_answers_the_goaway_ping(pro
     assert proxy.proc.wait(timeout=20) == 0
     assert time.monotonic() - t0 < 10
     sock.close()
+
+
+@pytest.fixture
+def nginx_upstream(tmp_path):
+    """nginx as the HTTP/1.1 upstream: a static file and a location that says what it got."""
+    import shutil
+    import time
+    if shutil.which("nginx") is None:
+        pytest.skip("needs nginx")
+    port = free_port()
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "big.bin").write_bytes(bytes(range(256)) * 8192)           # 2 MiB
+    conf = tmp_path / "nginx.conf"
+    import os
+    user = "user root;" if os.geteuid() == 0 else ""     # (its workers must read tmp_path)
+    conf.write_text(f"""
+{user} worker_processes 1; daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;
+events {{}}
+http {{
+  access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};
+  fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ root {root}; }}
+    location /said {{ return 200 "$request_method $http_host $http_cookie $http_x_forwarded_proto\\n"; }}
+  }}
+}}""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)],
+                            stderr=subprocess.DEVNULL)
+    from support import wait_port
+    wait_port(port, proc=proc)
+
+    class U:
+        address = f"127.0.0.1:{port}"
+    yield U
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_http2_clients_through_to_nginx(start_sluice, nginx_upstream, tmp_path):
+    import hashlib
+    s = start_sluice(h2_config(nginx_upstream))
+    body = curl("--http2-prior-knowledge", f"{s.url}/big.bin")
+    want = bytes(range(256)) * 8192
+    assert len(body) == len(want), len(body)
+    assert body == want, next(i for i in range(len(want)) if body[i] != want[i])
+    p = H2Peer(s.port)
+    status, _, said, _ = p.response(p.request("/said", authority="shop.test",
+                                              headers=[("cookie", "a=1"), ("cookie", "b=2")]))
+    assert status == 200 and said == b"GET shop.test a=1; b=2 http\n"
+    status, headers, body, _ = p.response(p.request("/big.bin", method="HEAD"))
+    assert status == 200 and body == b"" and headers["content-length"] == str(256 * 8192)
+    assert p.response(p.request("/missing"))[0] == 404
+    p.close()
