@@ -335,7 +335,7 @@ cdef class UpstreamStream(UpstreamConn):
     cdef void resume_reading(self) except *:
         self.paused_reading = False
         if self.unacked and self.sid:
-            self.conn.h2.consumed(self.sid, self.unacked)
+            self.conn.h2.consumed_stream(self.sid, self.unacked)
             self.unacked = 0
             self.conn.flush()
 
@@ -420,13 +420,16 @@ cdef class UpstreamStream(UpstreamConn):
                               if not self.body_none else "DATA in a response without a body")
             return
         if n:
+            # the connection window at once (a paused stream holds at most its own window:
+            # paused streams cannot starve the others), the stream's once the client takes it
+            conn.h2.consumed_connection(n)
             x.response_data(data)
             if x.ds is not None:
                 x.ds.flush()            # (a slow client pauses us here: pause_reading)
             if self.paused_reading:
                 self.unacked += n
             else:
-                conn.h2.consumed(self.sid, n)
+                conn.h2.consumed_stream(self.sid, n)
         if end_stream and self.x is x:
             self.finish_response(b"")
 
@@ -510,9 +513,7 @@ cdef class UpstreamStream(UpstreamConn):
         if self.sid:
             conn.gauge(ST_H2_GAUGE_STREAMS, -1)
             conn.streams.pop(self.sid, None)
-            if self.unacked:
-                conn.h2.consumed(self.sid, self.unacked)   # (the connection window's share)
-                self.unacked = 0
+            self.unacked = 0            # (the connection window had it at once)
         conn.stream_done(self)
 
 

@@ -58,6 +58,7 @@ from engine._fast.errors cimport (
 )
 from engine._fast.exchange cimport (
     Exchange, Downstream, UpstreamConn, X_IDLE, X_LOCAL, X_WAITING, X_PROXYING, X_BODY_WAIT,
+    PAUSE_PENDING,
 )
 from engine._fast.headers cimport (
     HeaderBlock, H_CONTENT_LENGTH, H_CONNECTION, H_KEEP_ALIVE, H_PROXY_CONNECTION,
@@ -646,9 +647,17 @@ cdef class H2Downstream(Downstream):
             self.cut_midway(s, "a body that does not match its content-length")
             return
         if n:
+            # the connection window at once (a paused stream holds at most its own window),
+            # the stream's once its upstream takes the bytes: backpressure per stream
+            self.conn.consumed_connection(n)
+            if x.state == X_WAITING and x.up is None:
+                # no upstream yet: what arrives is held (exchange.pending), so the stream's
+                # window stays shut until one is attached -- a stream window per stream at
+                # most, not the exchange's PENDING_BODY_LIMIT
+                s.pause |= PAUSE_PENDING
             x.request_data(data)
             if s.pause == 0 or x.state == X_LOCAL or x.state == X_BODY_WAIT:
-                self.conn.consumed(sid, n)
+                self.conn.consumed_stream(sid, n)
             else:
                 s.owed += n
         if end_stream:
@@ -870,9 +879,7 @@ cdef class H2Downstream(Downstream):
         self.last_active = monotonic_now()
         if self.closed or self.conn is None:
             return
-        if s.owed:
-            self.conn.consumed(s.sid, s.owed)    # credits the connection window
-            s.owed = 0
+        s.owed = 0                 # (the connection window had it at once)
         if not s.local_done:
             s.local_done = True
             self.reset(s.sid, CANCEL)
@@ -893,7 +900,7 @@ cdef class H2Downstream(Downstream):
         if s.pause == 0:
             s.last_read = monotonic_now()
             if s.owed:
-                self.conn.consumed(s.sid, s.owed)
+                self.conn.consumed_stream(s.sid, s.owed)
                 s.owed = 0
 
     cdef void flush(self) except *:

@@ -150,6 +150,8 @@ cdef class H2Connection:
                                double now=*) except -2
     cpdef bint reset_stream(self, int64_t sid, int code=*) except -1
     cpdef consumed(self, int64_t sid, int64_t n)
+    cpdef consumed_connection(self, int64_t n)
+    cpdef consumed_stream(self, int64_t sid, int64_t n)
     cpdef close(self, int code=*, bytes debug=*)
     cdef void _process(self, const uint8_t* p, Py_ssize_t n, Py_ssize_t* consumed)
     cdef void _frame(self, int ftype, int flags, int64_t sid, const uint8_t* p, Py_ssize_t n)
@@ -171,6 +173,8 @@ cdef class H2Connection:
     cdef int _recv(self, H2Stream st, int inp)
     cdef void _forget(self, H2Stream st, int how)
     cdef void _credit(self, H2Stream st, int64_t n)
+    cdef void _credit_conn(self, int64_t n)
+    cdef void _credit_stream(self, H2Stream st, int64_t n)
     cdef char* _reserve(self, Py_ssize_t n)
     cdef void _put_frame(self, int ftype, int flags, int64_t sid, const char* p, Py_ssize_t n)
     cdef void _put_u32_frame(self, int ftype, int64_t sid, uint32_t value)

@@ -816,11 +816,17 @@ cdef class H2Connection:
     cdef void _credit(self, H2Stream st, int64_t n):
         """The application is done with n flow-controlled bytes: give the window back, in a
         WINDOW_UPDATE once half a window is owed (fewer, larger updates)."""
+        self._credit_conn(n)
+        self._credit_stream(st, n)
+
+    cdef void _credit_conn(self, int64_t n):
         self.conn_recv_unacked += n
         if self.conn_recv_unacked >= self.conn_recv_target // 2 and not self.closed:
             self._put_u32_frame(F_WINDOW_UPDATE, 0, <uint32_t>self.conn_recv_unacked)
             self.conn_recv_window += self.conn_recv_unacked
             self.conn_recv_unacked = 0
+
+    cdef void _credit_stream(self, H2Stream st, int64_t n):
         if st is not None and (st.state == S_OPEN or st.state == S_HALF_CLOSED_LOCAL):
             st.recv_unacked += n
             if st.recv_unacked >= self.local_initial_window // 2 or st.recv_window <= 0:
@@ -1034,6 +1040,19 @@ cdef class H2Connection:
         connection)."""
         if n > 0 and not self.closed:
             self._credit(self.streams.get(sid), n)
+
+    cpdef consumed_connection(self, int64_t n):
+        """The connection's share of consumed(): a caller that holds a paused stream's bytes
+        itself (at most that stream's window) credits the connection at once, so that paused
+        streams cannot starve the others of the connection window, and the stream's share
+        (consumed_stream) when it takes them."""
+        if n > 0 and not self.closed:
+            self._credit_conn(n)
+
+    cpdef consumed_stream(self, int64_t sid, int64_t n):
+        """The stream's share of consumed() (see consumed_connection)."""
+        if n > 0 and not self.closed:
+            self._credit_stream(self.streams.get(sid), n)
 
     def ping(self, bytes opaque):
         """Send a PING (8 bytes of opaque data, e.g. for liveness); EV_PING_ACK answers it."""

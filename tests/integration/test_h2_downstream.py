@@ -368,3 +368,54 @@ def test_http2_clients_through_to_nginx(start_sluice, nginx_upstream, tmp_path):
     assert status == 200 and body == b"" and headers["content-length"] == str(256 * 8192)
     assert p.response(p.request("/missing"))[0] == 404
     p.close()
+
+
+def test_paused_uploads_do_not_starve_the_connection_window(start_sluice, upstream):
+    """20 uploads wait for an upstream connection (the cluster allows one, and its
+    endpoint never reads): each stream's window shuts at 65535 bytes, 1.3 MB in all, over the
+    1 MiB connection window. A 21st upload on the same connection still completes, because the
+    connection window is credited as bytes arrive and only the stream's waits."""
+    from hostile import HostileUpstream, read_head
+    import time
+
+    def never_read(conn, index):
+        read_head(conn)
+        time.sleep(20)
+
+    stall = HostileUpstream(never_read)
+    try:
+        c = h2_config(upstream)
+        c["clusters"].append({"name": "stall", "endpoints": [{"address": stall.address}],
+                              "pool": {"max_connections": 1}})
+        c["routes"].insert(0, {"name": "stall", "match": {"path_prefix": "/stall"},
+                               "to": [{"cluster": "stall"}]})
+        c["listeners"][0]["routes"].insert(0, "stall")
+        s = start_sluice(c)
+        p = H2Peer(s.port)
+        chunk = b"u" * 16384
+        p.until(lambda evs: p.conn.outbound_flow_control_window > 65535)   # sluice's 1 MiB
+        stalled = [p.request(f"/stall/{i}", method="POST", end=False) for i in range(20)]
+        for _ in range(8):                  # as much as the windows take, without reading
+            for sid in stalled:
+                window = min(p.conn.local_flow_control_window(sid), len(chunk))
+                if window > 0:
+                    p.conn.send_data(sid, chunk[:window])
+            p.flush()
+        sid = p.request("/sink", method="POST", end=False)
+        sent = 0
+        while sent < 1 << 20:
+            window = min(p.conn.local_flow_control_window(sid), len(chunk), (1 << 20) - sent)
+            if window > 0:
+                p.conn.send_data(sid, chunk[:window])
+                sent += window
+                p.flush()
+            else:
+                p.read()
+                assert not p.closed
+        p.conn.end_stream(sid)
+        p.flush()
+        status, _, body, _ = p.response(sid)
+        assert status == 200 and json.loads(body)["body_bytes"] == 1 << 20
+        p.close()
+    finally:
+        stall.stop()
