@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import threading
@@ -286,6 +287,13 @@ def test_probes_come_from_the_supervisor_once_per_node_not_from_each_worker(
     eventually(lambda: upstream_connections(s.proc.pid, a.port) == 1)
     assert [upstream_connections(pid, a.port) for pid in workers] == [0, 0]
     assert a.agents == {"sluice-health-check"}
+    # a worker forked while a probe is open (a restart) must not inherit the probe's socket:
+    # it would hold the connection open after the prober closed it
+    os.kill(workers[0], signal.SIGKILL)
+    restarted = eventually(lambda: [p for p in s.worker_pids() if p not in workers])
+    eventually(lambda: s.admin("/ready").status == 200)
+    eventually(lambda: upstream_connections(s.proc.pid, a.port) == 1)
+    assert upstream_connections(restarted[0], a.port) == 0
 
     # and counted at the upstream: probes at least 0.9 interval apart (jitter), where two
     # probers would send twice as many. A lower bound on the time they take: a slow machine
