@@ -183,3 +183,31 @@ def test_report_says_panic_when_fewer_than_the_threshold_are_available():
     assert rep["endpoints"][addrs[0]]["health"] == "unhealthy"
     unchecked = H.report(make_config(addrs, check={}), stats, shared)["api"]
     assert unchecked["panic"] is False and unchecked["watched"] is False
+
+
+def test_a_cluster_with_tls_is_probed_over_tls_and_verified(tmp_path):
+    from support import Upstream
+    from tls_certs import CA
+
+    ca, rogue = CA(tmp_path / "ca"), CA(tmp_path / "rogue", "rogue-ca")
+    cert, key = ca.issue("server", dns=["localhost"], ip=["127.0.0.1"])
+    up = Upstream(cert, key)
+
+    async def main(ca_path):
+        stats, shared = Stats(max_workers=1), Endpoints(8192)
+        checker = H.HealthChecker(asyncio.get_running_loop(), stats, shared)
+        checker.apply(make_config([up.address], {"http": {"path": "/status/204"}},
+                                  tls={"ca": str(ca_path)}, protocol="http2"))
+        (target,) = checker.targets.values()
+        target.task.cancel()
+        try:
+            return await checker.probe(target)
+        finally:
+            checker.close()
+
+    try:
+        assert asyncio.run(main(ca.cert_path)) == (True, "status 204")   # http/1.1 by ALPN
+        passed, reason = asyncio.run(main(rogue.cert_path))
+        assert not passed and "certificate verify failed" in reason, reason
+    finally:
+        up.stop()
