@@ -22,6 +22,11 @@ module adds, beyond CONFIG.md:
   `Listener.http2` (`ListenerHTTP2`) and `Cluster.http2` (`ClusterHTTP2`, with PING liveness of
   idle upstream connections). A `http2` block where the protocol is not HTTP/2 is a warning
   (`lint`), not an error: a rollout may switch the protocol off and on without deleting it.
+- Health checks (issue 11): `Cluster.health_check` as CONFIG.md spells it (`http: {path, host,
+  expect}` or `tcp: {}`, `interval`, `timeout`, thresholds; `expect` defaults to `["200-399"]`),
+  and `Cluster.panic_threshold` (percent, default 50, Envoy's healthy panic threshold), an
+  addition: on the cluster because it governs the cluster's load balancing whatever took the
+  endpoints out (health checks or outlier ejections).
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
   `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
   `Cluster.protocol` to `http1`,

@@ -296,12 +296,14 @@ def report(config, stats, endpoints) -> dict:
     available (healthy or unknown, and not ejected), so all of them get traffic."""
     from engine.policy.link import watched
 
+    slots = {name: i for i, name in enumerate(stats.endpoint_names())}   # a scan, not a lookup each
     out = {}
     for cluster in config.clusters:
         states = {}
         available = 0
         for ep in cluster.endpoints:
-            slot = stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
+            # a name never registered (no worker linked it yet) has no state: slot 0, unknown
+            slot = slots.get(endpoint_key(cluster.name, ep.address), 0)
             states[str(ep.address)] = endpoints.state(slot)
             available += endpoints.available_py(slot)
         n = len(cluster.endpoints)

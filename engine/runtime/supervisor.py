@@ -439,7 +439,8 @@ class Supervisor:
             self.applied_at = time.time()
             self.reloads["applied"] += 1
             self._tls_applied(config)
-            self.health.apply(config)
+            if self.health is not None:      # None only before the first fork
+                self.health.apply(config)
             log.info("applied snapshot %s from %s (%s)", version, source, why)
             for h in self.handles.values():
                 if h.ready and h.version != version and h not in handles:
