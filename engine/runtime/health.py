@@ -16,11 +16,12 @@ health check) stop, and their state is forgotten (health unknown: routable).
 The rule of the first verdict. An endpoint nobody has probed yet is `unknown`, and unknown is
 routable: a fresh start (or a new endpoint) is never black-holed while the first probes are in
 flight, and a cluster whose checks are misconfigured degrades to "no health checks", not to
-503s. The first probe decides at once (a pass: healthy; a failure: unhealthy), as Envoy does
-with a host's first check; after that it takes `unhealthy_threshold` consecutive failures to
-go unhealthy and `healthy_threshold` consecutive passes to come back. Envoy instead starts hosts
-unhealthy and relies on the panic threshold to route anyway; with ours, a single endpoint that
-is down at start still leaves the cluster after its first probe, not after three.
+503s. The first probe decides at once (a pass: healthy; a failure: unhealthy): Envoy too marks
+a new host healthy after a single passing check ("during startup, only a single successful
+health check is required"), but starts it unhealthy, so until then it gets traffic only through
+the panic threshold. After the first verdict it takes `unhealthy_threshold` consecutive failures
+to go unhealthy and `healthy_threshold` consecutive passes to come back; an endpoint down at
+start leaves the cluster after its first probe, not after three.
 
 A probe. TCP: a connection opens within the timeout. HTTP: a GET of `path` with `host` (default:
 the endpoint's host), HTTP/1.1 over a new connection (`connection: close`), TLS when the cluster
