@@ -587,7 +587,9 @@ class SupervisorController:
         from engine.runtime.health import report
 
         sup = self.sup
-        return report(sup.config, sup.stats, sup.endpoints)
+        prober = getattr(sup, "health", None)
+        return report(sup.config, sup.stats, sup.endpoints,
+                      prober.results if prober is not None else None)
 
     def clusters(self) -> dict:
         from engine._fast.stats import endpoint_key
@@ -611,6 +613,7 @@ class SupervisorController:
                     "health_transitions": {"healthy": h["to_healthy"],
                                            "unhealthy": h["to_unhealthy"]},
                     "ejections": h["ejections"],
+                    "health_checks": h["checks"],
                     "active_requests": s.get("active", 0),
                     "requests": s.get("requests", 0),
                     "connect_failures": s.get("connect_failures", 0),

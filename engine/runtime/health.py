@@ -99,6 +99,8 @@ class HealthChecker:
         self.open: set[socket.socket] = set()   # sockets of probes in flight (close_in_child)
         self.sweeper: asyncio.Task | None = None
         self.probes = 0                         # probes sent since start (tests, debugging)
+        # probes by endpoint name and result, since start: {name: {"passed": n, "failed": n}}
+        self.results: dict[str, dict[str, int]] = {}
 
     # --- config ------------------------------------------------------------------------------
 
@@ -185,6 +187,8 @@ class HealthChecker:
 
     def _verdict(self, target: _Target, passed: bool, reason: str) -> None:
         check = target.check
+        counts = self.results.setdefault(target.name, {"passed": 0, "failed": 0})
+        counts["passed" if passed else "failed"] += 1
         if passed:
             target.passes += 1
             target.failures = 0
@@ -289,23 +293,28 @@ class HealthChecker:
                              names[slot] if slot < len(names) else slot)
 
 
-def report(config, stats, endpoints) -> dict:
+def report(config, stats, endpoints, results: dict | None = None) -> dict:
     """The node-wide endpoint state of `config`'s clusters, as /clusters and /stats/prometheus
-    show it: {cluster: {"health_check": "http"|"tcp"|None, "panic_threshold": n,
-    "panic": bool, "endpoints": {address: Endpoints.state()}}}. `panic` is what every worker's
-    balancer of the cluster does now: fewer than panic_threshold percent of the endpoints are
-    available (healthy or unknown, and not ejected), so all of them get traffic."""
+    show it: {cluster: {"health_check": "http"|"tcp"|None, "panic_threshold": n, "panic": bool,
+    "watched": bool, "endpoints": {address: Endpoints.state() plus "checks": {"passed": n,
+    "failed": n}}}}, where `results` is HealthChecker.results (probes since start). `panic` is
+    what every worker's balancer of the cluster does now: fewer than panic_threshold percent of
+    the endpoints are available (healthy or unknown, and not ejected), so all of them get
+    traffic."""
     from engine.policy.link import watched
 
-    slots = {name: i for i, name in enumerate(stats.endpoint_names())}   # a scan, not a lookup each
+    slots = {name: i for i, name in enumerate(stats.endpoint_names())}   # one scan, not one each
+    results = results or {}
     out = {}
     for cluster in config.clusters:
         states = {}
         available = 0
         for ep in cluster.endpoints:
+            key = endpoint_key(cluster.name, ep.address)
             # a name never registered (no worker linked it yet) has no state: slot 0, unknown
-            slot = slots.get(endpoint_key(cluster.name, ep.address), 0)
-            states[str(ep.address)] = endpoints.state(slot)
+            slot = slots.get(key, 0)
+            states[str(ep.address)] = {**endpoints.state(slot), "checks": dict(
+                results.get(key, {"passed": 0, "failed": 0}))}
             available += endpoints.available_py(slot)
         n = len(cluster.endpoints)
         follows = watched(cluster)

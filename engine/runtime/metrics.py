@@ -21,6 +21,7 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_endpoint_ejected{cluster, endpoint}          gauge     1 while outlier detection ejects it
     sluice_health_transitions_total{cluster, endpoint, to}  counter  to = healthy | unhealthy
     sluice_endpoint_ejections_total{cluster, endpoint}  counter   outlier detection ejections
+    sluice_health_checks_total{cluster, endpoint, result}  counter  probes: passed | failed
     sluice_cluster_panic{cluster}                       gauge     1 while below panic_threshold
     sluice_active_connections                           gauge     open client connections
     sluice_listener_active_connections{listener}        gauge     ... per listener
@@ -323,6 +324,9 @@ def _health_metrics(clusters: dict) -> Iterator[Metric]:
                                       "it went to.", labels=["cluster", "endpoint", "to"])
     ejections = CounterMetricFamily("sluice_endpoint_ejections", "Times outlier detection "
                                     "ejected the endpoint.", labels=["cluster", "endpoint"])
+    checks = CounterMetricFamily("sluice_health_checks", "Active health check probes of an "
+                                 "endpoint (since the supervisor started), by result.",
+                                 labels=["cluster", "endpoint", "result"])
     panic = GaugeMetricFamily("sluice_cluster_panic", "1 while fewer than panic_threshold "
                               "percent of the cluster's endpoints are available: all of them "
                               "get traffic.", labels=["cluster"])
@@ -337,7 +341,10 @@ def _health_metrics(clusters: dict) -> Iterator[Metric]:
             transitions.add_metric([cluster, address, "healthy"], st["to_healthy"])
             transitions.add_metric([cluster, address, "unhealthy"], st["to_unhealthy"])
             ejections.add_metric([cluster, address], st["ejections"])
-    yield from (health, ejected, transitions, ejections, panic)
+            if c["health_check"] is not None:
+                for result in ("passed", "failed"):
+                    checks.add_metric([cluster, address, result], st["checks"][result])
+    yield from (health, ejected, transitions, ejections, checks, panic)
 
 
 def _tls_metrics(reloads: dict, expiry: dict) -> Iterator[Metric]:

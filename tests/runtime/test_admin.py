@@ -470,7 +470,8 @@ def test_supervisor_controller_lists_endpoints_with_in_flight_counts(stats):
     stats.endpoint_end_py(1, e)
     c = A.SupervisorController(_fake_supervisor(stats))
     unchecked = {"health": "unknown", "ejected": False,
-                 "health_transitions": {"healthy": 0, "unhealthy": 0}, "ejections": 0}
+                 "health_transitions": {"healthy": 0, "unhealthy": 0}, "ejections": 0,
+                 "health_checks": {"passed": 0, "failed": 0}}
     assert c.clusters() == {"version": "v2", "clusters": {"web": {
         "balancer": "least_request", "health_check": None, "panic_threshold": 50,
         "panic": False,

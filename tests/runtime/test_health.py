@@ -15,13 +15,15 @@ from engine.policy import check_data
 from engine.runtime import health as H
 
 
-def make_config(addresses, check=None, **cluster):
+def make_config(addresses, check=None, timeout="2s", **cluster):
+    """A checked cluster (check={}: unchecked). The timeout is generous: a loaded machine must
+    not turn a pass into "no answer"; the tests of silence give a short one."""
     check = check if check is not None else {"http": {"path": "/healthz"}}
     value = {
         "listeners": [{"name": "main", "address": "127.0.0.1:8080", "routes": ["web"]}],
         "routes": [{"name": "web", "match": {"path_prefix": "/"}, "to": [{"cluster": "api"}]}],
         "clusters": [{"name": "api", "endpoints": [{"address": a} for a in addresses],
-                      **({"health_check": {**check, "interval": "100ms", "timeout": "100ms"}}
+                      **({"health_check": {**check, "interval": timeout, "timeout": timeout}}
                          if check else {}), **cluster}],
     }
     result = check_data(value, "cfg.yaml")
@@ -59,7 +61,7 @@ def probe_once(answer: bytes | None, check=None, address=None):
         addr = address
         if addr is None:
             server, addr = await serve(answer)
-        cfg = make_config([addr], check)
+        cfg = make_config([addr], check, "100ms" if answer is None else "2s")
         cluster = cfg.clusters[0]
         checker = H.HealthChecker(asyncio.get_running_loop(), Stats(max_workers=1),
                                   Endpoints(8192))
