@@ -4,6 +4,7 @@
 
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from engine._fast.endpoints cimport Endpoints
 
 cpdef enum:
     LB_ROUND_ROBIN = 0      # smooth weighted round robin (nginx's algorithm)
@@ -40,6 +41,14 @@ cdef class Balancer:
     cdef int32_t* ring_idx            # [ring_size], the endpoint owning each point
     cdef uint64_t rng                 # splitmix64 state
     cdef tuple _keys                  # endpoint identities, for introspection only
+    # health: set_available's verdicts, and the node-wide state when the cluster is watched
+    cdef char* man_up                 # [n], set_available(i, up)
+    cdef Endpoints shared             # engine._fast.endpoints state, or None (nothing to watch)
+    cdef uint64_t* shared_gen         # shared's generation counter, NULL when not watched
+    cdef int* slots                   # [n], each endpoint's slot in `shared`
+    cdef uint64_t seen_gen            # the generation the availability was last computed at
+    cdef readonly int panic           # panic threshold, percent: below it, route to all (0 = off)
+    cdef readonly bint panicking      # the last sync found fewer available than `panic`
 
     # endpoint index, -1 if none is available. key is read by LB_RING_HASH only; NULL or
     # key_len <= 0 means "no key" and falls back to a weighted random pick.
@@ -55,5 +64,6 @@ cdef class Balancer:
     cdef int _pick_least(self) noexcept nogil
     cdef int _pick_ring(self, const char* key, Py_ssize_t key_len) noexcept nogil
     cdef void _rebuild_up(self) noexcept nogil
+    cdef void _sync(self) noexcept nogil
     cdef _build_ring(self)
     cdef Py_ssize_t _ring_count(self, Py_ssize_t i, double scale)

@@ -3,6 +3,8 @@ proxy uses the C-level pick/begin/end declared in balancer.pxd."""
 
 from typing import Final, Sequence
 
+from engine._fast.endpoints import Endpoints
+
 LB_ROUND_ROBIN: Final[int]
 LB_LEAST_REQUEST: Final[int]
 LB_RING_HASH: Final[int]
@@ -30,9 +32,21 @@ class Balancer:
     def ring_size(self) -> int: ...
     @property
     def keys(self) -> tuple[bytes, ...]: ...
+    @property
+    def panic(self) -> int:
+        """Panic threshold, percent (0 = off)."""
+    @property
+    def panicking(self) -> bool:
+        """The last sync found fewer endpoints available than `panic` percent: all are used."""
+    @property
+    def watched(self) -> bool: ...
     def __init__(
-        self, policy: int, weights: Sequence[int], keys: Sequence[bytes] = (), seed: int = 0
+        self, policy: int, weights: Sequence[int], keys: Sequence[bytes] = (), seed: int = 0,
+        panic: int = 0,
     ) -> None: ...
+    def watch(self, shared: Endpoints, slots: Sequence[int]) -> None:
+        """Follow the node-wide health/ejection state of these endpoint slots."""
+    def sync(self) -> None: ...
     def pick_py(self, key: bytes | None = None) -> int:
         """An available endpoint index, or -1 when none is available."""
     def begin_py(self, i: int) -> None: ...

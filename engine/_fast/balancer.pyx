@@ -7,9 +7,26 @@ Who calls it
     ``engine/policy/link.py`` builds one ``Balancer`` per cluster (and one per route that splits
     traffic across clusters) from primitives: a policy id, the endpoints' weights, their stable
     keys (``b"10.0.0.1:9001"``) and a per-worker seed. The proxy calls ``pick()`` once per
-    request (and once more per retry), ``begin(i)``/``end(i)`` around each upstream request, and
-    the health checker calls ``set_available(i, up)``. A route's weighted split across clusters
-    is ``Balancer(LB_ROUND_ROBIN, weights, cluster_names)``: there is no separate Split class.
+    request (and once more per retry) and ``begin(i)``/``end(i)`` around each upstream request.
+    A route's weighted split across clusters is ``Balancer(LB_ROUND_ROBIN, weights,
+    cluster_names)``: there is no separate Split class.
+
+Health
+    An endpoint may be picked when ``set_available(i, up)`` (a manual verdict, tests and
+    embedding) has not taken it out and, for a cluster ``watch()``-ed by link (it has a health
+    check or outlier detection), the node-wide state in ``engine._fast.endpoints`` says it is
+    neither unhealthy nor ejected. That state is written by other processes (the supervisor's
+    prober, other workers' outlier detection); ``pick()`` compares the state's generation
+    counter with the one it last synced at (one load and a compare) and re-reads its
+    endpoints' records only when it moved. An unwatched balancer has a NULL generation pointer
+    and never looks.
+
+    Panic threshold (Envoy's ``healthy_panic_threshold``): when fewer than ``panic`` percent of
+    the endpoints (by count, as Envoy) are available, the balancer routes to all of them, as if
+    every one were healthy: a cluster whose checks fail nearly everywhere is more likely to have
+    a bad check (or a partial outage that leaves the rest overloaded) than to serve nothing
+    better than 503. ``panic`` 0 switches it off: then no available endpoint means ``pick()``
+    returns -1 (503 "no healthy upstream").
 
 Invariants
     * ``pick()`` touches no Python object, allocates nothing and never raises (it is
@@ -86,6 +103,7 @@ Hashing
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
+from engine._fast.endpoints cimport Endpoints
 
 
 cdef extern from *:
@@ -99,6 +117,7 @@ cdef extern from *:
     #define SLUICE_MIX_M1 0xBF58476D1CE4E5B9ULL
     #define SLUICE_MIX_M2 0x94D049BB133111EBULL
     #define SLUICE_ROTL64(x, r) (((x) << (r)) | ((x) >> (64 - (r))))
+    static inline uint64_t sluice_lb_gen(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
     const uint64_t SLUICE_XXH_P1
     const uint64_t SLUICE_XXH_P2
@@ -109,6 +128,7 @@ cdef extern from *:
     const uint64_t SLUICE_MIX_M1
     const uint64_t SLUICE_MIX_M2
     uint64_t SLUICE_ROTL64(uint64_t x, int r) noexcept nogil
+    uint64_t sluice_lb_gen(uint64_t* p) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------- hashing
@@ -234,12 +254,13 @@ def hash_key(bytes data, seed=0):
 @cython.final
 @cython.auto_pickle(False)
 cdef class Balancer:
-    """Balancer(policy, weights, keys=(), seed=0): see the module docstring.
+    """Balancer(policy, weights, keys=(), seed=0, panic=0): see the module docstring.
 
     keys are the endpoints' stable identities (bytes), one per weight; empty means the
-    decimal indices. They matter to LB_RING_HASH only, whose ring is built from them."""
+    decimal indices. They matter to LB_RING_HASH only, whose ring is built from them. panic is
+    the panic threshold in percent (0..100; 0 = off)."""
 
-    def __cinit__(self, int policy, weights, keys=(), seed=0):
+    def __cinit__(self, int policy, weights, keys=(), seed=0, int panic=0):
         cdef Py_ssize_t n = len(weights)
         cdef Py_ssize_t i
         cdef object wo
@@ -253,8 +274,13 @@ cdef class Balancer:
             self._keys = tuple([bytes(k) for k in keys])
         else:
             raise ValueError(f"{len(keys)} keys for {n} weights")
+        if panic < 0 or panic > 100:
+            raise ValueError(f"panic threshold {panic} is not a percent")
         self.policy = policy
         self.n = <int>n
+        self.panic = panic
+        self.shared = None
+        self.shared_gen = NULL
         self.rng = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
         cdef size_t m = <size_t>(n if n > 0 else 1)
         self.w = <int64_t*>malloc(m * sizeof(int64_t))
@@ -263,8 +289,11 @@ cdef class Balancer:
         self.is_up = <char*>malloc(m * sizeof(char))
         self.up_idx = <int32_t*>malloc(m * sizeof(int32_t))
         self.up_cum = <int64_t*>malloc(m * sizeof(int64_t))
+        self.man_up = <char*>malloc(m * sizeof(char))
+        self.slots = <int*>malloc(m * sizeof(int))
         if (self.w == NULL or self.act == NULL or self.cur == NULL or self.is_up == NULL
-                or self.up_idx == NULL or self.up_cum == NULL):
+                or self.up_idx == NULL or self.up_cum == NULL or self.man_up == NULL
+                or self.slots == NULL):
             raise MemoryError()
         for i in range(n):
             wo = weights[i]
@@ -277,6 +306,8 @@ cdef class Balancer:
             self.act[i] = 0
             self.cur[i] = 0
             self.is_up[i] = 1
+            self.man_up[i] = 1
+            self.slots[i] = 0
         self._rebuild_up()
         if policy == LB_RING_HASH and n > 0:
             self._build_ring()
@@ -288,6 +319,8 @@ cdef class Balancer:
         free(self.is_up)
         free(self.up_idx)
         free(self.up_cum)
+        free(self.man_up)
+        free(self.slots)
         free(self.ring_hash)
         free(self.ring_idx)
 
@@ -338,6 +371,8 @@ cdef class Balancer:
     # ------------------------------------------------------------------ the hot path
 
     cdef int pick(self, const char* key, Py_ssize_t key_len) noexcept nogil:
+        if self.shared_gen != NULL and sluice_lb_gen(self.shared_gen) != self.seen_gen:
+            self._sync()
         if self.n_up == 0:
             return -1
         if self.policy == LB_ROUND_ROBIN:
@@ -471,14 +506,58 @@ cdef class Balancer:
         self.up_total = total
         self.up_uniform = uniform
 
+    cdef void _sync(self) noexcept nogil:
+        """Recompute is_up from the manual verdicts, the shared state (when watched) and the
+        panic threshold, then the dense list of available endpoints."""
+        cdef int i, ok = 0
+        cdef bint watched = self.shared_gen != NULL
+        if watched:
+            # read the generation first: a change made while we read the records moves it
+            # again, and the next pick syncs once more
+            self.seen_gen = sluice_lb_gen(self.shared_gen)
+        for i in range(self.n):
+            if self.man_up[i] and (not watched or self.shared.available(self.slots[i])):
+                self.is_up[i] = 1
+                ok += 1
+            else:
+                self.is_up[i] = 0
+        self.panicking = self.n > 0 and <int64_t>ok * 100 < <int64_t>self.panic * self.n
+        if self.panicking:
+            for i in range(self.n):
+                self.is_up[i] = 1
+        self._rebuild_up()
+
     cpdef set_available(self, int i, bint up):
-        """Health: an unavailable endpoint is never picked. Idempotent."""
+        """A manual verdict: an endpoint set unavailable is never picked (outside panic).
+        Idempotent."""
         if i < 0 or i >= self.n:
             raise IndexError(f"endpoint {i} out of range (n={self.n})")
-        if (self.is_up[i] != 0) == up:
+        if (self.man_up[i] != 0) == up:
             return
-        self.is_up[i] = 1 if up else 0
-        self._rebuild_up()
+        self.man_up[i] = 1 if up else 0
+        self._sync()
+
+    def watch(self, Endpoints shared, slots):
+        """Follow the node-wide state of `shared` for these endpoints (`slots`: each one's
+        slot, in endpoint order; link.py passes the stats slots). The next pick syncs."""
+        if len(slots) != self.n:
+            raise ValueError(f"{len(slots)} slots for {self.n} endpoints")
+        cdef int i
+        for i in range(self.n):
+            self.slots[i] = slots[i]
+        self.shared = shared
+        self.shared_gen = shared.gen
+        self._sync()
+
+    def sync(self):
+        """Bring availability up to date with the shared state now (what pick() does when its
+        generation moved); for introspection and tests."""
+        if self.shared_gen == NULL or sluice_lb_gen(self.shared_gen) != self.seen_gen:
+            self._sync()
+
+    @property
+    def watched(self):
+        return self.shared is not None
 
     # ------------------------------------------------------------------ Python surface
 
@@ -506,7 +585,9 @@ cdef class Balancer:
         return self.act[i]
 
     def available(self, int i):
+        """Whether pick() may return i now (health, manual verdicts and panic considered)."""
         self._check(i)
+        self.sync()
         return self.is_up[i] != 0
 
     def weight(self, int i):
@@ -520,4 +601,5 @@ cdef class Balancer:
 
     def __repr__(self):
         names = {v: k for k, v in _POLICY_NAMES.items()}
-        return f"<Balancer {names[self.policy]} n={self.n} up={self.n_up}>"
+        return (f"<Balancer {names[self.policy]} n={self.n} up={self.n_up}"
+                f"{' panic' if self.panicking else ''}>")

@@ -13,7 +13,10 @@ one is the same object after a reload), and a
 the node's shared table. A TLS listener's server SSLContext is kept when its shape (min_version, mutual
 TLS) is unchanged, so the listening server goes on and only its certificates and ALPN offer
 change (engine/policy/tls_server.py). A listener's `protocols` become its `http1`/`http2` flags
-and its `http2` block the SETTINGS it announces.
+and its `http2` block the SETTINGS it announces. A cluster's `panic_threshold` goes to its
+balancer, and a cluster with a `health_check` gets a balancer that follows the node-wide
+endpoint state (engine/_fast/endpoints.pyx); health itself is never carried by link: it lives
+in shared memory, keyed by the endpoint's stats slot, so a reload cannot lose it.
 """
 
 from __future__ import annotations
@@ -67,10 +70,19 @@ def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
             pool.max_pending, cluster.protocol, _h2_settings(cluster), tls_id)
 
 
-def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
-    """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None."""
+def watched(cluster) -> bool:
+    """Whether a cluster's balancer follows the node-wide endpoint state: it has an active
+    health check or outlier detection. Any other cluster's picks never look at it."""
+    return (cluster.health_check is not None
+            or getattr(cluster, "outlier_detection", None) is not None)
+
+
+def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None,
+                  endpoints=None) -> Cluster:
+    """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None;
+    `endpoints` the node's `engine._fast.endpoints.Endpoints` (health, ejections), or None."""
     h2 = cluster.http2
-    endpoints = []
+    eps_linked = []
     for ep in cluster.endpoints:
         key = _pool_key(cluster, ep, tls[0] if tls is not None else None)
         pool = old_pools.get(key)
@@ -91,15 +103,19 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -
                         h2_ping_interval=float(h2.ping_interval),
                         h2_ping_timeout=float(h2.ping_timeout))
         pools[key] = pool
-        endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
-                                  if stats is not None else -1))
+        eps_linked.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
+                                   if stats is not None else -1))
     balancer = Balancer(policy_from_name(cluster.balancer),
                         [ep.weight for ep in cluster.endpoints],
                         [str(ep.address).encode() for ep in cluster.endpoints],
                         # per process: workers must not draw random picks in lockstep
-                        (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF)
+                        (stable_id("cluster", cluster.name) ^ os.getpid()) & 0x7FFFFFFF,
+                        cluster.panic_threshold)
+    if endpoints is not None and stats is not None and watched(cluster):
+        # the state is indexed by the stats slots (engine/_fast/endpoints.pyx)
+        balancer.watch(endpoints, [ep.stats_slot for ep in eps_linked])
     on = cluster.hash_on          # a RequestKey: kind and name as the model normalised them
-    return Cluster(cluster.name, balancer, endpoints,
+    return Cluster(cluster.name, balancer, eps_linked,
                    HASH_ON[on.kind] if on is not None else HASH_ON[""],
                    on.name.encode() if on is not None else b"",
                    stats.cluster_slot(cluster.name) if stats is not None else -1)
@@ -225,19 +241,22 @@ def path_flags(paths) -> int:
 
 def link(config, buckets, previous: Tables | None = None, version: object = None,
          filters: dict | None = None, stats=None, filter_modules=None,
-         tls_contexts=None) -> Tables:
+         tls_contexts=None, endpoints=None) -> Tables:
     """Build the Tables for `config`, reusing pools of `previous` that did not change.
     `filters` maps filter names to instances or classes the embedding program provides;
     `filter_modules` (engine.filters.loader.FilterModules) is the allow list of modules the
     others may be imported from (None: none may). `tls_contexts` is the
     `tls_client.ClientContexts` cache (default: the process's), which keeps a cluster's
-    SSLContext, and so its pools, across reloads that do not change its TLS."""
+    SSLContext, and so its pools, across reloads that do not change its TLS. `endpoints` is the
+    node's shared endpoint state (engine/_fast/endpoints.pyx): the balancers of clusters with a
+    health check (or outlier detection) follow it; it needs `stats`, whose slots index it."""
     built = build_filters(config, filters, filter_modules)
     old_pools = previous.pools if previous is not None else {}
     pools: dict = {}
     contexts = (tls_contexts if tls_contexts is not None else tls_client.CONTEXTS) \
         .resolve(config.clusters)
-    clusters = {c.name: _link_cluster(c, old_pools, pools, stats, contexts.get(c.name))
+    clusters = {c.name: _link_cluster(c, old_pools, pools, stats, contexts.get(c.name),
+                                      endpoints)
                 for c in config.clusters}
     listeners = _link_listeners(config, clusters, buckets, built, stats, previous)
     return Tables(version, listeners, clusters, pools)

@@ -22,6 +22,11 @@ module adds, beyond CONFIG.md:
   `Listener.http2` (`ListenerHTTP2`) and `Cluster.http2` (`ClusterHTTP2`, with PING liveness of
   idle upstream connections). A `http2` block where the protocol is not HTTP/2 is a warning
   (`lint`), not an error: a rollout may switch the protocol off and on without deleting it.
+- Health checks (issue 11): `Cluster.health_check` as CONFIG.md spells it (`http: {path, host,
+  expect}` or `tcp: {}`, `interval`, `timeout`, thresholds; `expect` defaults to `["200-399"]`),
+  and `Cluster.panic_threshold` (percent, default 50, Envoy's healthy panic threshold), an
+  addition: on the cluster because it governs the cluster's load balancing whatever took the
+  endpoints out (health checks or outlier ejections).
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
   `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
   `Cluster.protocol` to `http1`,
@@ -53,15 +58,18 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
     ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 
-from . import crossref, pem, syntax, tls_client
+from . import crossref, durations, pem, syntax, tls_client
 from .addresses import Address
 from .errors import RuleCollector, RuleViolation, violation
 from .fields import (
@@ -546,6 +554,127 @@ class ClusterHTTP2(_Model):
         "long.")
 
 
+_STATUS_RANGE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$")
+
+
+def status_ranges(expect: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """A health check's `expect` as inclusive (low, high) pairs: "200-399" -> (200, 399),
+    "204" -> (204, 204). The model has checked every entry."""
+    out = []
+    for text in expect:
+        m = _STATUS_RANGE.match(text)
+        low = int(m.group(1))
+        out.append((low, int(m.group(2)) if m.group(2) else low))
+    return tuple(out)
+
+
+def _status_range(value: Any) -> Any:
+    """One `expect` entry: "200-399", "204", or the number 204 (read as "204")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return value                 # pydantic's "expected a string"
+    m = _STATUS_RANGE.match(value.strip())
+    if m is None:
+        raise ValueError(f"'{value}' is not a status or a range of statuses such as "
+                         "'200-399' or '204'")
+    low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+    for n in (low, high):
+        if not 100 <= n <= 599:
+            raise ValueError(f"'{value}': {n} is not an HTTP status (100..599)")
+    if low > high:
+        raise ValueError(f"'{value}': the range runs backwards (write '{high}-{low}')")
+    return value.strip()
+
+
+StatusRange = Annotated[
+    str,
+    BeforeValidator(_status_range),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"},
+                              {"type": "integer", "minimum": 100, "maximum": 599}],
+                    "examples": ["200-399", "204"]}),
+]
+
+
+def _probe_path(value: str) -> str:
+    """A health check's request target: an origin-form path, a query allowed (RFC 9112 3.2.1)."""
+    if not value.startswith("/"):
+        raise ValueError(f"a health check path starts with '/', got '{value}'")
+    if re.search(r"[\x00-\x20\x7f-\xff#]", value):
+        raise ValueError("a health check path contains a space, a control character, a "
+                         "non-ASCII character or a fragment ('#')")
+    return value
+
+
+class HTTPCheck(_Model):
+    """An HTTP/1.1 health check: GET `path` with Host `host`; healthy when the status is in one of
+    the `expect` ranges. A refused connection, a timeout, a reset and an answer that is not
+    HTTP are failures."""
+
+    path: Annotated[str, AfterValidator(_probe_path),
+                    WithJsonSchema({"type": "string", "pattern": "^/"})] = Field(
+        description="Request target of the probe, starting with '/' (a query is allowed).")
+    host: Annotated[str, AfterValidator(syntax.host)] | None = Field(
+        None, description="Host header of the probe; absent = the endpoint's host.")
+    expect: tuple[StatusRange, ...] = Field(
+        ("200-399",),
+        description="Statuses that mean healthy: 'NNN' or 'NNN-MMM' ranges (inclusive).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HTTPCheck:
+        rules = RuleCollector()
+        if self.host is not None and self.host.startswith("*"):
+            rules.add(("host",), f"'{self.host}': a probe is sent to one host, not a wildcard")
+        if not self.expect:
+            rules.add(("expect",), "needs at least one status or range (default: '200-399')")
+        rules.raise_if_any()
+        return self
+
+    @property
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        return status_ranges(self.expect)
+
+
+class TCPCheck(_Model):
+    """A TCP connect check: healthy when a connection opens within the timeout (nothing is
+    sent)."""
+
+
+class HealthCheck(_Model):
+    """Active health checking of a cluster's endpoints, once per node (the supervisor probes;
+    every worker's balancer reads the verdicts from shared memory). Exactly one of `http` and
+    `tcp`."""
+
+    http: HTTPCheck | None = Field(None, description="Probe with an HTTP/1.1 GET.")
+    tcp: TCPCheck | None = Field(None, description="Probe by opening a TCP connection.")
+    interval: Duration = Field(
+        5.0, description="Time between two probes of one endpoint (each wait is jittered by "
+                         "up to 10%).")
+    timeout: Duration = Field(
+        1.0, description="A probe that has not passed by then fails; at most the interval.")
+    healthy_threshold: Count = Field(
+        2, ge=1, description="Consecutive passes that make an unhealthy endpoint healthy.")
+    unhealthy_threshold: Count = Field(
+        3, ge=1, description="Consecutive failures that make a healthy endpoint unhealthy.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HealthCheck:
+        rules = RuleCollector()
+        if (self.http is None) == (self.tcp is None):
+            rules.add((), "needs exactly one of 'http' and 'tcp' (what to probe with)"
+                      if self.http is None else "has both 'http' and 'tcp'; keep one")
+        if self.timeout > self.interval:
+            rules.add(("timeout",), f"{durations.format_duration(self.timeout)} is longer than "
+                      f"the interval ({durations.format_duration(self.interval)}): a probe "
+                      "would still run when the next one is due")
+        rules.raise_if_any()
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.http is not None else "tcp"
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -561,6 +690,13 @@ class Cluster(_Model):
         description="HTTP/2 connection settings (with protocol: http2).")
     tls: ClusterTLS | None = Field(
         None, description="Connect to the endpoints with TLS; absent = plaintext.")
+    health_check: HealthCheck | None = Field(
+        None, description="Active health checks, once per node; absent = none.")
+    panic_threshold: Count = Field(
+        50, ge=0, le=100,
+        description="Percent: when fewer of the endpoints than this are healthy (and not "
+                    "ejected), route to all of them, as Envoy does. 0 = never: then a cluster "
+                    "with none healthy answers 503.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

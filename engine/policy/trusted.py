@@ -151,7 +151,7 @@ def _builder(cls: type[BaseModel]) -> Callable[[Any], Any]:
         if decode is not None:
             env[f"d{i}"] = decode
             lines[i] = f"        if (v := data[{name!r}]) is not None: data[{name!r}] = d{i}(v)"
-    body = "\n".join(lines)
+    body = "\n".join(lines) or "        pass"       # a model without fields (tcp: {})
     source = f"""\
 def build(data):
     if type(data) is not dict or len(data) != N:

@@ -4,7 +4,8 @@
     GET  /stats/prometheus   Prometheus text, aggregated over the workers from shared memory
     GET  /config_dump        JSON: active config, version, hash, version per worker, last rejection,
                              configs being validated now
-    GET  /clusters           JSON: each cluster's endpoints with weight, health, active requests
+    GET  /clusters           JSON: each cluster's endpoints with weight, health, ejection, health
+                             transitions, active requests; the cluster's check and panic state
     PUT  /snapshot           body: a compiled snapshot (msgpack); 200 {"applied": version} when
                              every worker applied it, 400 {"errors": [...]} when refused
     POST /drain              202: start a graceful drain (the process exits once it is done)
@@ -169,7 +170,8 @@ class AdminServer:
         self.registry = metrics.registry_for(controller.stats,
                                              getattr(controller, "buckets", None),
                                              getattr(controller, "reloads", None),
-                                             getattr(controller, "tls", None))
+                                             getattr(controller, "tls", None),
+                                             getattr(controller, "health", None))
 
     @classmethod
     def for_config(cls, controller: Controller, admin) -> AdminServer:
@@ -579,28 +581,47 @@ class SupervisorController:
             "config": plain_config(sup.config),
         }
 
+    def health(self) -> dict:
+        """engine.runtime.health.report() of the config served: endpoint health, ejections,
+        panic (read live at each scrape)."""
+        from engine.runtime.health import report
+
+        sup = self.sup
+        prober = getattr(sup, "health", None)
+        return report(sup.config, sup.stats, sup.endpoints,
+                      prober.results if prober is not None else None)
+
     def clusters(self) -> dict:
         from engine._fast.stats import endpoint_key
 
         sup = self.sup
         seen = sup.stats.aggregate()["endpoints"]
+        health = self.health()
         out = {}
         for c in sup.config.clusters:
             eps = []
+            state = health[c.name]
             for ep in c.endpoints:
                 s = seen.get(endpoint_key(c.name, ep.address), {})
+                h = state["endpoints"][str(ep.address)]
                 eps.append({
                     "address": str(ep.address),
                     "weight": ep.weight,
-                    # no health checking yet: nobody knows, so never claim "healthy" (every
-                    # endpoint is still eligible for the balancer)
-                    "health": "unknown",
+                    # unknown: not checked (no health_check) or no verdict yet; routable
+                    "health": h["health"],
+                    "ejected": h["ejected"],
+                    "health_transitions": {"healthy": h["to_healthy"],
+                                           "unhealthy": h["to_unhealthy"]},
+                    "ejections": h["ejections"],
+                    "health_checks": h["checks"],
                     "active_requests": s.get("active", 0),
                     "requests": s.get("requests", 0),
                     "connect_failures": s.get("connect_failures", 0),
                     "resets": s.get("resets", 0),
                 })
-            out[c.name] = {"balancer": c.balancer, "endpoints": eps}
+            out[c.name] = {"balancer": c.balancer, "health_check": state["health_check"],
+                           "panic_threshold": state["panic_threshold"],
+                           "panic": state["panic"], "endpoints": eps}
         return {"version": sup.version, "clusters": out}
 
 

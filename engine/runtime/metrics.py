@@ -15,6 +15,14 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_endpoint_requests_total{cluster, endpoint}   counter
     sluice_endpoint_connect_failures_total{cluster, endpoint}, sluice_endpoint_resets_total{...}
     sluice_cluster_connect_failures_total{cluster}, sluice_cluster_resets_total{cluster}
+    sluice_endpoint_health{cluster, endpoint, state}    gauge     1 for the endpoint's current state
+                                                                  (healthy | unhealthy | unknown),
+                                                                  0 for the others
+    sluice_endpoint_ejected{cluster, endpoint}          gauge     1 while outlier detection ejects it
+    sluice_health_transitions_total{cluster, endpoint, to}  counter  to = healthy | unhealthy
+    sluice_endpoint_ejections_total{cluster, endpoint}  counter   outlier detection ejections
+    sluice_health_checks_total{cluster, endpoint, result}  counter  probes: passed | failed
+    sluice_cluster_panic{cluster}                       gauge     1 while below panic_threshold
     sluice_active_connections                           gauge     open client connections
     sluice_listener_active_connections{listener}        gauge     ... per listener
     sluice_active_requests                              gauge     exchanges in flight
@@ -36,6 +44,10 @@ objects, and the workers never do more than their plain stores. Metric names:
         connection_errors_total, stream_errors_total, floods_total{kind},
         flow_control_stalls_total, settings_timeouts_total, stream_ids_exhausted_total (counters);
         active_connections, active_streams (gauges)
+
+Health series exist for the endpoints of clusters with a health check (or outlier detection)
+in the config served; their counters live in the node's endpoint state
+(engine/_fast/endpoints.pyx, written by the prober and the workers).
 
 status_class is 1xx..5xx, and "other" (a status outside 100..599) only once it happened. The
 reserved rows "_unrouted" (answered before a route matched) and "_other" (the name table was
@@ -93,8 +105,9 @@ class StatsCollector(Collector):
     scrape."""
 
     def __init__(self, stats, buckets=None, reloads: dict | None = None,
-                 tls: tuple[dict, dict] | None = None):
+                 tls: tuple[dict, dict] | None = None, health=None):
         self.stats = stats
+        self.health = health    # callable: engine.runtime.health.report() of the config served
         self.buckets = buckets
         self.reloads = reloads
         self.tls = tls      # (tls reloads {result: n}, expiry {(listener, file): notAfter}), live
@@ -223,6 +236,8 @@ class StatsCollector(Collector):
         yield timeouts
 
         yield from _http2_metrics(agg["http2"])
+        if self.health is not None:
+            yield from _health_metrics(self.health())
 
         if self.buckets is not None:
             yield CounterMetricFamily(
@@ -294,6 +309,44 @@ def _http2_metrics(h2: dict) -> Iterator[Metric]:
         yield gauge
 
 
+HEALTH_STATES = ("healthy", "unhealthy", "unknown")
+
+
+def _health_metrics(clusters: dict) -> Iterator[Metric]:
+    """The endpoint health families from engine.runtime.health.report()."""
+    health = GaugeMetricFamily("sluice_endpoint_health", "Active health of an endpoint: 1 for "
+                               "its current state, 0 for the others (unknown: no verdict yet, "
+                               "routable).", labels=["cluster", "endpoint", "state"])
+    ejected = GaugeMetricFamily("sluice_endpoint_ejected", "1 while outlier detection ejects the "
+                                "endpoint.", labels=["cluster", "endpoint"])
+    transitions = CounterMetricFamily("sluice_health_transitions", "Health changes of an "
+                                      "endpoint found by its active health check, by the state "
+                                      "it went to.", labels=["cluster", "endpoint", "to"])
+    ejections = CounterMetricFamily("sluice_endpoint_ejections", "Times outlier detection "
+                                    "ejected the endpoint.", labels=["cluster", "endpoint"])
+    checks = CounterMetricFamily("sluice_health_checks", "Active health check probes of an "
+                                 "endpoint (since the supervisor started), by result.",
+                                 labels=["cluster", "endpoint", "result"])
+    panic = GaugeMetricFamily("sluice_cluster_panic", "1 while fewer than panic_threshold "
+                              "percent of the cluster's endpoints are available: all of them "
+                              "get traffic.", labels=["cluster"])
+    for cluster, c in clusters.items():
+        if not c["watched"]:
+            continue
+        panic.add_metric([cluster], 1 if c["panic"] else 0)
+        for address, st in c["endpoints"].items():
+            for state in HEALTH_STATES:
+                health.add_metric([cluster, address, state], 1 if st["health"] == state else 0)
+            ejected.add_metric([cluster, address], 1 if st["ejected"] else 0)
+            transitions.add_metric([cluster, address, "healthy"], st["to_healthy"])
+            transitions.add_metric([cluster, address, "unhealthy"], st["to_unhealthy"])
+            ejections.add_metric([cluster, address], st["ejections"])
+            if c["health_check"] is not None:
+                for result in ("passed", "failed"):
+                    checks.add_metric([cluster, address, result], st["checks"][result])
+    yield from (health, ejected, transitions, ejections, checks, panic)
+
+
 def _tls_metrics(reloads: dict, expiry: dict) -> Iterator[Metric]:
     counter = CounterMetricFamily("sluice_tls_reloads", "Certificate reloads (a TLS file "
                                   "changed, or SIGHUP), by result; a rejected one left the old "
@@ -310,9 +363,9 @@ def _tls_metrics(reloads: dict, expiry: dict) -> Iterator[Metric]:
 
 
 def registry_for(stats, buckets=None, reloads: dict | None = None,
-                 tls: tuple[dict, dict] | None = None) -> CollectorRegistry:
+                 tls: tuple[dict, dict] | None = None, health=None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats, buckets, reloads, tls))
+    registry.register(StatsCollector(stats, buckets, reloads, tls, health))
     return registry
 
 

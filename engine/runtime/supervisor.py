@@ -44,6 +44,11 @@ refused snapshot (logged, `last_rejection` in /config_dump), and the old certifi
 The TLS listeners' front contexts are made here before the first fork, so every worker has the
 same session ticket keys (a client resumes on any worker).
 
+Health checks run here, once per node (engine/runtime/health.py): the prober writes each
+checked endpoint's health into the shared `Endpoints` mapped before the first fork
+(engine/_fast/endpoints.pyx), which every worker's balancers read; it follows each applied
+config.
+
 SIGTERM or SIGINT start a drain: each worker stops accepting, finishes its in-flight requests (up
 to the drain deadline) and exits; the supervisor exits 0 once all have.
 """
@@ -61,10 +66,12 @@ import sys
 import time
 
 from engine._fast import debug
+from engine._fast.endpoints import Endpoints
 from engine._fast.limiter import SharedBuckets
 from engine._fast.stats import Stats
 from engine.runtime.admin import AdminServer, SupervisorController
 from engine.runtime.channel import read_message, write_message
+from engine.runtime.health import HealthChecker
 from engine.filters.loader import FilterModules
 from engine.runtime.sockets import check_bindable, why_not
 from engine.runtime.worker import run_worker
@@ -119,6 +126,9 @@ class Supervisor:
         self.access_log_from = f"--access-log {access_log_path}" if access_log_path else None
         self.buckets = SharedBuckets(bucket_slots)
         self.stats = Stats(max_workers=max(64, self.nworkers))
+        # node-wide endpoint health and ejections, indexed by the stats' endpoint slots
+        self.endpoints = Endpoints(self.stats.max_endpoints)
+        self.health: HealthChecker | None = None      # the prober (engine/runtime/health.py)
         debug.share(max(64, self.nworkers))    # debug build: live objects per worker
         self.admin: AdminServer | None = None
         self.handles: dict[int, WorkerHandle] = {}    # pid -> handle
@@ -187,6 +197,8 @@ class Supervisor:
             watcher = self.loop.create_task(self._watch())
             await asyncio.sleep(0.05)
         tls_watcher = self._tls_start()
+        self.health = HealthChecker(self.loop, self.stats, self.endpoints)
+        self.health.apply(self.config)
         results = await asyncio.gather(*(self.spawn(slot) for slot in range(self.nworkers)))
         self.starting = False
         failures = [r for r in results if r is not None]
@@ -204,6 +216,7 @@ class Supervisor:
         if watcher is not None:
             watcher.cancel()
         tls_watcher.cancel()
+        self.health.close()
         return status
 
     def spawn(self, slot: int) -> "asyncio.Future[str | None]":
@@ -216,13 +229,15 @@ class Supervisor:
                 h.chan.close()
             if self.admin is not None:
                 self.admin.close_in_child()
+            if self.health is not None:
+                self.health.close_in_child()
             status = 1
             try:
                 signal.set_wakeup_fd(-1)
                 asyncio.events._set_running_loop(None)
                 status = run_worker(self.snapshot, self.digest, self.buckets,
                                     self.access_log_path, self.drain_timeout, child, self.stats,
-                                    slot, self.filter_modules)
+                                    slot, self.filter_modules, self.endpoints)
             except BaseException:
                 logging.getLogger("sluice.worker").exception("worker crashed")
             finally:
@@ -424,6 +439,8 @@ class Supervisor:
             self.applied_at = time.time()
             self.reloads["applied"] += 1
             self._tls_applied(config)
+            if self.health is not None:      # None only before the first fork
+                self.health.apply(config)
             log.info("applied snapshot %s from %s (%s)", version, source, why)
             for h in self.handles.values():
                 if h.ready and h.version != version and h not in handles:

@@ -3,7 +3,8 @@
 Workers are forked by the supervisor (`supervisor.py`); the same `WorkerServer` also runs inside
 a caller's own loop for embedded use (`engine.Proxy`). A worker owns nothing the others need:
 listeners are its own SO_REUSEPORT sockets, pools are per worker, and the only shared state
-(rate-limit buckets, stats) lives in shared memory the supervisor mapped before forking.
+(rate-limit buckets, stats, endpoint health: engine/_fast/endpoints.pyx) lives in shared memory
+the supervisor mapped before forking.
 
 One config pipeline: a worker serves only what the supervisor validated, and always receives
 it the same way, as snapshot bytes plus the sha256 of the content the supervisor validated (at
@@ -65,8 +66,9 @@ HANDSHAKE_LOG_INTERVAL = 10.0
 class WorkerServer:
     def __init__(self, loop, config, buckets, access_log_path: str = "stderr",
                  version: str | None = None, filters: dict | None = None, stats=None,
-                 stats_slot: int = 0, filter_modules=None):
+                 stats_slot: int = 0, filter_modules=None, endpoints=None):
         self.loop = loop
+        self.endpoints = endpoints              # node-wide endpoint health (the supervisor's)
         self.buckets = buckets
         self.stats = stats
         self.stats_slot = stats_slot
@@ -77,7 +79,8 @@ class WorkerServer:
         # opened once per worker: a reload does not move it (restart, or SIGUSR1 to reopen)
         self.access_log = open_access_log(loop, access_log_path, config.access_log.format)
         self.worker = Worker(loop, link(config, buckets, version=version, filters=filters,
-                                        stats=stats, filter_modules=filter_modules),
+                                        stats=stats, filter_modules=filter_modules,
+                                        endpoints=endpoints),
                              self.access_log, stats, stats_slot)
         if stats is not None:
             stats.set_version(stats_slot, version)
@@ -163,7 +166,7 @@ class WorkerServer:
         # stalling for the whole build. Filter constructors therefore run in that thread.
         tables = await self.loop.run_in_executor(None, functools.partial(
             link, config, self.buckets, previous=old, version=version, filters=self.filters,
-            stats=self.stats, filter_modules=self.filter_modules))
+            stats=self.stats, filter_modules=self.filter_modules, endpoints=self.endpoints))
         wanted = {lst.name: lst for lst in config.listeners}
         opened: dict[str, tuple[str, object]] = {}
         try:
@@ -366,7 +369,8 @@ def _settle_heap(enable: bool) -> None:
 
 
 def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drain_timeout: float,
-               chan: socket.socket, stats=None, slot: int = 0, filter_modules=None) -> int:
+               chan: socket.socket, stats=None, slot: int = 0, filter_modules=None,
+               endpoints=None) -> int:
     """Entry point of a forked worker process; returns its exit status. It serves `snapshot`,
     which the supervisor validated (`digest`: see the module docstring)."""
     import uvloop
@@ -395,7 +399,8 @@ def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drai
             if gc_was_enabled:
                 gc.enable()
         server = WorkerServer(loop, config, buckets, access_log_path, version, stats=stats,
-                              stats_slot=slot, filter_modules=filter_modules)
+                              stats_slot=slot, filter_modules=filter_modules,
+                              endpoints=endpoints)
         loop.run_until_complete(server.start())
     except Exception as exc:
         # before serving: the supervisor reports it once (for every worker) and exits 1

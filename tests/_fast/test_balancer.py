@@ -425,3 +425,93 @@ def test_ring_hash_cap_keeps_a_point_for_every_endpoint():
     bal.set_available(50, False)
     got = set(ring_map(bal, 3000))
     assert got and got <= set(range(50))
+
+
+# ------------------------------------------------------------------ node-wide health, panic
+
+
+def watched(n, panic=50, policy=LB_ROUND_ROBIN):
+    from engine._fast.endpoints import Endpoints
+
+    shared = Endpoints(64)
+    b = Balancer(policy, [1] * n, keys(n), 7, panic)
+    b.watch(shared, list(range(1, n + 1)))
+    return b, shared
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_an_unhealthy_endpoint_in_the_shared_state_is_skipped_from_the_next_pick(policy):
+    from engine._fast.endpoints import HEALTHY, UNHEALTHY
+
+    b, shared = watched(3, policy=policy)
+    assert set(b.pick_py(b"k%d" % i) for i in range(300)) == {0, 1, 2}
+    shared.set_health(2, UNHEALTHY)                # slot 2 is endpoint 1
+    assert 1 not in {b.pick_py(b"k%d" % i) for i in range(300)}
+    shared.set_health(2, HEALTHY)
+    assert 1 in {b.pick_py(b"k%d" % i) for i in range(300)}
+
+
+def test_an_ejected_endpoint_is_skipped_and_returns_when_the_sweep_lifts_it():
+    b, shared = watched(2)
+    shared.eject_py(1, 0.0, 10.0)
+    assert {b.pick_py() for _ in range(10)} == {1}
+    shared.sweep(10.0)
+    assert {b.pick_py() for _ in range(10)} == {0, 1}
+
+
+def test_below_the_panic_threshold_every_endpoint_is_picked():
+    from engine._fast.endpoints import UNHEALTHY
+
+    b, shared = watched(4, panic=50)
+    shared.set_health(1, UNHEALTHY)
+    shared.set_health(2, UNHEALTHY)                # 2 of 4 available: 50%, not below
+    assert {b.pick_py() for _ in range(20)} == {2, 3} and not b.panicking
+    shared.set_health(3, UNHEALTHY)                # 1 of 4: 25% < 50%: route to all
+    assert {b.pick_py() for _ in range(20)} == {0, 1, 2, 3} and b.panicking
+    assert b.available(0)
+
+
+def test_panic_zero_means_none_available_picks_minus_one():
+    from engine._fast.endpoints import UNHEALTHY
+
+    b, shared = watched(2, panic=0)
+    shared.set_health(1, UNHEALTHY)
+    shared.set_health(2, UNHEALTHY)
+    assert b.pick_py() == -1 and not b.panicking
+
+
+def test_panic_threshold_100_routes_to_all_as_soon_as_one_is_down():
+    from engine._fast.endpoints import UNHEALTHY
+
+    b, shared = watched(3, panic=100)
+    shared.set_health(1, UNHEALTHY)
+    assert {b.pick_py() for _ in range(30)} == {0, 1, 2}
+
+
+def test_manual_verdicts_combine_with_the_shared_state():
+    from engine._fast.endpoints import UNHEALTHY
+
+    b, shared = watched(3, panic=0)
+    b.set_available(0, False)
+    shared.set_health(2, UNHEALTHY)
+    assert {b.pick_py() for _ in range(10)} == {2}
+
+
+def test_an_unwatched_balancer_ignores_the_shared_state_and_panic_needs_a_percent():
+    b = Balancer(LB_ROUND_ROBIN, [1, 1], keys(2), 0)
+    assert not b.watched and b.panic == 0
+    with pytest.raises(ValueError):
+        Balancer(LB_ROUND_ROBIN, [1], keys(1), 0, 101)
+    with pytest.raises(ValueError):
+        watched(2)[0].watch(watched(2)[1], [1])     # a slot per endpoint
+
+
+def test_a_new_balancer_starts_from_the_shared_state_not_from_all_up():
+    # a reload builds new balancers: they must not route to an endpoint known unhealthy
+    from engine._fast.endpoints import Endpoints, UNHEALTHY
+
+    shared = Endpoints(16)
+    shared.set_health(5, UNHEALTHY)
+    b = Balancer(LB_ROUND_ROBIN, [1, 1], keys(2), 0, 0)
+    b.watch(shared, [4, 5])
+    assert {b.pick_py() for _ in range(10)} == {0}

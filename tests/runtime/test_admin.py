@@ -427,6 +427,7 @@ clusters:
 
 
 def _fake_supervisor(stats):
+    from engine._fast.endpoints import Endpoints
     from engine.policy import load_config_text
 
     config = load_config_text(_CONFIG, "c.yaml")
@@ -436,6 +437,7 @@ def _fake_supervisor(stats):
         config=config, version="v2", snapshot=b"snapshot-bytes", source="c.yaml",
         applied_at=1700000000.0, last_rejection={"reason": ["routes[0]: nope"], "time": 1.0},
         handles={4242: handle, 4243: stale}, stopping=False, stats=stats,
+        endpoints=Endpoints(stats.max_endpoints),
         load_snapshot=lambda b: ({"schema": 1, "config_version": "v2", "sha256": "feed"}, config),
         shutdowns=0,
     )
@@ -467,12 +469,16 @@ def test_supervisor_controller_lists_endpoints_with_in_flight_counts(stats):
     stats.endpoint_begin_py(1, e)
     stats.endpoint_end_py(1, e)
     c = A.SupervisorController(_fake_supervisor(stats))
+    unchecked = {"health": "unknown", "ejected": False,
+                 "health_transitions": {"healthy": 0, "unhealthy": 0}, "ejections": 0,
+                 "health_checks": {"passed": 0, "failed": 0}}
     assert c.clusters() == {"version": "v2", "clusters": {"web": {
-        "balancer": "least_request",
+        "balancer": "least_request", "health_check": None, "panic_threshold": 50,
+        "panic": False,
         "endpoints": [
-            {"address": "127.0.0.1:9004", "weight": 2, "health": "unknown",
+            {"address": "127.0.0.1:9004", "weight": 2, **unchecked,
              "active_requests": 0, "requests": 0, "connect_failures": 0, "resets": 0},
-            {"address": "127.0.0.1:9005", "weight": 1, "health": "unknown",
+            {"address": "127.0.0.1:9005", "weight": 1, **unchecked,
              "active_requests": 1, "requests": 2, "connect_failures": 0, "resets": 0},
         ]}}}
 
