@@ -207,6 +207,7 @@ cdef class Exchange:
     cdef void abort_upstream(self) except *
     cdef void finish(self) except *
     cdef void record(self) except *
+    cdef void report_outcome(self) except *
     # internal steps
     cdef void detect_grpc(self, HeaderBlock h) except *
     cdef bint admit(self, Route route, TakeResult* tr) except -1

@@ -51,7 +51,11 @@ from libc.stdint cimport uint64_t, uint8_t
 from libc.string cimport memcpy, memcmp
 
 from engine._fast.accesslog cimport AccessLog, LogEntry, LOG_COMBINED
+from engine._fast.balancer cimport Balancer
 from engine._fast.debug cimport live_add, LIVE_EXCHANGE
+from engine._fast.endpoints cimport (
+    Endpoints, EP_OUTCOME_OK, EP_OUTCOME_5XX, EP_OUTCOME_GATEWAY,
+)
 from engine._fast.errors cimport (
     ErrorRow, error_row, error_body, E_NONE, E_BAD_HOST, E_BAD_PATH, E_NO_ROUTE, E_RATE_LIMITED,
     E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
@@ -1116,11 +1120,47 @@ cdef class Exchange:
         self.edits = None
         self.ds.exchange_done(self)
 
+    cdef void report_outcome(self) except *:
+        """Outlier detection (the cluster's outlier_detection): how the picked endpoint did,
+        into the node-wide table (endpoints.pyx); the report that makes a count cross its
+        threshold ejects the endpoint, within max_ejection_percent. Only what the endpoint
+        answered or failed counts: sluice's own refusals, and clients that left, do not."""
+        cdef Cluster c = self.cluster
+        cdef Balancer b
+        cdef Endpoints shared
+        cdef int kind, k = self.outcome, st = self.status
+        if k == E_CONNECT_FAILED or k == E_UPSTREAM_RESET or k == E_BAD_RESPONSE \
+                or k == E_UPSTREAM_TIMEOUT:
+            kind = EP_OUTCOME_GATEWAY
+        elif k != E_NONE or self.t_attach == 0:
+            return
+        elif st == 502 or st == 503 or st == 504:
+            kind = EP_OUTCOME_GATEWAY
+        elif st >= 500:
+            kind = EP_OUTCOME_5XX
+        else:
+            kind = EP_OUTCOME_OK
+        b = c.balancer
+        shared = b.shared
+        if shared is None or self.ep_slot <= 0:
+            return
+        if shared.outcome(self.ep_slot, kind, c.od_5xx, c.od_gateway) \
+                and (shared.ejected_among(b.slots, b.n) + 1) * 100 <= max(
+                    c.od_max_percent * b.n, 100):      # (one at least, as Envoy)
+            if shared.eject(self.ep_slot, monotonic_now(), c.od_base, c.od_max_time):
+                self.svc.warn(("ejected", self.pool.address),
+                              "outlier detection: upstream %s of cluster %s ejected after %s"
+                              % (self.pool.address.decode(), c.name,
+                                 "consecutive gateway errors" if kind == EP_OUTCOME_GATEWAY
+                                 else "consecutive 5xx"), 0.0)
+
     cdef void record(self) except *:
         """Once per exchange, when its response is complete: the stats, then the access log."""
         cdef double now = monotonic_now()
         cdef Stats st = self.svc.stats
         self.logged = True
+        if self.cluster is not None and self.cluster.od:
+            self.report_outcome()
         if st is not None:
             st.record(self.svc.stats_worker,
                       self.route.stats_slot if self.route is not None else -1,

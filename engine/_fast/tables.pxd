@@ -32,6 +32,10 @@ cdef class Cluster:
     cdef readonly int hash_kind
     cdef readonly bytes hash_name      # lowercase header or cookie name
     cdef readonly int stats_slot       # Stats.cluster_slot(name), -1 = not counted
+    # outlier_detection (exchange.report_outcome); od False = none
+    cdef readonly bint od
+    cdef readonly int od_5xx, od_gateway, od_max_percent
+    cdef readonly double od_base, od_max_time
 
 
 cdef class Route:

@@ -27,8 +27,12 @@ cdef class Endpoint:
 @cython.final
 cdef class Cluster:
     def __init__(self, str name, Balancer balancer, list endpoints, int hash_kind=HASH_NONE,
-                 bytes hash_name=b"", int stats_slot=-1):
+                 bytes hash_name=b"", int stats_slot=-1, tuple outlier=None):
         self.name = name
+        if outlier is not None:
+            self.od = True
+            (self.od_5xx, self.od_gateway, self.od_base, self.od_max_time,
+             self.od_max_percent) = outlier
         self.stats_slot = stats_slot
         self.balancer = balancer
         self.endpoints = endpoints

@@ -115,10 +115,15 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None,
         # the state is indexed by the stats slots (engine/_fast/endpoints.pyx)
         balancer.watch(endpoints, [ep.stats_slot for ep in eps_linked])
     on = cluster.hash_on          # a RequestKey: kind and name as the model normalised them
+    od = cluster.outlier_detection
     return Cluster(cluster.name, balancer, eps_linked,
                    HASH_ON[on.kind] if on is not None else HASH_ON[""],
                    on.name.encode() if on is not None else b"",
-                   stats.cluster_slot(cluster.name) if stats is not None else -1)
+                   stats.cluster_slot(cluster.name) if stats is not None else -1,
+                   outlier=(od.consecutive_5xx, od.consecutive_gateway_errors,
+                            od.base_ejection_time, od.max_ejection_time,
+                            od.max_ejection_percent)
+                   if od is not None and endpoints is not None and stats is not None else None)
 
 
 def _direct_headers(resp) -> list[bytes]:

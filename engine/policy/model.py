@@ -640,6 +640,33 @@ class TCPCheck(_Model):
     sent)."""
 
 
+class OutlierDetection(_Model):
+    """Passive health: endpoints whose responses keep failing are ejected for a while,
+    node-wide (every worker reports to and reads the same shared table). Envoy's semantics."""
+
+    consecutive_5xx: Count = Field(
+        5, ge=0, description="Consecutive 5xx answers (gateway errors included) that eject; "
+                             "0 = off.")
+    consecutive_gateway_errors: Count = Field(
+        5, ge=0, description="Consecutive gateway errors (connect failure, reset, timeout, "
+                             "502, 503, 504) that eject; 0 = off.")
+    base_ejection_time: Duration = Field(
+        30.0, gt=0, description="An ejection lasts this times the number of times the "
+                                "endpoint was ejected before, plus one.")
+    max_ejection_time: Duration = Field(
+        300.0, gt=0, description="The longest an ejection lasts.")
+    max_ejection_percent: Count = Field(
+        10, ge=0, le=100, description="At most this percent of the cluster's endpoints are "
+                                      "ejected at once (at least one, as Envoy does).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutlierDetection:
+        if self.max_ejection_time < self.base_ejection_time:
+            raise violation(("max_ejection_time",),
+                            "must be at least base_ejection_time")
+        return self
+
+
 class HealthCheck(_Model):
     """Active health checking of a cluster's endpoints, once per node (the supervisor probes;
     every worker's balancer reads the verdicts from shared memory). Exactly one of `http` and
@@ -692,6 +719,8 @@ class Cluster(_Model):
         None, description="Connect to the endpoints with TLS; absent = plaintext.")
     health_check: HealthCheck | None = Field(
         None, description="Active health checks, once per node; absent = none.")
+    outlier_detection: OutlierDetection | None = Field(
+        None, description="Passive health: eject endpoints that keep failing; absent = none.")
     panic_threshold: Count = Field(
         50, ge=0, le=100,
         description="Percent: when fewer of the endpoints than this are healthy (and not "
