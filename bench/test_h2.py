@@ -185,6 +185,9 @@ def test_report_prints_na_rows_and_the_memory_table():
     text = f.getvalue()
     assert "n/a (not supported): HTTP/2 is not supported yet" in text
     assert "x nghttpx" in text and "204" in text
+    from bench.report import markdown_h2
+    md = markdown_h2(res)
+    assert "| h2c: t | n/a (not supported yet) |" in md and "nghttpx 102 B per connection" in md
 
 
 # -- the peers over HTTP/2, and the check catching what it must --------------------------------
