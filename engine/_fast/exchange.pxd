@@ -84,9 +84,16 @@ cdef class Downstream:
     cdef void broken(self, Exchange x) except *
     # the exchange is over (finish ran): go on with the next request, or close
     cdef void exchange_done(self, Exchange x) except *
-    cdef void pause_client(self, int why) except *
-    cdef void resume_client(self, int why) except *
+    # stop / go on reading the client's request (body) for exchange x: HTTP/1.1 pauses the
+    # socket, HTTP/2 withholds the stream's flow-control credit
+    cdef void pause_client(self, Exchange x, int why) except *
+    cdef void resume_client(self, Exchange x, int why) except *
     cdef void flush(self) except *
+    # the worker's timeout sweep and drain
+    cdef void check_timeouts(self, double now) except *
+    cdef void drain_close(self) except *
+    # TLS: the verified peer's identity (peer_uri, peer_subject, xfcc_value) from the transport
+    cdef void identify(self, object transport) except *
 
 
 cdef class UpstreamConn(PooledConn):
@@ -128,6 +135,13 @@ cdef class Exchange:
     cdef bint expect_continue
     cdef bint upgrade              # asks to switch protocols (Upgrade + Connection: upgrade)
 
+    cdef object stream             # the codec's per-exchange state (HTTP/2: its stream), or None
+    cdef list codec_edits          # edits the client codec needs upstream (HTTP/2: cookie crumbs
+                                   #   joined into one field, RFC 9113 8.2.3), or None
+    cdef bint grpc                 # content-type application/grpc*: local errors as gRPC status
+    cdef double grpc_timeout       # grpc-timeout in seconds (0: none): caps the route timeout
+    cdef int grpc_status           # the response's grpc-status, for the access log (-1: none)
+
     # policy decisions
     cdef Route route
     cdef Cluster cluster
@@ -149,6 +163,7 @@ cdef class Exchange:
     cdef bint pending_end          # ... and its end (with `pending_trailers`)
     cdef bytes pending_trailers
     cdef bint retried
+    cdef bint req_body_sent        # a byte of the request body went to an upstream
 
     # response and accounting
     cdef bint resp_started
@@ -178,6 +193,7 @@ cdef class Exchange:
     cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes,
                              int kind) except *
     cdef void upstream_lost(self, UpstreamConn up) except *
+    cdef void upstream_refused(self, UpstreamConn up) except *
     cdef void lease_granted(self, UpstreamConn up) except *
     cdef void connect_failed(self, Pool pool, object exc) except *
     cdef void timed_out(self, int kind) except *

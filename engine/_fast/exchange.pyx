@@ -65,6 +65,7 @@ from engine._fast.limiter cimport TakeResult, format_headers, monotonic_now
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn, LEASE_NOW, LEASE_OPEN, LEASE_PARKED, LEASE_FULL
 from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
+from engine._fast.tls cimport peer_identity
 from engine._fast.stats cimport Stats, ST_GAUGE_REQUESTS, ST_EV_UPSTREAM_EXTRA_DATA, ST_EV_ACCEPT_FAILED
 from engine._fast.tables cimport (
     Tables, Listener, Route, Cluster, Endpoint,
@@ -190,6 +191,15 @@ cdef bytes without_h2c(bytes value):
                        if t.strip() and t.strip().lower() != b"h2c"])
 
 
+cdef int grpc_status_of(bytes trailers, int default):
+    """The grpc-status in raw trailer lines (b"grpc-status: 0\\r\\n..."), or `default`."""
+    for line in trailers.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"grpc-status" and value.strip().isdigit():
+            return int(value.strip())
+    return default
+
+
 cdef list header_pairs(bytes lines):
     """b"a: 1\\r\\nb: 2\\r\\n" -> [b"a", b"1", b"b", b"2"] (the limiter formats lines)."""
     cdef list out = []
@@ -265,12 +275,25 @@ cdef class Downstream:
         raise NotImplementedError
     cdef void exchange_done(self, Exchange x) except *:
         raise NotImplementedError
-    cdef void pause_client(self, int why) except *:
+    cdef void pause_client(self, Exchange x, int why) except *:
         pass
-    cdef void resume_client(self, int why) except *:
+    cdef void resume_client(self, Exchange x, int why) except *:
         pass
     cdef void flush(self) except *:
         pass
+    cdef void check_timeouts(self, double now) except *:
+        pass
+    cdef void drain_close(self) except *:
+        pass
+
+    cdef void identify(self, object transport) except *:
+        cdef Listener l = self.listener
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            # our own URI from the front context: it follows a certificate rotation, the
+            # linked l.tls_uri only the last config reload
+            self.peer_uri, self.peer_subject, self.xfcc_value = peer_identity(
+                sslobj, getattr(l.ssl_context, "own_uri", l.tls_uri))
 
 
 cdef class UpstreamConn(PooledConn):
@@ -353,6 +376,11 @@ cdef class Exchange:
         self.pending_end = False
         self.pending_trailers = None
         self.retried = False
+        self.codec_edits = None
+        self.req_body_sent = False
+        self.grpc = False
+        self.grpc_timeout = 0
+        self.grpc_status = -1
         self.req_done = False
         self.resp_started = False
         self.logged = False
@@ -568,7 +596,7 @@ cdef class Exchange:
                 for name in route.drop_names:
                     if h.name_is(i, <bytes>name):
                         h.hdr_flags[i] |= HF_DROP
-        edits = []
+        edits = [] if self.codec_edits is None else list(self.codec_edits)
         if self.authority is not None:
             edits.append(N_HOST)
             edits.append(self.authority)
@@ -619,6 +647,9 @@ cdef class Exchange:
         self.edits = edits
         if route.timeout > 0:
             self.deadline = self.t0 + route.timeout     # checked by the codec's timeout sweep
+        if self.grpc_timeout > 0 and (self.deadline == 0 or
+                                      self.t0 + self.grpc_timeout < self.deadline):
+            self.deadline = self.t0 + self.grpc_timeout   # the client's own deadline, if sooner
         self.lb_begin()
         self.go(X_WAITING)
         self.acquire(False)
@@ -685,10 +716,11 @@ cdef class Exchange:
         up.got_bytes = False
         up.send_request(self)
         if self.pending is not None:
+            self.req_body_sent = True
             up.send_pending(self, self.pending)
             self.pending = None
             self.pending_size = 0
-            self.ds.resume_client(PAUSE_PENDING)
+            self.ds.resume_client(self, PAUSE_PENDING)
         if self.pending_end:
             self.pending_end = False
             up.send_end(self, self.pending_trailers)
@@ -714,6 +746,7 @@ cdef class Exchange:
         if self.state == X_LOCAL or self.state == X_BODY_WAIT:
             return          # answered already: drop the body
         if self.up is not None:
+            self.req_body_sent = True
             self.up.send_data(self, chunk)
             return
         if self.pending is None:
@@ -721,7 +754,7 @@ cdef class Exchange:
         self.pending.append(chunk)
         self.pending_size += PyBytes_GET_SIZE(chunk)
         if self.pending_size > PENDING_BODY_LIMIT:
-            self.ds.pause_client(PAUSE_PENDING)
+            self.ds.pause_client(self, PAUSE_PENDING)
 
     cdef void request_end(self, bytes trailers) except *:
         self.req_done = True
@@ -759,6 +792,10 @@ cdef class Exchange:
                     self.filter_failed(f, "response", exc)
             if ctx.set_response or ctx.remove_response:
                 self.filter_edits(rp, ctx.set_response, ctx.remove_response, edits)
+        if self.grpc:
+            v = rp.get(b"grpc-status")          # a trailers-only response carries it here
+            if v is not None and (<bytes>v).isdigit():
+                self.grpc_status = int(v)
         if st == 101 and not self.upgrade:
             self.resp_started = True
             self.upstream_broke(self.up, True, False, E_BAD_RESPONSE)   # 101 nobody asked for
@@ -772,6 +809,8 @@ cdef class Exchange:
     cdef void response_end(self, UpstreamConn up, bytes trailers, bint reusable) except *:
         """The response is complete: its end goes to the client, the upstream back to its pool
         (when it can carry another request and ours was sent whole)."""
+        if self.grpc and trailers:
+            self.grpc_status = grpc_status_of(trailers, self.grpc_status)
         self.ds.send_end(self, trailers)
         up.served += 1
         up.x = None
@@ -800,6 +839,29 @@ cdef class Exchange:
             return
         self.upstream_broke(up, False, False, E_UPSTREAM_RESET)
         self.ds.flush()
+
+    cdef void upstream_refused(self, UpstreamConn up) except *:
+        """The upstream refused the stream before processing it (HTTP/2 REFUSED_STREAM, or
+        above a GOAWAY's last stream id): the application never saw the request, so it is
+        retried once on a fresh lease whatever its method, as long as all of it can be sent
+        again (no body byte has left us)."""
+        self.up = None
+        if up is not None:
+            up.x = None
+        self.lb_done()
+        if not self.retried and not self.req_body_sent and not self.resp_started:
+            self.retried = True
+            self.go(X_WAITING)
+            self.lb_begin()
+            self.acquire(True)
+            return
+        self.svc.upstream_failed(self.pool, self.ep_slot, True, "stream refused")
+        if not self.resp_started:
+            self.fail(E_UPSTREAM_RESET, None)
+        else:
+            self.outcome = E_UPSTREAM_RESET
+            self.ds.flush()
+            self.ds.broken(self)
 
     cdef void upstream_broke(self, UpstreamConn up, bint close_upstream, bint stale_bytes,
                              int kind) except *:

@@ -58,7 +58,6 @@ from engine._fast.stats cimport (
     ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE, ST_EV_CONNECTION_LIMIT,
 )
 from engine._fast.tables cimport Tables, Listener, Route
-from engine._fast.tls cimport peer_identity
 
 import http
 import os
@@ -164,17 +163,14 @@ cdef bytes status_line(HeaderBlock h, int status):
 
 cdef class H1Downstream
 
+H2Downstream = None                  # h2server.H2Downstream, imported on first use (it cimports us)
+cdef bytes H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 
 @cython.final
 cdef class Worker(Services):
     """What one process (or one embedded proxy) serves with: the current Tables, the live client
     connections (for drain) and the access log sink."""
-    cdef public Tables tables
-    cdef public set conns
-    cdef public object on_idle           # called when draining and the last connection closed
-    cdef dict listener_conns             # listener name -> open client connections
-    cdef double tick                     # seconds between two timeout sweeps
-    cdef object ticker                   # the TimerHandle of the next sweep
 
     def __init__(self, loop, Tables tables, access_log=None, stats=None,
                  int stats_worker=0):
@@ -239,9 +235,9 @@ cdef class Worker(Services):
         request: arming and cancelling a loop timer costs more than the rest of a small
         request's policy, and these deadlines need no finer grain than the tick."""
         cdef double now = monotonic_now()
-        cdef H1Downstream d
+        cdef Downstream d
         for c in list(self.conns):
-            d = <H1Downstream>c
+            d = <Downstream>c
             d.check_timeouts(now)
         self.ticker = self.loop.call_later(self.tick, self.sweep_timeouts)
 
@@ -278,7 +274,7 @@ cdef class Worker(Services):
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
         self.draining = True
         for c in list(self.conns):
-            (<H1Downstream>c).drain_close()
+            (<Downstream>c).drain_close()
         self._check_idle()
 
     def _check_idle(self):
@@ -308,6 +304,19 @@ cdef class Worker(Services):
     cdef void release_connection(self, str lname) except *:
         self.listener_conns[lname] = self.listener_conns.get(lname, 1) - 1
         self.open_fds -= 1
+
+    cdef void conn_opened(self, object conn, int lslot) except *:
+        self.conns.add(conn)
+        if self.stats is not None:
+            self.stats.listener_connections(self.stats_worker, lslot, 1)
+            self.stats.set_gauge(self.stats_worker, ST_GAUGE_CONNECTIONS, len(self.conns))
+
+    cdef void conn_closed(self, object conn, str lname, int lslot) except *:
+        self.release_connection(lname)
+        self.conns.discard(conn)
+        if self.stats is not None:
+            self.stats.listener_connections(self.stats_worker, lslot, -1)
+            self.stats.set_gauge(self.stats_worker, ST_GAUGE_CONNECTIONS, len(self.conns))
 
     def connection_count(self, str lname):
         """Open client connections of a listener (tests, admin)."""
@@ -428,11 +437,11 @@ cdef class Upstream(UpstreamConn):
 
     def pause_writing(self):
         if self.x is not None:
-            self.x.ds.pause_client(PAUSE_UPSTREAM)
+            self.x.ds.pause_client(self.x, PAUSE_UPSTREAM)
 
     def resume_writing(self):
         if self.x is not None:
-            self.x.ds.resume_client(PAUSE_UPSTREAM)
+            self.x.ds.resume_client(self.x, PAUSE_UPSTREAM)
 
     # --- what the exchange asks of its upstream -----------------------------------------------
 
@@ -519,6 +528,8 @@ cdef class H1Downstream(Downstream):
     cdef bint client_11
     cdef bint resp_chunked
     cdef bint tls_live             # counted under LIVE_TLS (debug build)
+    cdef bint sniffing             # the first bytes may be an HTTP/2 preface (h2c listener)
+    cdef bytes sniffed             # ... a prefix of it, held until the rest arrives
 
     def __cinit__(self):
         live_add(LIVE_DOWNSTREAM, 1)
@@ -549,6 +560,9 @@ cdef class H1Downstream(Downstream):
         self.client_port = peer[1] if peer else 0
         self.refresh_tables()
         cdef Listener l = self.listener
+        if l.http2 and (l.tls or not l.http1) and self.speaks_h2(transport):
+            self.switch_to_h2(transport, None)     # ALPN h2, or an HTTP/2-only listener
+            return
         if not self.worker.admit_connection(self.lname, l):
             self.closed = True
             transport.abort()       # nothing was read: a reset, not a response we cannot afford
@@ -559,26 +573,44 @@ cdef class H1Downstream(Downstream):
         self.x = Exchange(self.worker)
         self.x.ds = self
         self.lslot = l.stats_slot
-        if self.worker.stats is not None:
-            self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, 1)
         if l.tls:
-            sslobj = transport.get_extra_info("ssl_object")
-            if SLUICE_DEBUG and sslobj is not None:
+            if SLUICE_DEBUG and transport.get_extra_info("ssl_object") is not None:
                 self.tls_live = True
                 live_add(LIVE_TLS, 1)
-            if sslobj is not None:
-                # our own URI from the front context: it follows a certificate rotation, the
-                # linked l.tls_uri only the last config reload
-                self.peer_uri, self.peer_subject, self.xfcc_value = peer_identity(
-                    sslobj, getattr(l.ssl_context, "own_uri", l.tls_uri))
+            self.identify(transport)
         self.parser = H1Parser(is_request=True, max_head_bytes=l.max_head_bytes,
                                max_headers=l.max_headers, max_uri_bytes=l.max_uri_bytes)
         self.born = self.since = self.last_read = monotonic_now()
         self.fresh = True
-        self.worker.conns.add(self)
-        if self.worker.stats is not None:
-            self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
-                                        len(self.worker.conns))
+        self.sniffing = l.http2 and not l.tls
+        self.worker.conn_opened(self, self.lslot)
+
+    cdef bint speaks_h2(self, transport):
+        """A TLS client that chose h2 by ALPN; or, on a listener without HTTP/1.1, any client
+        (one that offered no ALPN at all is taken to know HTTP/2 from elsewhere)."""
+        sslobj = transport.get_extra_info("ssl_object")
+        alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+        return alpn == "h2" or (alpn is None and not self.listener.http1)
+
+    cdef void switch_to_h2(self, transport, bytes data) except *:
+        """Hand the connection to the HTTP/2 codec (h2server.pyx), with what it sent so far."""
+        global H2Downstream
+        if H2Downstream is None:
+            from engine._fast.h2server import H2Downstream
+        if self.admitted:
+            # sniffed h2c: undo this codec's accounting; the HTTP/2 one counts it again
+            self.admitted = False
+            self.worker.conn_closed(self, self.lname, self.lslot)
+            self.x.ds = None
+            self.x = None
+        self.closed = True
+        self.transport = None
+        self.write = self.writelines = None
+        h2 = H2Downstream(self.worker, self.lname)
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        if data:
+            h2.data_received(data)
 
     def data_received(self, bytes data):
         cdef double now = monotonic_now()
@@ -586,6 +618,20 @@ cdef class H1Downstream(Downstream):
         if self.closed or self.lingering:
             return
         self.last_read = now
+        if self.sniffing:
+            # a listener with HTTP/2 and HTTP/1.1 in plaintext: h2c prior knowledge starts with
+            # the 24-byte client preface (RFC 9113 3.3), which no HTTP/1.1 request does
+            if self.sniffed is not None:
+                data = self.sniffed + data
+                self.sniffed = None
+            n = min(PyBytes_GET_SIZE(data), 24)
+            if data[:n] == H2_PREFACE[:n]:
+                if n < 24:
+                    self.sniffed = data
+                    return
+                self.switch_to_h2(self.transport, data)
+                return
+            self.sniffing = False
         if x.state == X_TUNNEL:
             x.bytes_in += len(data)
             if x.up is not None and x.up.transport is not None:
@@ -598,7 +644,7 @@ cdef class H1Downstream(Downstream):
             # pipelined bytes behind a request still in flight, or behind replies the client
             # does not read: hold them, but not without bound
             if self.parser.buffered() > PIPELINE_BUFFER:
-                self.pause_client(PAUSE_BACKLOG)
+                self.pause_client(self.x, PAUSE_BACKLOG)
             return
         self.process()
 
@@ -617,13 +663,7 @@ cdef class H1Downstream(Downstream):
         if not self.admitted:
             return
         self.admitted = False
-        self.worker.release_connection(self.lname)
-        if self.worker.stats is not None:
-            self.worker.stats.listener_connections(self.worker.stats_worker, self.lslot, -1)
-        self.worker.conns.discard(self)
-        if self.worker.stats is not None:
-            self.worker.stats.set_gauge(self.worker.stats_worker, ST_GAUGE_CONNECTIONS,
-                                        len(self.worker.conns))
+        self.worker.conn_closed(self, self.lname, self.lslot)
         self.x.client_gone()
         self.x.ds = None               # (the exchange is idle: nothing reaches for the client)
         self.worker._check_idle()
@@ -644,16 +684,16 @@ cdef class H1Downstream(Downstream):
         if self.x.up is not None:
             self.x.up.resume_reading()
         if self.x.state == X_IDLE and not self.closed:
-            self.resume_client(PAUSE_BACKLOG)
+            self.resume_client(self.x, PAUSE_BACKLOG)
             if not self.in_process:
                 self.process()
 
-    cdef void pause_client(self, int why) except *:
+    cdef void pause_client(self, Exchange x, int why) except *:
         if self.client_pause == 0 and self.transport is not None:
             self.transport.pause_reading()
         self.client_pause |= why
 
-    cdef void resume_client(self, int why) except *:
+    cdef void resume_client(self, Exchange x, int why) except *:
         if self.client_pause == 0:
             return
         self.client_pause &= ~why
@@ -996,7 +1036,7 @@ cdef class H1Downstream(Downstream):
         if self.client_pause:
             self.client_pause = PAUSE_BACKLOG  # the other reasons ended with the exchange
             if not self.write_paused:
-                self.resume_client(PAUSE_BACKLOG)
+                self.resume_client(self.x, PAUSE_BACKLOG)
         if not self.in_process:
             self.process()
 
@@ -1006,7 +1046,7 @@ cdef class H1Downstream(Downstream):
         if self.transport is not None:
             self.transport.close()
 
-    def drain_close(self):
+    cdef void drain_close(self) except *:
         if self.x is None or self.x.state == X_IDLE:
             self.close_now()
         else:

@@ -258,6 +258,7 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats,
                 max_duration=tmo.max_connection_duration,
                 path_flags=path_flags(lst.paths),
                 stats_slot=stats.listener_slot(lst.name) if stats is not None else -1,
+                http1="http1" in lst.protocols, http2="http2" in lst.protocols,
                 **_tls_arguments(lst, previous))
     return listeners
 

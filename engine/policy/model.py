@@ -245,10 +245,7 @@ class Listener(_Model):
         rules = RuleCollector()
         seen: dict[str, int] = {}
         for j, protocol in enumerate(self.protocols):
-            if protocol == "http2":
-                rules.add(("protocols", j), "HTTP/2 is not supported yet: this version serves "
-                                            "HTTP/1.1 only (list only http1)")
-            elif protocol in seen:
+            if protocol in seen:
                 rules.add(("protocols", j), f"'{protocol}' is already protocols[{seen[protocol]}]")
             seen.setdefault(protocol, j)
         rules.raise_if_any()
