@@ -81,9 +81,10 @@ def markdown_h2(res: dict) -> str:
     if scenarios:
         out += ["HTTP/2, `h2load` 10 connections × 10 streams, 1 worker (thread) each; ratios "
                 "are sluice's req/s over the peer's, p99 over the best peer's p99:", "",
-                "| scenario | sluice req/s | × nghttpx | × nginx | × HAProxy | p99 × best peer "
+                "| scenario | sluice req/s | × nghttpx | × nginx | × HAProxy "
+                "| req/CPU-s × nghttpx | p99 × best peer "
                 "| nghttpx req/s | nginx req/s | HAProxy req/s |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, sc in scenarios.items():
         peers = sc["peers"]
 
@@ -96,11 +97,12 @@ def markdown_h2(res: dict) -> str:
         me = s("sluice-1w")
         if me:
             mine = [f"{me['rps']:,.0f}", _x(me.get("vs_nghttpx")), _x(me.get("vs_nginx")),
-                    _x(me.get("vs_haproxy")), _x(me.get("p99_vs_best"))]
+                    _x(me.get("vs_haproxy")), _x(me.get("cpu_vs_nghttpx")),
+                    _x(me.get("p99_vs_best"))]
         else:
             why = "n/a (not supported yet)" if "unsupported" in peers.get("sluice-1w", {}) \
                 else "not measured"
-            mine = [why, "–", "–", "–", "–"]
+            mine = [why, "–", "–", "–", "–", "–"]
         out.append(f"| {name}: {sc['title']} | " + " | ".join(mine) + " | "
                    + " | ".join(rps(p) for p in ("nghttpx", "nginx", "haproxy")) + " |")
     mem = res["scenarios"].get("h2mem", {})

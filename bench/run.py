@@ -289,8 +289,8 @@ PEERS_OF_SLUICE = ("nghttpx", "nginx", "haproxy")     # the other proxies (p99 o
 
 
 def add_ratios(peers: dict) -> None:
-    """vs_nginx / vs_direct / vs_nghttpx / vs_haproxy (req/s), cpu_vs_nginx (req per
-    CPU-second), p99_vs_nginx and p99_vs_best (the lowest p99 among the other proxies), per
+    """vs_nginx / vs_direct / vs_nghttpx / vs_haproxy (req/s), cpu_vs_nginx and cpu_vs_nghttpx
+    (req per CPU-second), p99_vs_nginx and p99_vs_best (the lowest p99 among the other proxies), per
     tool."""
     def summary(name, tool):
         return peers.get(name, {}).get("summary", {}).get(tool, {})
@@ -303,6 +303,8 @@ def add_ratios(peers: dict) -> None:
             s["vs_nghttpx"] = _ratio(s["rps"], summary("nghttpx", tool).get("rps"))
             s["vs_haproxy"] = _ratio(s["rps"], summary("haproxy", tool).get("rps"))
             s["cpu_vs_nginx"] = _ratio(s["req_per_cpu_s"], ref.get("req_per_cpu_s"))
+            s["cpu_vs_nghttpx"] = _ratio(s["req_per_cpu_s"],
+                                         summary("nghttpx", tool).get("req_per_cpu_s"))
             s["p99_vs_nginx"] = _ratio(s["p99_ms"], ref.get("p99_ms"))
             best = min((summary(n, tool)["p99_ms"] for n in PEERS_OF_SLUICE
                         if summary(n, tool).get("p99_ms")), default=None)
@@ -660,7 +662,9 @@ H1_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
 H2_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
               ("p99 ms", 7, "p99_ms", "{:.2f}"), ("req/CPU-s", 9, "req_per_cpu_s", "{:.0f}"),
               ("x nghttpx", 9, "vs_nghttpx", "{:.2f}"), ("x nginx", 7, "vs_nginx", "{:.2f}"),
-              ("x haproxy", 9, "vs_haproxy", "{:.2f}"), ("p99 x best", 10, "p99_vs_best", "{:.2f}"),
+              ("x haproxy", 9, "vs_haproxy", "{:.2f}"),
+              ("CPU x nghttpx", 13, "cpu_vs_nghttpx", "{:.2f}"),
+              ("p99 x best", 10, "p99_vs_best", "{:.2f}"),
               ("up conn/1k", 10, "upstream_conns_per_1k", "{:.1f}"))
 
 
