@@ -24,7 +24,8 @@ nghttpx joins the peers there (it is an HTTP/2 proxy first, and the fastest one 
 With `grpc` the upstream is `GrpcUpstream`, an HTTP/2 (h2c) origin answering a gRPC unary call,
 and every proxy speaks HTTP/2 to it as well (sluice: a cluster with `protocol: http2`). A peer
 that cannot do a variant yet raises `Unsupported` from `start`: the run reports it as "n/a",
-which is not a failure (sluice refuses `protocols: [http2]` until it serves HTTP/2).
+which is not a failure (sluice refused `protocols: [http2]` until it served HTTP/2, and
+refuses `protocol: http2` clusters until it has HTTP/2 upstreams).
 """
 
 from __future__ import annotations
@@ -49,10 +50,9 @@ POST_REPLY = b"ok\n"
 SIZES = {"/16k": 16 * 1024, "/1m": 1024 * 1024}
 RATE = 1_000_000_000          # requests per second: on, but never refusing
 
-# the gRPC unary call of the grpc scenario: a method path, and a request and reply message, each
-# a length-prefixed message (1 byte compressed flag, 4 bytes big-endian length, RFC-less but
-# https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md) holding a protobuf with one
-# string field (tag 1, wire type 2)
+# the gRPC unary call of the grpc scenario: a method path, and a request and a reply, each a
+# Length-Prefixed-Message of gRPC's PROTOCOL-HTTP2.md (1 byte compressed flag, 4 bytes big-endian
+# length) holding a protobuf with one string field (tag 1, wire type 2)
 GRPC_PATH = "/bench.Echo/Unary"
 GRPC_HEADERS = (("content-type", "application/grpc"), ("te", "trailers"))
 

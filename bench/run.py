@@ -24,8 +24,8 @@ start or answered wrong (so that CI notices the harness rotting).
 HTTP/2 (issue 10): h2c, h2tls and grpc drive each proxy with h2load over HTTP/2 (10 connections
 x 10 streams), beside nghttpx, nginx and HAProxy, and h2mem measures memory per idle HTTP/2
 connection and per open stream (bench/h2.py). Their answer check is made over HTTP/2 too. A peer
-that cannot do a scenario yet (sluice before it serves HTTP/2) is reported "n/a (not supported)"
-and never fails the run.
+that cannot do a scenario yet (sluice's grpc row until it has HTTP/2 upstreams) is reported
+"n/a (not supported)" and never fails the run.
 """
 
 from __future__ import annotations
