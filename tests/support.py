@@ -43,6 +43,14 @@ def eventually(check, timeout: float = 10.0):
             time.sleep(0.05)
 
 
+def rss_kb(pid: int) -> int:
+    """A process's resident memory (VmRSS) in KiB: what the memory-bound attack tests watch."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,7 +16,7 @@ cdef struct LogEntry:
     Py_ssize_t method_len
     const char* path
     Py_ssize_t path_len
-    int http_minor                 # 0 or 1: HTTP/1.0 or HTTP/1.1
+    int http_minor                 # 0 or 1: HTTP/1.0 or HTTP/1.1; 2: HTTP/2 ("HTTP/2.0")
     const char* host
     Py_ssize_t host_len
     const char* user_agent
@@ -26,6 +26,7 @@ cdef struct LogEntry:
     const char* request_id
     Py_ssize_t request_id_len
     int status
+    int grpc_status                # the gRPC status sent to the client; -1: not a gRPC exchange
     long bytes_in
     long bytes_out
     double duration

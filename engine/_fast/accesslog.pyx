@@ -12,6 +12,9 @@ Theory of operation
   valid JSON: `"`, `\\`, control bytes and bytes >= 0x7F become \\u00XX, i.e. the bytes read as
   Latin-1) and `combined` (nginx's `log_format combined`, with its `\\xHH` escaping, so existing
   log tooling reads it). Times are UTC; the second-resolution strings are built once a second.
+* The protocol is "HTTP/1.0", "HTTP/1.1" or "HTTP/2.0" (`http_minor` 2; nginx writes HTTP/2.0
+  in $request too). A gRPC exchange (`grpc_status` >= 0) adds "grpc_status" to a JSON line;
+  an HTTP status alone says little there, as gRPC answers errors with 200.
 * Writes: the buffer is written when it passes FLUSH_AT bytes, else by a timer at most 100 ms
   after its first line, and on flush() (drain, exit, reopen). On a pipe or a terminal shared by
   several workers, each write() is at most PIPE_BUF bytes of whole lines, which the kernel keeps
@@ -111,6 +114,16 @@ cdef void put_json(AccessLog w, const char* s, Py_ssize_t n) noexcept:
         else:
             put_c(w, <char>c)
     put_c(w, b'"')
+
+
+cdef inline void put_protocol(AccessLog w, int http_minor) noexcept:
+    """HTTP/1.0, HTTP/1.1 or HTTP/2.0 (http_minor 2)."""
+    if http_minor == 2:
+        put(w, b"HTTP/2.0", 8)
+    elif http_minor == 0:
+        put(w, b"HTTP/1.0", 8)
+    else:
+        put(w, b"HTTP/1.1", 8)
 
 
 cdef void put_clf(AccessLog w, const char* s, Py_ssize_t n) noexcept:
@@ -278,10 +291,13 @@ cdef class AccessLog:
         put_json(self, e.host, e.host_len)
         put(self, b',"path":', 8)
         put_json(self, e.path, e.path_len)
-        put(self, b',"protocol":"HTTP/1.', 20)
-        put_c(self, <char>(48 + e.http_minor))
+        put(self, b',"protocol":"', 13)
+        put_protocol(self, e.http_minor)
         put(self, b'","status":', 11)
         put_long(self, e.status)
+        if e.grpc_status >= 0:
+            put(self, b',"grpc_status":', 15)
+            put_long(self, e.grpc_status)
         put(self, b',"bytes_in":', 12)
         put_long(self, e.bytes_in)
         put(self, b',"bytes_out":', 13)
@@ -318,8 +334,8 @@ cdef class AccessLog:
         put_clf(self, e.method, e.method_len)
         put_c(self, b' ')
         put_clf(self, e.path, e.path_len)
-        put(self, b' HTTP/1.', 8)
-        put_c(self, <char>(48 + e.http_minor))
+        put_c(self, b' ')
+        put_protocol(self, e.http_minor)
         put(self, b'" ', 2)
         put_long(self, e.status)
         put_c(self, b' ')
@@ -344,6 +360,7 @@ cdef class AccessLog:
         e.client_port = fields.get("client_port", 0)
         e.http_minor = fields.get("http_minor", 1)
         e.status = fields.get("status", 0)
+        e.grpc_status = fields.get("grpc_status", -1)
         e.bytes_in = fields.get("bytes_in", 0)
         e.bytes_out = fields.get("bytes_out", 0)
         e.duration = fields.get("duration", 0.0)

@@ -138,9 +138,13 @@ cdef class Exchange:
     cdef object stream             # the codec's per-exchange state (HTTP/2: its stream), or None
     cdef list codec_edits          # edits the client codec needs upstream (HTTP/2: cookie crumbs
                                    #   joined into one field, RFC 9113 8.2.3), or None
-    cdef bint grpc                 # content-type application/grpc*: local errors as gRPC status
+    cdef int grpc                  # grpcwire.G_*: gRPC or gRPC-Web (local errors as gRPC status)
+    cdef bytes grpc_type           # ... the request's content-type
     cdef double grpc_timeout       # grpc-timeout in seconds (0: none): caps the route timeout
     cdef int grpc_status           # the response's grpc-status, for the access log (-1: none)
+    cdef object web_in             # gRPC-Web text: grpcwire.TextDecoder of the request body
+    cdef object web_out            # ... and TextEncoder of the response body
+    cdef bint web_body             # gRPC-Web: the response has a body (trailers go at its end)
 
     # policy decisions
     cdef Route route
@@ -204,6 +208,7 @@ cdef class Exchange:
     cdef void finish(self) except *
     cdef void record(self) except *
     # internal steps
+    cdef void detect_grpc(self, HeaderBlock h) except *
     cdef bint admit(self, Route route, TakeResult* tr) except -1
     cdef object filter_ctx(self)
     cdef void filter_failed(self, f, str phase, exc) except *

@@ -57,6 +57,12 @@ from engine._fast.errors cimport (
     E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
     E_UPSTREAM_RESET, E_UPSTREAM_TIMEOUT, E_CLIENT_CLOSED, E_BAD_REQUEST, E_BAD_RESPONSE,
 )
+from engine._fast.http1 cimport BODY_NONE, BODY_LENGTH, BODY_CHUNKED
+from engine._fast.grpcwire cimport (
+    G_NONE, G_PLAIN, G_WEB_TEXT, grpc_kind, timeout_of, status_of_http, message,
+    response_content_type, upstream_content_type, trailer_message, trailer_pairs,
+    TextDecoder, TextEncoder,
+)
 from engine._fast.headers cimport (
     HeaderBlock, H_X_FORWARDED_FOR, H_X_FORWARDED_PROTO, H_X_FORWARDED_HOST, H_X_REQUEST_ID,
     H_HOST, H_UPGRADE, H_X_FORWARDED_CLIENT_CERT, HF_DROP,
@@ -92,6 +98,13 @@ cdef bytes N_UPGRADE = b"upgrade"
 cdef bytes V_HTTP = b"http"
 cdef bytes V_HTTPS = b"https"
 cdef bytes V_UPGRADE = b"upgrade"
+cdef bytes N_CONTENT_TYPE = b"content-type"
+cdef bytes N_CONTENT_LENGTH = b"content-length"
+cdef bytes N_GRPC_TIMEOUT = b"grpc-timeout"
+cdef bytes N_GRPC_STATUS = b"grpc-status"
+cdef bytes N_GRPC_MESSAGE = b"grpc-message"
+cdef bytes N_TE = b"te"
+cdef bytes V_TRAILERS = b"trailers"
 
 
 # --- the transition table ---------------------------------------------------------------------
@@ -378,9 +391,13 @@ cdef class Exchange:
         self.retried = False
         self.codec_edits = None
         self.req_body_sent = False
-        self.grpc = False
+        self.grpc = G_NONE
+        self.grpc_type = None
         self.grpc_timeout = 0
         self.grpc_status = -1
+        self.web_in = None
+        self.web_out = None
+        self.web_body = False
         self.req_done = False
         self.resp_started = False
         self.logged = False
@@ -421,6 +438,9 @@ cdef class Exchange:
         cdef Route route
         cdef TakeResult tr
 
+        if (h is not None and PyBytes_GET_SIZE(self.method) == 4
+                and memcmp(PyBytes_AS_STRING(self.method), b"POST", 4) == 0):
+            self.detect_grpc(h)        # gRPC calls are POSTs: nothing else pays for the lookup
         hl = route_host_into(hp, hl, hostbuf)
         if hl < 0:
             if self.path is None:
@@ -475,6 +495,14 @@ cdef class Exchange:
                 self.finish()
             return
         self.start_proxy(route)
+
+    cdef void detect_grpc(self, HeaderBlock h) except *:
+        cdef bytes ct = h.get(N_CONTENT_TYPE)
+        cdef int kind = grpc_kind(ct)
+        if kind != G_NONE:
+            self.grpc = kind
+            self.grpc_type = ct
+            self.grpc_timeout = timeout_of(h.get(N_GRPC_TIMEOUT))
 
     cdef bint admit(self, Route route, TakeResult* tr) except -1:
         cdef bytes key
@@ -644,6 +672,19 @@ cdef class Exchange:
                 edits.append(V_UPGRADE)
                 edits.append(N_UPGRADE)
                 edits.append(without_h2c(h.header_value(i)))
+        if self.grpc > G_PLAIN:
+            # gRPC-Web: the upstream gets gRPC (grpcwire.pyx)
+            h.drop(N_CONTENT_TYPE)
+            edits.append(N_CONTENT_TYPE)
+            edits.append(upstream_content_type(self.grpc_type))
+            edits.append(N_TE)
+            edits.append(V_TRAILERS)
+            if self.grpc == G_WEB_TEXT:
+                self.web_in = TextDecoder()
+                self.web_out = TextEncoder()
+                if self.req_body_kind == BODY_LENGTH:
+                    h.drop(N_CONTENT_LENGTH)           # the decoded body is shorter
+                    self.req_body_kind = BODY_CHUNKED
         self.edits = edits
         if route.timeout > 0:
             self.deadline = self.t0 + route.timeout     # checked by the codec's timeout sweep
@@ -745,6 +786,19 @@ cdef class Exchange:
         self.bytes_in += PyBytes_GET_SIZE(chunk)
         if self.state == X_LOCAL or self.state == X_BODY_WAIT:
             return          # answered already: drop the body
+        if self.web_in is not None:
+            try:
+                chunk = (<TextDecoder>self.web_in).feed(chunk)
+            except ValueError:              # binascii.Error: not base64
+                self.web_in = None
+                self.abort_upstream()
+                if not self.resp_started:
+                    self.fail(E_BAD_REQUEST, b"grpc-web-text body is not base64\n")
+                else:
+                    self.ds.broken(self)
+                return
+            if PyBytes_GET_SIZE(chunk) == 0:
+                return
         if self.up is not None:
             self.req_body_sent = True
             self.up.send_data(self, chunk)
@@ -796,6 +850,15 @@ cdef class Exchange:
             v = rp.get(b"grpc-status")          # a trailers-only response carries it here
             if v is not None and (<bytes>v).isdigit():
                 self.grpc_status = int(v)
+        if self.grpc > G_PLAIN and st == 200:
+            # gRPC-Web: the client's content type; trailers will be the body's last message
+            rp.drop(N_CONTENT_TYPE)
+            rp.drop(N_CONTENT_LENGTH)
+            edits.append(N_CONTENT_TYPE)
+            edits.append(response_content_type(self.grpc_type))
+            if body_kind != BODY_NONE:
+                self.web_body = True
+                body_kind = BODY_CHUNKED
         if st == 101 and not self.upgrade:
             self.resp_started = True
             self.upstream_broke(self.up, True, False, E_BAD_RESPONSE)   # 101 nobody asked for
@@ -804,13 +867,26 @@ cdef class Exchange:
         self.ds.send_head(self, rp, st, body_kind, edits)
 
     cdef void response_data(self, bytes chunk) except *:
+        if self.web_out is not None:
+            chunk = (<TextEncoder>self.web_out).feed(chunk)
+            if PyBytes_GET_SIZE(chunk) == 0:
+                return
         self.ds.send_data(self, chunk)
 
     cdef void response_end(self, UpstreamConn up, bytes trailers, bint reusable) except *:
         """The response is complete: its end goes to the client, the upstream back to its pool
         (when it can carry another request and ours was sent whole)."""
+        cdef bytes tail
         if self.grpc and trailers:
             self.grpc_status = grpc_status_of(trailers, self.grpc_status)
+        if self.web_body:
+            # gRPC-Web: the trailers as the last message of the body (browsers cannot read
+            # HTTP trailers)
+            tail = trailer_message(trailer_pairs(trailers))
+            if self.web_out is not None:
+                tail = (<TextEncoder>self.web_out).feed(tail) + (<TextEncoder>self.web_out).finish()
+            self.ds.send_data(self, tail)
+            trailers = None
         self.ds.send_end(self, trailers)
         up.served += 1
         up.x = None
@@ -902,7 +978,18 @@ cdef class Exchange:
     # --- local answers and failures -----------------------------------------------------------
 
     cdef void local(self, int status, bytes body, list headers, bint close) except *:
-        """Answer this exchange ourselves; the rest of the request body is read and dropped."""
+        """Answer this exchange ourselves; the rest of the request body is read and dropped.
+        A gRPC call gets it in the trailers-only form (grpcwire.pyx)."""
+        cdef int code
+        if self.grpc != G_NONE:
+            code = (error_row(self.outcome).grpc_status if self.outcome != E_NONE
+                    else status_of_http(status))
+            self.grpc_status = code
+            headers = [N_CONTENT_TYPE, response_content_type(self.grpc_type),
+                       N_GRPC_STATUS, b"%d" % code,
+                       N_GRPC_MESSAGE, message(body if body is not None else b"%d" % status)]
+            status = 200
+            body = b""
         self.status = status
         self.go(X_LOCAL)
         self.resp_started = True
@@ -1080,6 +1167,7 @@ cdef class Exchange:
         else:
             e.request_id, e.request_id_len = PyBytes_AS_STRING(rid), PyBytes_GET_SIZE(rid)
         e.status = self.status
+        e.grpc_status = self.grpc_status    # -1: not gRPC, or no status seen
         e.bytes_in = self.bytes_in
         e.bytes_out = self.bytes_out
         e.duration = now - self.t0

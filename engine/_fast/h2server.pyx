@@ -37,9 +37,8 @@ Theory of operation
   broke, run in `flush()` (the `cut` list) rather than inside the exchange call that caused
   them: every entry point (client bytes, upstream events, the timeout sweep) ends with a
   flush, and the exchange's own call has returned by then.
-* Local replies to a gRPC request (content-type application/grpc) are "trailers-only"
-  responses: HTTP 200 with grpc-status from the error table (or mapped from the HTTP status of
-  a filter's reply), as gRPC clients expect. grpc-timeout caps the route deadline.
+* gRPC needs nothing of its own here: the exchange answers a gRPC call's local errors in the
+  trailers-only form and honours grpc-timeout (grpcwire.pyx); trailers are HEADERS frames.
 * Timeouts (the worker's sweep, `check_timeouts`): the route deadline and the request body
   timeout per stream; a stream whose response waits on a zero window longer than the
   listener's send timeout is reset (CANCEL); the connection's idle timeout (no stream),
@@ -70,29 +69,28 @@ from engine._fast.hpack cimport (
 )
 from engine._fast.http1 cimport check_authority, BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 from engine._fast.http2 cimport (
-    H2Connection, EV_HEADERS, EV_HEADERS_IGNORED, EV_DATA, EV_RESET, EV_STREAM_ERROR,
+    H2Connection, C_COUNT, EV_HEADERS, EV_HEADERS_IGNORED, EV_DATA, EV_RESET, EV_STREAM_ERROR,
     EV_WINDOW_UPDATE, EV_SETTINGS, EV_GOAWAY, EV_CONNECTION_ERROR,
     NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL,
 )
 from engine._fast.limiter cimport monotonic_now
 from engine._fast.proxy cimport Worker
 from engine._fast.stats cimport (
-    ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY, ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE,
+    Stats, ST_EV_TIMEOUT_HEADER, ST_EV_TIMEOUT_BODY, ST_EV_TIMEOUT_SEND, ST_EV_TIMEOUT_IDLE,
+    ST_H2_DOWNSTREAM, ST_H2_GAUGE_CONNECTIONS, ST_H2_GAUGE_STREAMS,
 )
 from engine._fast.tables cimport Listener, Route
 
 import http
 
 DEF LINGER = 2.0                     # seconds a closing connection reads and drops input
+DEF DRAIN_PING_WAIT = 2.0            # seconds the graceful GOAWAY waits for its PING's ACK
 
 cdef bytes S_STATUS = b":status"
 cdef bytes N_CONTENT_TYPE = b"content-type"
 cdef bytes N_CONTENT_LENGTH = b"content-length"
 cdef bytes N_COOKIE = b"cookie"
-cdef bytes N_GRPC_STATUS = b"grpc-status"
-cdef bytes N_GRPC_MESSAGE = b"grpc-message"
 cdef bytes V_TEXT = b"text/plain"
-cdef bytes V_GRPC = b"application/grpc"
 cdef bytes V_TRAILERS = b"trailers"
 cdef bytes V_100_CONTINUE = b"100-continue"
 cdef bytes CONNECT = b"CONNECT"
@@ -103,43 +101,8 @@ cdef dict REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 # :status values as bytes, built once
 cdef list STATUS_BYTES = [b"%d" % i for i in range(600)]
 
-# HTTP status of a reply that is not from the error table -> gRPC status
-# (grpc/doc/http-grpc-status-mapping.md)
-cdef dict GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
-cdef int GRPC_UNKNOWN = 2
-
-# grpc-timeout units (gRPC over HTTP/2: "TimeoutValue TimeoutUnit", at most 8 digits)
-cdef dict GRPC_UNITS = {ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3,
-                        ord("u"): 1e-6, ord("n"): 1e-9}
-
-
 cdef inline bytes status_bytes(int status):
     return <bytes>STATUS_BYTES[status] if 0 <= status < 600 else b"%d" % status
-
-
-cdef double grpc_timeout_of(bytes v):
-    """Seconds of a grpc-timeout value, or 0 when absent or malformed (ignored, as gRPC does)."""
-    if v is None or PyBytes_GET_SIZE(v) < 2 or PyBytes_GET_SIZE(v) > 9:
-        return 0
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(v)
-    digits = v[:n - 1]
-    if not digits.isdigit():
-        return 0
-    unit = GRPC_UNITS.get(v[n - 1])
-    if unit is None:
-        return 0
-    return int(digits) * <double>unit
-
-
-cdef bytes grpc_message(bytes text):
-    """grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses")."""
-    out = bytearray()
-    for c in text.rstrip(b"\n"):
-        if 0x20 <= c <= 0x7e and c != 0x25:
-            out.append(c)
-        else:
-            out += b"%%%02X" % c
-    return bytes(out)
 
 
 cdef list trailer_lines_to_pairs(bytes trailers):
@@ -203,8 +166,11 @@ cdef class H2Downstream(Downstream):
     cdef double last_active        # last stream activity (idle timeout)
     cdef double write_blocked
     cdef bint in_flush
+    cdef bint write_scheduled      # write_out() is due in this turn of the loop
     cdef bint lingering            # our last frames and a FIN are sent: input is dropped
     cdef double closing_since
+    cdef double drain_since
+    cdef int64_t flushed[C_COUNT]  # the codec's counters as last added to Stats
 
     def __cinit__(self):
         live_add(LIVE_DOWNSTREAM, 1)
@@ -261,6 +227,7 @@ cdef class H2Downstream(Downstream):
         self.born = self.last_active = monotonic_now()
         self.conn.initiate(self.born)
         self.worker.conn_opened(self, self.lslot)
+        self.gauge(ST_H2_GAUGE_CONNECTIONS, 1)
         self.flush()
 
     def data_received(self, bytes data):
@@ -288,9 +255,12 @@ cdef class H2Downstream(Downstream):
                 s.local_done = True
                 s.remote_open = False
                 s.x.client_gone()
+        self.gauge(ST_H2_GAUGE_STREAMS, -len(self.streams))
         self.streams.clear()
         self.cut.clear()
         self.waiting.clear()
+        self.flush_counts()
+        self.gauge(ST_H2_GAUGE_CONNECTIONS, -1)
         self.worker.conn_closed(self, self.lname, self.lslot)
         self.worker._check_idle()
 
@@ -311,6 +281,40 @@ cdef class H2Downstream(Downstream):
         for s in self.streams.values():
             if s.x is not None and s.x.up is not None and not s.blocked:
                 s.x.up.resume_reading()
+
+    # --- counting (stats.pyx: sluice_http2_* with side="downstream") ---------------------------
+
+    cdef inline void gauge(self, int which, long delta) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_gauge(self.worker.stats_worker, ST_H2_DOWNSTREAM, which, delta)
+
+    cdef void counted_reset(self, int64_t sid, int code, bint sent) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_reset(self.worker.stats_worker, ST_H2_DOWNSTREAM, sent, code)
+
+    cdef void counted_goaway(self, int code, bint sent) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None:
+            st.h2_goaway(self.worker.stats_worker, ST_H2_DOWNSTREAM, sent, code)
+
+    cdef void reset(self, int64_t sid, int code) except *:
+        """RST_STREAM, counted by code."""
+        if self.conn.reset_stream(sid, code):
+            self.counted_reset(sid, code, True)
+
+    cdef void close_conn(self, int code, bytes debug) except *:
+        """GOAWAY (code, last stream id) and no more frames: counted by code."""
+        if not self.conn.closed:
+            self.conn.close(code, debug)
+            self.counted_goaway(code, True)
+
+    cdef void flush_counts(self) noexcept:
+        cdef Stats st = self.worker.stats
+        if st is not None and self.conn is not None:
+            st.h2_flush(self.worker.stats_worker, ST_H2_DOWNSTREAM, &self.conn.counts[0],
+                        &self.flushed[0])
 
     cdef void refresh_tables(self) except *:
         cdef Listener l = self.worker.tables.listeners.get(self.lname)
@@ -356,6 +360,7 @@ cdef class H2Downstream(Downstream):
                     if s is not None and s.blocked:
                         self.unblock(s)
             elif kind == EV_RESET or kind == EV_STREAM_ERROR:
+                self.counted_reset(sid, ev[2], kind == EV_STREAM_ERROR)
                 s = self.streams.get(sid)
                 if s is not None:
                     s.remote_open = False
@@ -367,8 +372,10 @@ cdef class H2Downstream(Downstream):
                     else:
                         self.end_exchange(s)
             elif kind == EV_GOAWAY:
+                self.counted_goaway(ev[2], False)
                 self.peer_goaway = True
             elif kind == EV_CONNECTION_ERROR:
+                self.counted_goaway(ev[2], True)
                 self.fail_connection()
                 return
             if self.closed or self.closing:
@@ -379,7 +386,7 @@ cdef class H2Downstream(Downstream):
         cdef int rc = self.dec.decode(self.scratch, <const unsigned char*>PyBytes_AS_STRING(block),
                                       PyBytes_GET_SIZE(block))
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
 
     cdef void fail_connection(self) except *:
@@ -392,6 +399,7 @@ cdef class H2Downstream(Downstream):
             s.blocked = None
             if s.x is not None:
                 s.x.client_gone()
+        self.gauge(ST_H2_GAUGE_STREAMS, -len(self.streams))
         self.streams.clear()
         self.waiting.clear()
         self.closing = True
@@ -429,7 +437,7 @@ cdef class H2Downstream(Downstream):
 
         rc = dec.decode(hb, <const unsigned char*>PyBytes_AS_STRING(block), PyBytes_GET_SIZE(block))
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
             return
         if self.tables is not self.worker.tables:
@@ -445,6 +453,7 @@ cdef class H2Downstream(Downstream):
         s.last_read = now
         x.stream = s
         self.streams[sid] = s
+        self.gauge(ST_H2_GAUGE_STREAMS, 1)
         if rc != HPACK_OK:
             # over max_headers or the header list size: 431, the connection lives on (10.5.1)
             x.begin_for_error(self, now)
@@ -530,10 +539,6 @@ cdef class H2Downstream(Downstream):
             x.req_has_body = True
         if ncookies > 1:
             x.codec_edits = [N_COOKIE, self.joined_cookies(hb)]
-        value = hb.get(N_CONTENT_TYPE)
-        if value is not None and value.startswith(V_GRPC) and not value.startswith(b"application/grpc-web"):
-            x.grpc = True
-            x.grpc_timeout = grpc_timeout_of(hb.get(b"grpc-timeout"))
 
         if authority is not None:
             if check_authority(<const unsigned char*>PyBytes_AS_STRING(authority), 0,
@@ -575,7 +580,7 @@ cdef class H2Downstream(Downstream):
         x.resp_started = True
         s.local_done = True
         s.remote_open = False
-        self.conn.reset_stream(s.sid, PROTOCOL_ERROR)
+        self.reset(s.sid, PROTOCOL_ERROR)
         x.req_done = True
         x.finish()
 
@@ -587,7 +592,7 @@ cdef class H2Downstream(Downstream):
         cdef int i
         cdef list lines
         if hpack_is_connection_error(rc):
-            self.conn.close(hpack_h2_error(rc), b"header block")
+            self.close_conn(hpack_h2_error(rc), b"header block")
             self.fail_connection()
             return
         s.last_read = now
@@ -613,7 +618,7 @@ cdef class H2Downstream(Downstream):
         cdef Exchange x = s.x
         s.remote_open = False
         if x is None or x.state == X_IDLE:
-            self.conn.reset_stream(s.sid, PROTOCOL_ERROR)
+            self.reset(s.sid, PROTOCOL_ERROR)
             return
         s.reset_code = PROTOCOL_ERROR
         self.worker.warn(("h2-malformed", why), "HTTP/2 client %s sent a malformed request "
@@ -658,22 +663,10 @@ cdef class H2Downstream(Downstream):
             return
         if s.reset_code >= 0:
             s.local_done = True
-            self.conn.reset_stream(s.sid, s.reset_code)
+            self.reset(s.sid, s.reset_code)
             return
         if body is None:
             body = b"%d %s\n" % (status, REASONS.get(status, b""))
-        if x.grpc:
-            # trailers-only (gRPC over HTTP/2): the status is in grpc-status, HTTP says 200
-            if x.outcome != E_NONE:
-                code = error_row(x.outcome).grpc_status
-            else:
-                code = GRPC_OF_HTTP.get(status, GRPC_UNKNOWN)
-            x.grpc_status = code
-            edits = [N_CONTENT_TYPE, V_GRPC, N_GRPC_STATUS, b"%d" % code,
-                     N_GRPC_MESSAGE, grpc_message(body)]
-            self.send_block(s, [S_STATUS, b"200"], None, edits, True)
-            self.after_answer(s)
-            return
         edits = []
         if headers:
             for i in range(0, len(headers), 2):
@@ -827,7 +820,7 @@ cdef class H2Downstream(Downstream):
             code = s.reset_code if s.reset_code >= 0 else error_row(x.outcome).h2_rst
             if code == NO_ERROR:
                 code = INTERNAL_ERROR
-            self.conn.reset_stream(s.sid, code)
+            self.reset(s.sid, code)
         s.local_done = True
         s.remote_open = False
         s.blocked = None
@@ -854,7 +847,8 @@ cdef class H2Downstream(Downstream):
     cdef void retire(self, H2Req s) except *:
         """The stream is done on our side: forget it, credit what it owed the connection
         window, and end it with RST_STREAM if either side is still open."""
-        self.streams.pop(s.sid, None)
+        if self.streams.pop(s.sid, None) is not None:
+            self.gauge(ST_H2_GAUGE_STREAMS, -1)
         self.waiting.discard(s)
         self.last_active = monotonic_now()
         if self.closed or self.conn is None:
@@ -864,10 +858,10 @@ cdef class H2Downstream(Downstream):
             s.owed = 0
         if not s.local_done:
             s.local_done = True
-            self.conn.reset_stream(s.sid, CANCEL)
+            self.reset(s.sid, CANCEL)
         elif s.remote_open:
             s.remote_open = False
-            self.conn.reset_stream(s.sid, NO_ERROR)
+            self.reset(s.sid, NO_ERROR)
 
     cdef void pause_client(self, Exchange x, int why) except *:
         cdef H2Req s = <H2Req>x.stream
@@ -902,16 +896,27 @@ cdef class H2Downstream(Downstream):
                     x.client_gone()
                 elif s.remote_open and (x.state == X_LOCAL or x.state == X_BODY_WAIT) and s.local_done:
                     s.remote_open = False
-                    self.conn.reset_stream(s.sid, NO_ERROR)
+                    self.reset(s.sid, NO_ERROR)
                     x.request_end(b"")
-            out = self.conn.data_to_send()
-            if out and self.transport is not None:
-                self.write(out)
         finally:
             self.in_flush = False
-        if self.transport is not None and not self.streams and (
-                self.closing or self.peer_goaway or self.conn.closed
-                or (self.draining and self.conn.shutdown_step == 2)):
+        if not self.write_scheduled and self.transport is not None:
+            # one write per turn of the event loop, whatever number of streams (and upstream
+            # connections) produced frames in it: a syscall per response would cost more than
+            # the rest of the exchange
+            self.write_scheduled = True
+            self.worker.loop.call_soon(self.write_out)
+
+    def write_out(self):
+        cdef bytes out
+        self.write_scheduled = False
+        if self.transport is None or self.conn is None:
+            return
+        out = self.conn.data_to_send()
+        if out:
+            self.write(out)
+        if not self.streams and (self.closing or self.peer_goaway or self.conn.closed
+                                 or (self.draining and self.conn.shutdown_step == 2)):
             self.linger()
 
     # --- the worker's sweep and drain ------------------------------------------------------
@@ -926,6 +931,7 @@ cdef class H2Downstream(Downstream):
             if now - self.closing_since > LINGER:
                 self.transport.close()
             return
+        self.flush_counts()
         self.handle(self.conn.tick(now), now)
         if self.closed or self.closing:
             return
@@ -953,9 +959,10 @@ cdef class H2Downstream(Downstream):
                     continue
                 self.worker.count(ST_EV_TIMEOUT_SEND)
                 if s.x is not None:
+                    s.reset_code = CANCEL
                     self.broken(s.x)
                 else:
-                    self.conn.reset_stream(s.sid, CANCEL)
+                    self.reset(s.sid, CANCEL)
                     s.local_done = True
                     s.blocked = None
                     self.retire(s)
@@ -963,12 +970,16 @@ cdef class H2Downstream(Downstream):
             if not self.any_request:
                 if l.header_timeout > 0 and now - self.born > l.header_timeout:
                     self.worker.count(ST_EV_TIMEOUT_HEADER)
-                    self.conn.close(NO_ERROR, b"no request")
+                    self.close_conn(NO_ERROR, b"no request")
                     self.closing = True
             elif l.idle_timeout > 0 and now - self.last_active > l.idle_timeout:
                 self.worker.count(ST_EV_TIMEOUT_IDLE)
-                self.conn.close(NO_ERROR, b"idle")
+                self.close_conn(NO_ERROR, b"idle")
                 self.closing = True
+        if (self.draining and not self.streams and self.conn.shutdown_step == 1
+                and now - self.drain_since > DRAIN_PING_WAIT):
+            # the client never answered the shutdown PING: end with the final GOAWAY anyway
+            self.close_conn(NO_ERROR, b"")
         if l.max_duration > 0 and not self.draining and now - self.born > l.max_duration:
             self.drain_close()
         self.flush()
@@ -978,5 +989,7 @@ cdef class H2Downstream(Downstream):
         if self.closed or self.conn is None:
             return
         self.draining = True
+        self.drain_since = monotonic_now()
         self.conn.shutdown()
+        self.counted_goaway(NO_ERROR, True)
         self.flush()

@@ -3,6 +3,7 @@
 # the calling worker's own region: no Python objects, no locks, no exceptions, no clock reads.
 
 cimport cython
+from libc.stdint cimport int64_t
 
 
 cdef enum:
@@ -27,6 +28,16 @@ cdef enum:
     ST_NAME_BYTES = 128           # longest registered name (the config's NAME_MAX)
     ST_MAX_LISTENERS = 64         # listener name slots (open connections are counted per listener)
 
+    # HTTP/2, per worker and side (H2_* in stats.pyx name them for Python)
+    ST_H2_DOWNSTREAM = 0          # side: connections from clients (the h2 server)
+    ST_H2_UPSTREAM = 1            # side: connections to upstreams (the h2 client)
+    ST_H2_SIDES = 2
+    ST_H2_NCOUNTERS = 19          # http2.pxd's C_COUNT: h2_counts() takes deltas in C_* order
+    ST_H2_CODES = 15              # RFC 9113 error codes 0x0..0xd, then one "unknown"
+    ST_H2_GAUGE_CONNECTIONS = 0   # open HTTP/2 connections
+    ST_H2_GAUGE_STREAMS = 1       # open streams on them
+    ST_H2_NGAUGES = 2
+
     # reserved slots, registered when the table is created
     ST_OTHER = 0                  # "_other": the overflow slot of every name table
     ST_UNROUTED = 1               # route "_unrouted": answered before a route matched (404, 400)
@@ -43,6 +54,7 @@ cdef class Stats:
     cdef char* clusters_base            # st_cluster[max_workers][max_clusters]
     cdef char* endpoints_base           # st_endpoint[max_workers][max_endpoints]
     cdef char* listeners_base           # int64 connections[max_workers][ST_MAX_LISTENERS]
+    cdef char* h2_base                  # st_h2side[max_workers][ST_H2_SIDES]
     cdef readonly int max_workers
     cdef readonly int max_routes
     cdef readonly int max_clusters
@@ -73,3 +85,22 @@ cdef class Stats:
     cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil
     # `now` is the caller's CLOCK_MONOTONIC reading (limiter.monotonic_now()).
     cdef void heartbeat(self, int worker, double now) noexcept nogil
+
+    # HTTP/2 codecs of `worker`, by side (ST_H2_DOWNSTREAM | ST_H2_UPSTREAM; any other side
+    # records nothing). h2_counts adds ST_H2_NCOUNTERS deltas in the order of http2.pxd's C_*
+    # enum (C_FRAMES_IN .. C_IDS_EXHAUSTED): a codec flushes what its counts() grew by since
+    # its last flush; a delta <= 0 is skipped.
+    cdef void h2_counts(self, int worker, int side, const int64_t* deltas) noexcept nogil
+    # The same from a codec's running totals: adds `totals` - `flushed` (H2Connection.counts
+    # and the caller's copy of what it last flushed), then copies `totals` into `flushed`.
+    cdef void h2_flush(self, int worker, int side, const int64_t* totals,
+                       int64_t* flushed) noexcept nogil
+    # One RST_STREAM sent (sent=True) or received, by its error code (outside 0x0..0xd:
+    # "unknown"). The codec's C_RESETS_* counts are the same frames, unlabelled.
+    cdef void h2_reset(self, int worker, int side, bint sent, int code) noexcept nogil
+    # One GOAWAY sent or received, by its error code (like h2_reset).
+    cdef void h2_goaway(self, int worker, int side, bint sent, int code) noexcept nogil
+    # Open HTTP/2 connections (ST_H2_GAUGE_CONNECTIONS) or streams (ST_H2_GAUGE_STREAMS):
+    # move by a delta (+1 on open, -1 on close; zeroed when the worker's slot is attached or
+    # released, like the other gauges).
+    cdef void h2_gauge(self, int worker, int side, int which, long delta) noexcept nogil

@@ -1,6 +1,6 @@
 # The shared-memory counters' contract for Python and mypy. See stats.pyx for the theory of
 # operation; compiled callers use stats.pxd (Stats.record, set_gauge, add_gauge, endpoint_begin,
-# endpoint_end, heartbeat).
+# endpoint_end, heartbeat, h2_counts, h2_reset, h2_goaway, h2_gauge).
 from typing import Final, TypedDict
 
 BOUNDS: Final[tuple[float, ...]]        # histogram bucket upper bounds, seconds; last is +Inf
@@ -11,6 +11,13 @@ OTHER: Final[str]                       # "_other": the overflow slot's name in 
 UNROUTED: Final[str]                    # "_unrouted": exchanges answered before a route matched
 SLOT_OTHER: Final[int]
 SLOT_UNROUTED: Final[int]
+H2_SIDES: Final[tuple[str, str]]        # ("downstream", "upstream"), indexed by side
+H2_DOWNSTREAM: Final[int]
+H2_UPSTREAM: Final[int]
+H2_GAUGE_CONNECTIONS: Final[int]
+H2_GAUGE_STREAMS: Final[int]
+H2_CODES: Final[tuple[str, ...]]        # RFC 9113 error code names 0x0..0xd, then "unknown"
+H2_COUNTER_NAMES: Final[tuple[str, ...]]  # http2.COUNTER_NAMES: h2_counts' delta order
 
 class RouteStats(TypedDict):
     requests: dict[str, int]            # status class -> count
@@ -38,7 +45,15 @@ class Gauges(TypedDict):
 class ListenerStats(TypedDict):
     active_connections: int
 
+class H2Side(TypedDict):
+    counters: dict[str, int]            # H2_COUNTER_NAMES -> count
+    resets: dict[str, dict[str, int]]   # "sent" | "received" -> H2_CODES -> count
+    goaways: dict[str, dict[str, int]]
+    active_connections: int
+    active_streams: int
+
 class Aggregate(TypedDict):
+    http2: dict[str, H2Side]            # H2_SIDES -> ...
     listeners: dict[str, ListenerStats]
     events: dict[str, int]              # EVENT_NAMES -> count
     routes: dict[str, RouteStats]
@@ -91,6 +106,16 @@ class Stats:
     def endpoint_begin_py(self, worker: int, endpoint_slot: int) -> None: ...
     def endpoint_end_py(self, worker: int, endpoint_slot: int) -> None: ...
     def count_event_py(self, worker: int, name: str) -> None: ...
+    def h2_counts_py(
+        self, worker: int, side: int, deltas: dict[str, int] | list[int] | tuple[int, ...],
+    ) -> None: ...
+    def h2_flush_py(
+        self, worker: int, side: int, totals: list[int] | tuple[int, ...],
+        flushed: list[int] | tuple[int, ...],
+    ) -> list[int]: ...
+    def h2_reset_py(self, worker: int, side: int, sent: bool, code: int) -> None: ...
+    def h2_goaway_py(self, worker: int, side: int, sent: bool, code: int) -> None: ...
+    def h2_gauge_py(self, worker: int, side: int, which: int, delta: int) -> None: ...
     # the read side
     def aggregate(self) -> Aggregate: ...
     def worker_versions(self) -> dict[int, str | None]: ...

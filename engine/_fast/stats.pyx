@@ -34,8 +34,9 @@ must start with a letter or digit (syntax.NAME_PATTERN), so reserved names never
 
 Layout (every section 64-byte aligned, every per-worker record a multiple of 64 bytes except the
 16-byte endpoint record, whose array per worker is itself 64-byte aligned):
-    header | route names | cluster names | endpoint names | st_worker[W]
-    | st_route[W][R] | st_cluster[W][C] | st_endpoint[W][E]
+    header | route names | cluster names | endpoint names | listener names | st_worker[W]
+    | st_route[W][R] | st_cluster[W][C] | st_endpoint[W][E] | int64 listener_conns[W][64]
+    | st_h2side[W][2]
 Worker-major order means the aggregate touches only the pages of workers that ever attached and
 of names that were ever registered: the untouched rest of a large table costs address space, not
 memory (the mapping is MAP_NORESERVE).
@@ -48,6 +49,14 @@ A worker's header holds its pid (0 = no live process), a "used" flag (its counte
 so a restarted worker's slot keeps counting monotonically), a heartbeat (CLOCK_MONOTONIC seconds,
 set by the worker), the gauges and the snapshot version it serves (written under a sequence lock
 from Python at apply time; readers retry a torn read).
+
+HTTP/2. Per worker and side (downstream: client connections; upstream: connections to
+upstreams), one `st_h2side`: the codec's counters (http2.pxd's C_* enum, which `h2_counts` takes
+as deltas: a codec keeps exact per-connection counts and the proxy flushes what they grew by),
+RST_STREAM and GOAWAY frames by direction and RFC 9113 error code (`h2_reset`, `h2_goaway`:
+the codec's counters cannot tell codes apart), and gauges of open connections and streams.
+`H2_COUNTER_NAMES` is http2.COUNTER_NAMES; importing this module checks it has
+ST_H2_NCOUNTERS names, so the two enums cannot drift apart silently.
 
 What it must never do: allocate, raise, take a lock or touch a Python object in the cdef hot path
 methods; read a clock there (the caller passes `now`); or let a bad argument write outside its
@@ -63,6 +72,8 @@ from libc.string cimport memcmp, memcpy, memset
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 
 import os
+
+from engine._fast.http2 import COUNTER_NAMES as _h2_counter_names
 
 cdef extern from *:
     """
@@ -80,7 +91,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 5u
+    #define ST_LAYOUT 6u
 
     typedef struct {
         uint64_t magic;
@@ -142,12 +153,22 @@ cdef extern from *:
         uint64_t resets;           /* connections that broke before their response completed */
     } st_endpoint;
 
+    /* one side of a worker's HTTP/2 codecs; [dir] is 0 = received, 1 = sent */
+    typedef struct {
+        uint64_t counts[19];       /* http2.pxd C_* order (ST_H2_NCOUNTERS) */
+        uint64_t resets[2][15];    /* RST_STREAM by [dir][code]; [14] is "unknown" */
+        uint64_t goaways[2][15];   /* GOAWAY likewise */
+        int64_t gauges[2];         /* open connections, open streams (ST_H2_GAUGE_*) */
+        uint64_t _pad0[7];         /* to 704 bytes: eleven whole cache lines */
+    } st_h2side;
+
     typedef char st_header_is_64[(sizeof(st_header) == 64) ? 1 : -1];
     typedef char st_name_is_144[(sizeof(st_name) == 144) ? 1 : -1];
     typedef char st_worker_is_256[(sizeof(st_worker) == 256) ? 1 : -1];
     typedef char st_route_is_256[(sizeof(st_route) == 256) ? 1 : -1];
     typedef char st_cluster_is_64[(sizeof(st_cluster) == 64) ? 1 : -1];
     typedef char st_endpoint_is_32[(sizeof(st_endpoint) == 32) ? 1 : -1];
+    typedef char st_h2side_is_704[(sizeof(st_h2side) == 704) ? 1 : -1];
 
     /* ---- single-writer counters: relaxed load + relaxed store (plain movs, no lock prefix) ---- */
     static inline void st_add(uint64_t *p, uint64_t n) {
@@ -286,6 +307,12 @@ cdef extern from *:
         uint64_t connect_failures
         uint64_t resets
 
+    ctypedef struct st_h2side:
+        uint64_t counts[ST_H2_NCOUNTERS]
+        uint64_t resets[2][ST_H2_CODES]
+        uint64_t goaways[2][ST_H2_CODES]
+        int64_t gauges[ST_H2_NGAUGES]
+
     int MAP_NORESERVE
     uint32_t ST_LAYOUT
     void st_add(uint64_t* p, uint64_t n) nogil
@@ -316,6 +343,21 @@ OTHER = "_other"
 UNROUTED = "_unrouted"
 SLOT_OTHER = ST_OTHER
 SLOT_UNROUTED = ST_UNROUTED
+
+# HTTP/2 (see the theory of operation): sides, error codes and counters by name, in index order
+H2_SIDES = ("downstream", "upstream")
+H2_DOWNSTREAM = ST_H2_DOWNSTREAM
+H2_UPSTREAM = ST_H2_UPSTREAM
+H2_GAUGE_CONNECTIONS = ST_H2_GAUGE_CONNECTIONS
+H2_GAUGE_STREAMS = ST_H2_GAUGE_STREAMS
+H2_CODES = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR",
+            "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL",
+            "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY",
+            "HTTP_1_1_REQUIRED", "unknown")           # RFC 9113 section 7, 0x0..0xd
+H2_COUNTER_NAMES = _h2_counter_names
+if len(H2_COUNTER_NAMES) != ST_H2_NCOUNTERS or len(H2_CODES) != ST_H2_CODES:
+    raise ImportError(f"stats.pxd's ST_H2_NCOUNTERS ({ST_H2_NCOUNTERS}) does not match "
+                      f"http2.COUNTER_NAMES ({len(H2_COUNTER_NAMES)}): update both together")
 
 cdef enum:
     ST_MAX_WORKERS = 4096         # guards against nonsense, not tuning knobs
@@ -430,6 +472,20 @@ cdef inline st_endpoint* _endpoint_row(Stats s, int w, int e) noexcept nogil:
         e = ST_OTHER
     return _endpoint(s, w, e)
 
+cdef inline st_h2side* _h2(Stats s, int w, int side) noexcept nogil:
+    return (<st_h2side*>s.h2_base) + (<size_t>w * ST_H2_SIDES + <size_t>side)
+
+cdef inline st_h2side* _h2side(Stats s, int w, int side) noexcept nogil:
+    """A worker's record of one HTTP/2 side; NULL when the worker or side is out of range."""
+    if w < 0 or w >= s.max_workers or side < 0 or side >= ST_H2_SIDES:
+        return NULL
+    return _h2(s, w, side)
+
+cdef inline int _h2_code(int code) noexcept nogil:
+    if code < 0 or code >= ST_H2_CODES - 1:
+        return ST_H2_CODES - 1                      # "unknown"
+    return code
+
 cdef int _check_worker(Stats s, int worker) except -1:
     if worker < 0 or worker >= s.max_workers:
         raise IndexError(f"worker slot {worker} is not in 0..{s.max_workers - 1}")
@@ -446,6 +502,9 @@ cdef void _reset_live(Stats s, int worker) noexcept nogil:
         st_seti(&_endpoint(s, worker, e).active, 0)
     for i in range(ST_MAX_LISTENERS):
         st_seti(_listener_conns(s, worker, i), 0)
+    for i in range(ST_H2_SIDES):
+        st_seti(&_h2(s, worker, i).gauges[ST_H2_GAUGE_CONNECTIONS], 0)
+        st_seti(&_h2(s, worker, i).gauges[ST_H2_GAUGE_STREAMS], 0)
     st_st_d(&w.heartbeat, 0.0)
     st_write_version(w, "", 0)
 
@@ -484,7 +543,8 @@ cdef class Stats:
         cdef size_t ep_stride = _endpoint_stride(max_endpoints)
         cdef size_t off_endpoints = _align64(off_clusters + W * C * sizeof(st_cluster))
         cdef size_t off_listeners = _align64(off_endpoints + W * ep_stride)
-        cdef size_t size = off_listeners + W * ST_MAX_LISTENERS * sizeof(int64_t)
+        cdef size_t off_h2 = _align64(off_listeners + W * ST_MAX_LISTENERS * sizeof(int64_t))
+        cdef size_t size = off_h2 + W * ST_H2_SIDES * sizeof(st_h2side)
         cdef void* m = mmap(NULL, size, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if m == MAP_FAILED:
@@ -496,6 +556,7 @@ cdef class Stats:
         self.clusters_base = self.mem + off_clusters
         self.endpoints_base = self.mem + off_endpoints
         self.listeners_base = self.mem + off_listeners
+        self.h2_base = self.mem + off_h2
         cdef st_header* h = <st_header*>self.mem
         h.layout = ST_LAYOUT
         h.max_workers = <uint32_t>W
@@ -607,7 +668,88 @@ cdef class Stats:
         if 0 <= worker < self.max_workers:
             st_st_d(&_worker(self, worker).heartbeat, now)
 
+    cdef void h2_counts(self, int worker, int side, const int64_t* deltas) noexcept nogil:
+        cdef st_h2side* h = _h2side(self, worker, side)
+        cdef int i
+        if h == NULL:
+            return
+        for i in range(ST_H2_NCOUNTERS):
+            if deltas[i] > 0:
+                st_add(&h.counts[i], <uint64_t>deltas[i])
+
+    cdef void h2_flush(self, int worker, int side, const int64_t* totals,
+                       int64_t* flushed) noexcept nogil:
+        cdef int64_t d[ST_H2_NCOUNTERS]
+        cdef int i
+        for i in range(ST_H2_NCOUNTERS):
+            d[i] = totals[i] - flushed[i]
+            flushed[i] = totals[i]
+        self.h2_counts(worker, side, d)
+
+    cdef void h2_reset(self, int worker, int side, bint sent, int code) noexcept nogil:
+        cdef st_h2side* h = _h2side(self, worker, side)
+        if h != NULL:
+            st_add(&h.resets[1 if sent else 0][_h2_code(code)], 1)
+
+    cdef void h2_goaway(self, int worker, int side, bint sent, int code) noexcept nogil:
+        cdef st_h2side* h = _h2side(self, worker, side)
+        if h != NULL:
+            st_add(&h.goaways[1 if sent else 0][_h2_code(code)], 1)
+
+    cdef void h2_gauge(self, int worker, int side, int which, long delta) noexcept nogil:
+        cdef st_h2side* h = _h2side(self, worker, side)
+        if h != NULL and 0 <= which < ST_H2_NGAUGES:
+            st_addi(&h.gauges[which], delta)
+
     # --- Python surface of the hot path (tests, embedding, the policy layer) -----------------
+
+    def h2_counts_py(self, int worker, int side, deltas):
+        """h2_counts() from Python: `deltas` is a {H2_COUNTER_NAMES name: n} dict or a sequence
+        of ST_H2_NCOUNTERS ints in that order."""
+        _check_worker(self, worker)
+        cdef int64_t d[ST_H2_NCOUNTERS]
+        cdef int i
+        if isinstance(deltas, dict):
+            unknown = set(deltas) - set(H2_COUNTER_NAMES)
+            if unknown:
+                raise ValueError(f"not HTTP/2 counters: {sorted(unknown)}")
+            values = [deltas.get(name, 0) for name in H2_COUNTER_NAMES]
+        else:
+            values = list(deltas)
+            if len(values) != ST_H2_NCOUNTERS:
+                raise ValueError(f"{ST_H2_NCOUNTERS} deltas, got {len(values)}")
+        for i in range(ST_H2_NCOUNTERS):
+            d[i] = values[i]
+        self.h2_counts(worker, side, d)
+
+    def h2_flush_py(self, int worker, int side, totals, flushed):
+        """h2_flush() from Python: `totals` and `flushed` are sequences of ST_H2_NCOUNTERS ints
+        (H2Connection.counters().values(), and what the last call returned); returns the new
+        `flushed`."""
+        _check_worker(self, worker)
+        cdef int64_t t[ST_H2_NCOUNTERS]
+        cdef int64_t f[ST_H2_NCOUNTERS]
+        cdef int i
+        totals, flushed = list(totals), list(flushed)
+        if len(totals) != ST_H2_NCOUNTERS or len(flushed) != ST_H2_NCOUNTERS:
+            raise ValueError(f"{ST_H2_NCOUNTERS} totals and {ST_H2_NCOUNTERS} flushed counts")
+        for i in range(ST_H2_NCOUNTERS):
+            t[i], f[i] = totals[i], flushed[i]
+        self.h2_flush(worker, side, t, f)
+        return [f[i] for i in range(ST_H2_NCOUNTERS)]
+
+    def h2_reset_py(self, int worker, int side, bint sent, int code):
+        _check_worker(self, worker)
+        self.h2_reset(worker, side, sent, code)
+
+    def h2_goaway_py(self, int worker, int side, bint sent, int code):
+        _check_worker(self, worker)
+        self.h2_goaway(worker, side, sent, code)
+
+    def h2_gauge_py(self, int worker, int side, int which, long delta):
+        _check_worker(self, worker)
+        self.h2_gauge(worker, side, which, delta)
+
 
     def record_py(self, int worker, int route_slot, int cluster_slot, int status, double seconds,
                   long bytes_in=0, long bytes_out=0):
@@ -765,6 +907,9 @@ cdef class Stats:
          "listeners": {name: {"active_connections": n}},
          "gauges": {"active_connections": n, "active_requests": n},
          "events": {EVENT_NAMES[i]: n},
+         "http2": {"downstream"|"upstream": {"counters": {H2_COUNTER_NAMES[i]: n},
+                   "resets": {"sent"|"received": {H2_CODES[i]: n}}, "goaways": {likewise},
+                   "active_connections": n, "active_streams": n}},
          "workers": live worker count}
         """
         cdef st_header* h = _hdr(self)
@@ -860,6 +1005,7 @@ cdef class Stats:
             listeners[listener_names[i]] = {"active_connections": lconns}
 
         return {
+            "http2": _h2_aggregate(self, used, nused),
             "routes": routes,
             "clusters": clusters,
             "endpoints": endpoints,
@@ -872,6 +1018,44 @@ cdef class Stats:
     def __repr__(self):
         return (f"<Stats workers={self.max_workers} routes={self.max_routes} "
                 f"clusters={self.max_clusters} endpoints={self.max_endpoints}>")
+
+
+cdef dict _h2_aggregate(Stats s, int* used, int nused):
+    """aggregate()'s "http2": both sides summed over the workers that ever attached (gauges:
+    over live ones)."""
+    cdef uint64_t counts[ST_H2_NCOUNTERS]
+    cdef uint64_t resets[2][ST_H2_CODES]
+    cdef uint64_t goaways[2][ST_H2_CODES]
+    cdef int64_t gauges[ST_H2_NGAUGES]
+    cdef int side, k, i, d
+    cdef st_h2side* h
+    out = {}
+    for side in range(ST_H2_SIDES):
+        memset(counts, 0, sizeof(counts))
+        memset(resets, 0, sizeof(resets))
+        memset(goaways, 0, sizeof(goaways))
+        memset(gauges, 0, sizeof(gauges))
+        for k in range(nused):
+            h = _h2(s, used[k], side)
+            for i in range(ST_H2_NCOUNTERS):
+                counts[i] += st_ld(&h.counts[i])
+            for d in range(2):
+                for i in range(ST_H2_CODES):
+                    resets[d][i] += st_ld(&h.resets[d][i])
+                    goaways[d][i] += st_ld(&h.goaways[d][i])
+            if st_ld(&_worker(s, used[k]).pid) != 0:
+                for i in range(ST_H2_NGAUGES):
+                    gauges[i] += st_ldi(&h.gauges[i])
+        out[H2_SIDES[side]] = {
+            "counters": {H2_COUNTER_NAMES[i]: counts[i] for i in range(ST_H2_NCOUNTERS)},
+            "resets": {"received": {H2_CODES[i]: resets[0][i] for i in range(ST_H2_CODES)},
+                       "sent": {H2_CODES[i]: resets[1][i] for i in range(ST_H2_CODES)}},
+            "goaways": {"received": {H2_CODES[i]: goaways[0][i] for i in range(ST_H2_CODES)},
+                        "sent": {H2_CODES[i]: goaways[1][i] for i in range(ST_H2_CODES)}},
+            "active_connections": gauges[ST_H2_GAUGE_CONNECTIONS],
+            "active_streams": gauges[ST_H2_GAUGE_STREAMS],
+        }
+    return out
 
 
 # the ST_EV_* counters by name, in index order (metrics.py exports them)

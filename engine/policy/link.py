@@ -6,12 +6,14 @@ and resolves every name once, so that serving a request never looks one up.
 
 State that must outlive a reload is carried over by identity: a `Pool` is reused when the
 previous tables had the same endpoint of the same cluster with the same pool settings, protocol
-and TLS identity (a cluster's client SSLContext comes from `tls_client`, cached by a fingerprint
-of its settings and files, so an unchanged one is the same object after a reload), and a
+(with its HTTP/2 settings for an http2 cluster) and TLS identity (a cluster's client SSLContext
+comes from `tls_client`, cached by a fingerprint of its settings, ALPN and files, so an unchanged
+one is the same object after a reload), and a
 `Limiter` keyed by a stable `limit_id` (route name + limit settings) finds its buckets again in
 the node's shared table. A TLS listener's server SSLContext is kept when its shape (min_version, mutual
-TLS) is unchanged, so the listening server goes on and only its certificates change
-(engine/policy/tls_server.py).
+TLS) is unchanged, so the listening server goes on and only its certificates and ALPN offer
+change (engine/policy/tls_server.py). A listener's `protocols` become its `http1`/`http2` flags
+and its `http2` block the SETTINGS it announces.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextlib import contextmanager
 from engine._fast.balancer import Balancer, policy_from_name
 from engine._fast.limiter import Limiter
 from engine._fast.paths import flags_for
-from engine._fast.pool import Pool
+from engine._fast.pool import PROTOCOL, Pool
 from engine._fast.stats import endpoint_key
 from engine._fast.router import (
     HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
@@ -42,19 +44,32 @@ def stable_id(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
+def _h2_settings(cluster) -> tuple | None:
+    """An http2 cluster's connection settings, in `Pool`'s order; None for http1, whose pools
+    do not depend on its (unused) `http2` block."""
+    if cluster.protocol != "http2":
+        return None
+    h2 = cluster.http2
+    return (h2.max_concurrent_streams, h2.initial_stream_window, h2.initial_connection_window,
+            h2.ping_interval, h2.ping_timeout)
+
+
 def _pool_key(cluster, endpoint, tls_id: str | None = None) -> tuple:
     """What a pool's connections are: to which endpoint, under which pool settings, speaking
-    which protocol, with which TLS identity (`tls_client.fingerprint`: the settings and the
-    files' bytes, None for plaintext). Equal keys across a reload keep the pool and its warm
-    connections; a changed CA, client certificate or SNI gets new pools."""
+    which protocol with which HTTP/2 settings, with which TLS identity (`tls_client.fingerprint`:
+    the settings, the ALPN offer and the files' bytes, None for plaintext). Equal keys across a
+    reload keep the pool and its warm connections; a changed CA, client certificate, SNI,
+    protocol or HTTP/2 setting gets new pools (the SETTINGS of an open HTTP/2 connection were
+    announced when it opened)."""
     pool = cluster.pool
     return (cluster.name, endpoint.address.host, endpoint.address.port, pool.max_connections,
             pool.max_requests_per_connection, pool.idle_timeout, cluster.connect_timeout,
-            pool.max_pending, cluster.protocol, tls_id)
+            pool.max_pending, cluster.protocol, _h2_settings(cluster), tls_id)
 
 
 def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -> Cluster:
     """`tls` is the cluster's (fingerprint, SSLContext) from `tls_client`, or None."""
+    h2 = cluster.http2
     endpoints = []
     for ep in cluster.endpoints:
         key = _pool_key(cluster, ep, tls[0] if tls is not None else None)
@@ -68,7 +83,13 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None) -
                         max_waiters=cluster.pool.max_pending,
                         ssl_context=tls[1] if tls is not None else None,
                         server_hostname=tls_client.server_hostname(cluster.tls, ep.address.host)
-                        if tls is not None else None)
+                        if tls is not None else None,
+                        protocol=PROTOCOL[cluster.protocol],
+                        h2_max_streams=h2.max_concurrent_streams,
+                        h2_stream_window=h2.initial_stream_window,
+                        h2_conn_window=h2.initial_connection_window,
+                        h2_ping_interval=float(h2.ping_interval),
+                        h2_ping_timeout=float(h2.ping_timeout))
         pools[key] = pool
         endpoints.append(Endpoint(pool, stats.endpoint_slot(endpoint_key(cluster.name, ep.address))
                                   if stats is not None else -1))
@@ -248,7 +269,7 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats,
             routes = [_link_route(route, i, clusters, buckets, filters, stats)
                       for i, route in enumerate(chosen)]
             router = Router([router_entry(route.match) for route in chosen])
-            lim, tmo = lst.limits, lst.timeouts
+            lim, tmo, h2 = lst.limits, lst.timeouts, lst.http2
             listeners[lst.name] = Listener(
                 lst.name, lst.address.host, lst.address.port, router, routes,
                 lim.max_head_bytes, lim.max_headers, lim.max_uri_bytes,
@@ -259,6 +280,9 @@ def _link_listeners(config, clusters: dict, buckets, filters: dict, stats,
                 path_flags=path_flags(lst.paths),
                 stats_slot=stats.listener_slot(lst.name) if stats is not None else -1,
                 http1="http1" in lst.protocols, http2="http2" in lst.protocols,
+                h2_max_streams=h2.max_concurrent_streams,
+                h2_stream_window=h2.initial_stream_window,
+                h2_conn_window=h2.initial_connection_window,
                 **_tls_arguments(lst, previous))
     return listeners
 

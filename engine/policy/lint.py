@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 from .errors import Loc
 from .matching import covers
-from .model import Config, Match
+from .model import ClusterHTTP2, Config, ListenerHTTP2, Match
 from .pathregex import matcher
 
 
 def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
             *_ignored_hash_on(config), *_not_normal_paths(config), *_expired_certificates(config),
-            *_unverified_tls(config), *_expired_client_certificates(config)]
+            *_unverified_tls(config), *_expired_client_certificates(config),
+            *_http2_only_listeners(config), *_unused_http2_settings(config)]
 
 
 def _expired_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
@@ -279,3 +280,33 @@ def _expired_client_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
         elif start > now:
             yield loc, (f"{cluster.tls.cert}: not valid before {start:%Y-%m-%d %H:%M} UTC: "
                         "upstreams will refuse it until then")
+
+
+def _http2_only_listeners(config: Config) -> Iterable[tuple[Loc, str]]:
+    """A listener without http1 is valid (a gRPC-only port), but every HTTP/1.1 client, curl
+    without --http2 and most health checkers among them, is turned away: say so once."""
+    for i, listener in enumerate(config.listeners):
+        if "http1" in listener.protocols:
+            continue
+        if listener.tls is not None:
+            why = ("HTTP/1.1-only clients cannot use this listener (it serves only clients "
+                   "that negotiate h2 by ALPN)")
+        else:
+            why = ("HTTP/1.1 clients cannot use this listener (on plaintext it serves only "
+                   "HTTP/2 with prior knowledge, h2c)")
+        yield ("listeners", i, "protocols"), why + "; add http1 to serve them"
+
+
+def _unused_http2_settings(config: Config) -> Iterable[tuple[Loc, str]]:
+    """An `http2` block where HTTP/2 is not spoken is not an error (a rollout may take http2
+    out and put it back without deleting its settings), but it does nothing meanwhile. Judged
+    by its values, not by whether it was written: a config that went through `model_dump` (a
+    snapshot, a test) has every field written out."""
+    for i, listener in enumerate(config.listeners):
+        if "http2" not in listener.protocols and listener.http2 != ListenerHTTP2():
+            yield (("listeners", i, "http2"),
+                   "has no effect: protocols does not list http2")
+    for i, cluster in enumerate(config.clusters):
+        if cluster.protocol != "http2" and cluster.http2 != ClusterHTTP2():
+            yield (("clusters", i, "http2"),
+                   f"has no effect with protocol: {cluster.protocol} (only http2 uses it)")

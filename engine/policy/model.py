@@ -9,16 +9,22 @@ module adds, beyond CONFIG.md:
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
   `off`, or a file path) and their `format` (`json` or nginx's `combined`).
-- TLS (issue 9; names from CONFIG.md): `Listener.protocols` ("http2" is refused until it can be
-  served), `Listener.tls` (`ListenerTLS`: certificates chosen by SNI, `min_version`, `client_ca`
-  for mutual TLS, `forward_client_cert`) and `Match.client_identity`. The files are read at
+- TLS (issue 9; names from CONFIG.md): `Listener.tls` (`ListenerTLS`: certificates chosen by
+  SNI, `min_version`, `client_ca` for mutual TLS, `forward_client_cert`) and
+  `Match.client_identity`. The files are read at
   validation (`pem`): a missing, unreadable, non-PEM or mismatched file is an error at the field
   naming it, and the paths are stored absolute (a relative one is relative to the config file's
   directory, `fields.BASE_DIR`).
 - `Cluster.tls.insecure_skip_verify` (issue 9): verification off, only when spelled out.
+- HTTP/2 (issue 10): `Listener.protocols` (CONFIG.md: `http1`, `http2`, the ALPN offer in this
+  order with tls; h2c prior knowledge on plaintext when `http2` is listed), `Cluster.protocol:
+  http2` (h2 by ALPN with tls, h2c prior knowledge without), and the SETTINGS we announce,
+  `Listener.http2` (`ListenerHTTP2`) and `Cluster.http2` (`ClusterHTTP2`, with PING liveness of
+  idle upstream connections). A `http2` block where the protocol is not HTTP/2 is a warning
+  (`lint`), not an error: a rollout may switch the protocol off and on without deleting it.
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
   `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
-  `Cluster.protocol` to `http1` (`http2` is refused until HTTP/2 upstreams exist),
+  `Cluster.protocol` to `http1`,
   `pool.max_pending` to 1024.
 - The model reads files: a cluster's `tls` PEM files are checked when it is validated
   (`tls_client.check`), so a bad file is a config error at validate, compile, start and reload.
@@ -43,6 +49,7 @@ lands on the field to fix (`clusters[0].hash_on`) rather than on the object.
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -51,7 +58,6 @@ from pydantic import (
     Field,
     Strict,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -225,6 +231,31 @@ class ListenerTLS(_Model):
 
 Protocol = Literal["http1", "http2"]
 
+# RFC 9113 section 6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_INITIAL_WINDOW_SIZE are
+# 31-bit; section 6.9.1: a flow-control window never exceeds 2^31-1. A connection window starts
+# at 65535 and only grows (WINDOW_UPDATE), so 65535 is also the smallest connection window.
+H2_MAX = 2**31 - 1
+H2_MIN_WINDOW = 65535
+
+
+class ListenerHTTP2(_Model):
+    """The HTTP/2 SETTINGS a listener announces to its clients (used when `protocols` lists
+    http2): how many streams a client may have open at once and how much body it may send
+    ahead, per stream and per connection, before the proxy reads it."""
+
+    max_concurrent_streams: Count = Field(
+        128, ge=1, le=H2_MAX,
+        description="SETTINGS_MAX_CONCURRENT_STREAMS: requests one client connection may have "
+                    "in flight at once; a stream over it is a stream error (RFC 9113 5.1.2).")
+    initial_stream_window: Count = Field(
+        H2_MIN_WINDOW, ge=H2_MIN_WINDOW, le=H2_MAX,
+        description="SETTINGS_INITIAL_WINDOW_SIZE in bytes: request body a client may send on "
+                    "one stream ahead of the upstream reading it.")
+    initial_connection_window: Count = Field(
+        1048576, ge=H2_MIN_WINDOW, le=H2_MAX,
+        description="Request body bytes a client may send ahead on the whole connection, all "
+                    "streams together (the connection's flow-control window).")
+
 
 class Listener(_Model):
     name: Name
@@ -235,13 +266,17 @@ class Listener(_Model):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     paths: Paths = Field(default_factory=Paths)
     protocols: tuple[Protocol, ...] = Field(
-        ("http1",), min_length=1, description="HTTP versions served, in order of preference "
-        "(offered by ALPN with tls). Only 'http1' can be served in this version.")
+        ("http1",), min_length=1, description="HTTP versions served: http1 (HTTP/1.1 and 1.0), "
+        "http2. With tls, the ALPN offer in this order ('h2', 'http/1.1'); on plaintext, "
+        "HTTP/2 with prior knowledge (h2c) is detected when http2 is listed.")
+    http2: ListenerHTTP2 = Field(
+        default_factory=ListenerHTTP2,
+        description="HTTP/2 settings announced to clients (when protocols lists http2).")
     tls: ListenerTLS | None = Field(
         None, description="Terminate TLS on this listener; absent = plaintext.")
 
     @model_validator(mode="after")
-    def _servable_protocols(self) -> Listener:
+    def _distinct_protocols(self) -> Listener:
         rules = RuleCollector()
         seen: dict[str, int] = {}
         for j, protocol in enumerate(self.protocols):
@@ -253,6 +288,20 @@ class Listener(_Model):
 
 
 # -- routes ------------------------------------------------------------------------------------
+
+
+GRPC_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+GRPC_METHOD = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class GrpcMatch(_Model):
+    """A gRPC service, or one of its methods: the request path `/service/method` gRPC (and
+    gRPC-Web) calls carry. Written as the path condition it is (see Match)."""
+
+    service: str = Field(pattern=GRPC_NAME, description="Fully qualified service name, "
+                         "as in the .proto: package.Service.")
+    method: str | None = Field(None, pattern=GRPC_METHOD,
+                               description="One method of the service; absent = every method.")
 
 
 class Match(_Model):
@@ -271,6 +320,35 @@ class Match(_Model):
     client_identity: ClientIdentity | None = Field(
         None, description="The mutual-TLS client's SPIFFE ID (its certificate's URI SAN): "
         "exact, or a prefix ending in '/*'. Only on listeners with tls.client_ca.")
+    grpc: GrpcMatch | None = Field(
+        None, description="A gRPC service ({service: pkg.Svc}) or method "
+        "({service: pkg.Svc, method: Get}): the same as path_prefix '/pkg.Svc/' or path "
+        "'/pkg.Svc/Get', which a compiled snapshot stores beside it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grpc_is_a_path(cls, data: Any) -> Any:
+        """match.grpc becomes the path condition it means, so routing, lint, explain and the
+        snapshot see one kind of path condition."""
+        if not isinstance(data, dict) or data.get("grpc") is None:
+            return data
+        g = data["grpc"]
+        if isinstance(g, BaseModel):
+            g = g.model_dump()
+        service = g.get("service") if isinstance(g, dict) else None
+        method = g.get("method") if isinstance(g, dict) else None
+        if not (isinstance(service, str) and re.match(GRPC_NAME, service)) or not (
+                method is None or (isinstance(method, str) and re.match(GRPC_METHOD, method))):
+            return data            # the grpc field's own validation says what is wrong
+        field, value = ("path", f"/{service}/{method}") if method is not None else \
+            ("path_prefix", f"/{service}/")
+        others = [f for f in ("path", "path_prefix", "path_regex") if data.get(f) is not None]
+        if others == [field] and data[field] == value:
+            return data            # normalised already (a compiled snapshot read back)
+        if others:
+            raise violation(("grpc",), f"use only one of path, path_prefix, path_regex, grpc "
+                                       f"(found grpc and {others[0]})")
+        return {**data, field: value}
 
     @model_validator(mode="after")
     def _one_path_condition(self) -> Match:
@@ -442,6 +520,32 @@ class ClusterTLS(_Model):
         return self
 
 
+class ClusterHTTP2(_Model):
+    """Our side of the HTTP/2 connections to a cluster's endpoints (used with `protocol:
+    http2`): the SETTINGS we announce, our own cap on streams per connection, and PING-based
+    liveness of idle connections (so that a connection the peer stopped answering is found
+    while it is idle, rather than by the timeout of the next request put on it)."""
+
+    max_concurrent_streams: Count = Field(
+        100, ge=1, le=H2_MAX,
+        description="Most requests in flight at once on one upstream connection (the "
+                    "endpoint's own SETTINGS_MAX_CONCURRENT_STREAMS may lower it).")
+    initial_stream_window: Count = Field(
+        H2_MIN_WINDOW, ge=H2_MIN_WINDOW, le=H2_MAX,
+        description="SETTINGS_INITIAL_WINDOW_SIZE in bytes: response body the endpoint may "
+                    "send on one stream ahead of the client reading it.")
+    initial_connection_window: Count = Field(
+        1048576, ge=H2_MIN_WINDOW, le=H2_MAX,
+        description="Response body bytes the endpoint may send ahead on the whole connection, "
+                    "all streams together.")
+    ping_interval: Timeout = Field(
+        30.0, description="PING a connection that has been idle this long (no frame "
+        "received); 0s = never.")
+    ping_timeout: Duration = Field(
+        5.0, description="Close the connection when a PING is not acknowledged within this "
+        "long.")
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -449,21 +553,15 @@ class Cluster(_Model):
         None, description="ring_hash only: header:NAME | client_ip | cookie:NAME")
     connect_timeout: Duration = 1.0
     pool: Pool = Field(default_factory=Pool)
-    protocol: Literal["http1", "http2"] = Field(
-        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1). http2 is "
-                             "not supported yet.")
+    protocol: Protocol = Field(
+        "http1", description="How requests go to the endpoints: http1 (HTTP/1.1) or http2 "
+                             "(h2 by ALPN with tls, h2c with prior knowledge without).")
+    http2: ClusterHTTP2 = Field(
+        default_factory=ClusterHTTP2,
+        description="HTTP/2 connection settings (with protocol: http2).")
     tls: ClusterTLS | None = Field(
         None, description="Connect to the endpoints with TLS; absent = plaintext.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol_supported(cls, value: str) -> str:
-        # a field error, so it is reported together with the cluster's other field errors
-        if value == "http2":
-            raise ValueError("http2 upstreams are not supported yet (they arrive with HTTP/2 "
-                             "support); use http1")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Cluster:

@@ -18,7 +18,10 @@ Two jobs, one module, so the checks `sluice validate` makes are exactly what ser
 The context: TLS 1.2 minimum, Python's default cipher list (forward-secret AEAD suites first, no
 SHA-1 or static RSA key exchange at OpenSSL security level 2), the CA file or else
 the system's default trust store, `check_hostname` on, a client certificate when configured, and
-ALPN `http/1.1` (HTTP/2 upstreams come with the next issue). `insecure_skip_verify: true` turns
+ALPN from the cluster's `protocol`: `http/1.1`, or `h2` alone for `protocol: http2` (RFC 9113
+section 3.2: h2 over TLS is chosen by ALPN; offering http/1.1 too would let an endpoint answer a
+connection the pool then cannot use). The ALPN list is part of the fingerprint, so a cluster
+that changes protocol gets a new context and new pools. `insecure_skip_verify: true` turns
 certificate and name verification off, and only that: the connection is still encrypted.
 
 The name checked (and sent as SNI) is `server_hostname(tls, host)`: `sni` when set, else the
@@ -46,7 +49,8 @@ from collections.abc import Iterable
 
 from . import pem
 
-ALPN = ("http/1.1",)
+# the ALPN protocol IDs offered for a cluster's `protocol` (a client offers exactly one)
+ALPN = {"http1": ("http/1.1",), "http2": ("h2",)}
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 # -- checking the files ------------------------------------------------------------------------
@@ -120,10 +124,12 @@ def server_hostname(tls, host: str) -> str:
         return host.rstrip(".")
 
 
-def fingerprint(tls) -> str:
-    """What makes two `tls` blocks the same TLS identity: the settings and the files' bytes."""
+def fingerprint(tls, protocol: str = "http1") -> str:
+    """What makes two `tls` blocks the same TLS identity: the settings, the ALPN offer of the
+    cluster's `protocol`, and the files' bytes."""
     digest = hashlib.sha256()
-    for part in (tls.ca, tls.cert, tls.key, tls.sni, bool(tls.insecure_skip_verify)):
+    for part in (tls.ca, tls.cert, tls.key, tls.sni, bool(tls.insecure_skip_verify),
+                 ALPN[protocol]):
         digest.update(repr(part).encode() + b"\0")
     for path in (tls.ca, tls.cert, tls.key):
         if path is not None:
@@ -131,8 +137,9 @@ def fingerprint(tls) -> str:
     return digest.hexdigest()[:32]
 
 
-def build_context(tls) -> ssl.SSLContext:
-    """A new client context for a `tls` block (raises pem.PemError or ssl.SSLError)."""
+def build_context(tls, protocol: str = "http1") -> ssl.SSLContext:
+    """A new client context for a `tls` block of a cluster speaking `protocol` (raises
+    pem.PemError or ssl.SSLError)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
     ctx.minimum_version = MINIMUM_VERSION
     if tls.ca is not None:
@@ -144,7 +151,7 @@ def build_context(tls) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if tls.cert is not None:
         ctx.load_cert_chain(tls.cert, tls.key)
-    ctx.set_alpn_protocols(list(ALPN))
+    ctx.set_alpn_protocols(list(ALPN[protocol]))
     return ctx
 
 
@@ -163,9 +170,11 @@ class ClientContexts:
             tls = getattr(cluster, "tls", None)
             if tls is None:
                 continue
+            protocol = getattr(cluster, "protocol", "http1")
             try:
-                key = fingerprint(tls)
-                ctx = kept.get(key) or self._by_fingerprint.get(key) or build_context(tls)
+                key = fingerprint(tls, protocol)
+                ctx = kept.get(key) or self._by_fingerprint.get(key) \
+                    or build_context(tls, protocol)
             except (pem.PemError, ssl.SSLError) as error:
                 # validation read these files; they changed or vanished since
                 raise ValueError(f"cluster '{cluster.name}': tls: {error}") from None

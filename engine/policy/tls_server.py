@@ -28,9 +28,18 @@ Both get the same versions and ciphers, so nothing depends on which one OpenSSL 
 The settings: TLS 1.2 minimum by default ("1.3" for `min_version: "1.3"`); for TLS 1.2 the
 ECDHE suites of Mozilla's "intermediate" profile (its DHE suites need DH parameters sluice does
 not configure, so they are left out; TLS 1.3 suites are OpenSSL's defaults, all AEAD); client
-renegotiation off (a CPU sink for attackers, and no HTTP/1.1 client needs it); ALPN from
-`protocols` (`http/1.1`; `h2` once HTTP/2 can be served); session resumption by tickets (OpenSSL's
-default, on) and by session id within a worker, with Python's session id context.
+renegotiation off (a CPU sink for attackers, and no HTTP/1.1 client needs it; RFC 9113 section
+9.2.1 forbids it under HTTP/2); ALPN from `protocols`, in their order (`http2` is `h2`, `http1`
+is `http/1.1`: the server picks the first of its own list that the client offers, so the order
+is the listener's preference); session resumption by tickets (OpenSSL's default, on) and by
+session id within a worker, with Python's session id context.
+
+ALPN lives in the inner contexts, which a link rebuilds from the listener's current `protocols`
+(`context_for`, `reload_all`): a reload that changes `protocols` changes the offer for the next
+handshakes on the same front and listening socket, like a certificate change. A client that
+offers no protocol of the list (or no ALPN at all) still completes the handshake, with no
+protocol selected (OpenSSL's "no overlap" answer, which Python's callback gives); what is then
+spoken on the connection is the data plane's decision.
 
 Ticket keys are random per SSL_CTX. Workers are forked: fronts made in the supervisor before the
 first fork (`prepare`) are inherited by every worker, keys included, so a client resumes on
@@ -111,7 +120,7 @@ def load(tls, protocols: Iterable[str] = ("http1",)) -> Selection:
     """Build a listener's inner contexts from its files (`tls` is a model.ListenerTLS). Raises
     pem.PemError naming the file at fault; builds nothing partially."""
     min_version, mtls = shape_of(tls)
-    alpn = [ALPN[p] for p in protocols]      # the model refuses http2 until it can be served
+    alpn = [ALPN[p] for p in protocols]      # the listener's order is the server's preference
     ca_text = None
     if tls.client_ca is not None:
         pem.certificates(tls.client_ca, "CA certificate")

@@ -30,11 +30,19 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_downstream_timeouts_total{kind}              counter   header | body | send | idle
     sluice_ratelimit_live_evictions_total               counter   (with the limiter's table)
     sluice_ratelimit_lock_steals_total                  counter   (with the limiter's table)
+    sluice_http2_*{side, ...}                           HTTP/2 codecs, side = downstream | upstream:
+        streams_total, frames_received_total, resets_total{direction, code},
+        goaways_total{direction, code}, rapid_resets_total, refused_streams_total,
+        connection_errors_total, stream_errors_total, floods_total{kind},
+        flow_control_stalls_total, settings_timeouts_total, stream_ids_exhausted_total (counters);
+        active_connections, active_streams (gauges)
 
 status_class is 1xx..5xx, and "other" (a status outside 100..599) only once it happened. The
 reserved rows "_unrouted" (answered before a route matched) and "_other" (the name table was
 full) appear once they have counted something; configured routes and clusters appear from the
-moment a worker linked them, with zeros. Counters never go back: a route removed by a reload keeps
+moment a worker linked them, with zeros. HTTP/2 series exist for both sides from the start,
+with zeros, except resets and GOAWAYs: a (direction, code) row appears once it counted one, as
+14 codes x 2 directions x 2 sides of zeros would mostly be noise. Counters never go back: a route removed by a reload keeps
 its last values, and a restarted worker goes on counting in its slot.
 """
 
@@ -49,7 +57,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from engine._fast.stats import BOUNDS, OTHER, STATUS_CLASSES, UNROUTED
+from engine._fast.stats import BOUNDS, H2_CODES, H2_SIDES, OTHER, STATUS_CLASSES, UNROUTED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -214,6 +222,8 @@ class StatsCollector(Collector):
             timeouts.add_metric([kind], events["timeout_" + kind])
         yield timeouts
 
+        yield from _http2_metrics(agg["http2"])
+
         if self.buckets is not None:
             yield CounterMetricFamily(
                 "sluice_ratelimit_live_evictions", "Rate-limit buckets evicted before they were "
@@ -222,6 +232,66 @@ class StatsCollector(Collector):
             yield CounterMetricFamily(
                 "sluice_ratelimit_lock_steals", "Rate-limit bucket locks taken from a dead or "
                 "stuck holder.", value=self.buckets.lock_steals)
+
+
+# HTTP/2 codec counters exported one family each, labelled by side: (metric, counter in
+# stats.H2_COUNTER_NAMES, help). resets_sent/received and goaway_sent/received are not here:
+# sluice_http2_resets_total and sluice_http2_goaways_total count the same frames by code.
+_H2_COUNTERS = (
+    ("sluice_http2_streams", "streams_opened", "HTTP/2 streams opened (by either end)."),
+    ("sluice_http2_frames_received", "frames_in", "HTTP/2 frames received."),
+    ("sluice_http2_rapid_resets", "rapid_resets", "Streams the peer reset while we were still "
+     "answering them (each spends the rapid-reset budget; see floods)."),
+    ("sluice_http2_refused_streams", "refused_streams", "Streams refused with REFUSED_STREAM: "
+     "over the concurrent streams we advertised."),
+    ("sluice_http2_connection_errors", "connection_errors", "HTTP/2 connections closed with a "
+     "GOAWAY for a connection error (protocol violations and floods)."),
+    ("sluice_http2_stream_errors", "stream_errors", "Streams we reset for a stream error."),
+    ("sluice_http2_flow_control_stalls", "flow_stalls", "Sends held back by a closed flow-control "
+     "window (the rest waited for a WINDOW_UPDATE)."),
+    ("sluice_http2_settings_timeouts", "settings_timeouts", "Connections closed because the peer "
+     "did not acknowledge our SETTINGS in time."),
+    ("sluice_http2_stream_ids_exhausted", "ids_exhausted", "Connections that ran out of stream "
+     "ids (client role: a new connection took over)."),
+)
+H2_FLOOD_KINDS = ("settings", "ping", "empty_data", "window_update", "rapid_reset",
+                  "continuation")
+
+
+def _http2_metrics(h2: dict) -> Iterator[Metric]:
+    """The sluice_http2_* families from aggregate()["http2"]."""
+    for name, counter, help_text in _H2_COUNTERS:
+        family = CounterMetricFamily(name, help_text, labels=["side"])
+        for side in H2_SIDES:
+            family.add_metric([side], h2[side]["counters"][counter])
+        yield family
+    floods = CounterMetricFamily("sluice_http2_floods", "HTTP/2 connections closed with "
+                                 "ENHANCE_YOUR_CALM for a flood, by kind.",
+                                 labels=["side", "kind"])
+    for side in H2_SIDES:
+        for kind in H2_FLOOD_KINDS:
+            floods.add_metric([side, kind], h2[side]["counters"]["flood_" + kind])
+    yield floods
+    for name, key, what in (("sluice_http2_resets", "resets", "RST_STREAM frames"),
+                            ("sluice_http2_goaways", "goaways", "GOAWAY frames")):
+        family = CounterMetricFamily(name, f"{what} sent or received, by RFC 9113 error code "
+                                     "(a row appears once it counted one).",
+                                     labels=["side", "direction", "code"])
+        for side in H2_SIDES:
+            for direction in ("sent", "received"):
+                by_code = h2[side][key][direction]
+                for code in H2_CODES:
+                    if by_code[code]:
+                        family.add_metric([side, direction, code], by_code[code])
+        yield family
+    for name, key, help_text in (
+            ("sluice_http2_active_connections", "active_connections", "Open HTTP/2 connections."),
+            ("sluice_http2_active_streams", "active_streams", "Open streams on HTTP/2 "
+             "connections.")):
+        gauge = GaugeMetricFamily(name, help_text, labels=["side"])
+        for side in H2_SIDES:
+            gauge.add_metric([side], h2[side][key])
+        yield gauge
 
 
 def _tls_metrics(reloads: dict, expiry: dict) -> Iterator[Metric]:

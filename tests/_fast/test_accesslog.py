@@ -75,6 +75,29 @@ def test_combined_is_nginx_combined(tmp_path):
         rb'"GET /x\?y=1 HTTP/1\.1" 200 120 "http://r/" "curl/8\.0"', line), line
 
 
+@pytest.mark.parametrize("minor, protocol", [(0, "HTTP/1.0"), (1, "HTTP/1.1"), (2, "HTTP/2.0")])
+def test_the_protocol_is_http_1_0_1_1_or_2_0_in_both_formats(tmp_path, minor, protocol):
+    [line] = lines_of(tmp_path, "json", [{**FULL, "http_minor": minor}])
+    assert json.loads(line)["protocol"] == protocol
+    [line] = lines_of(tmp_path, "combined", [{**FULL, "http_minor": minor}])
+    assert b'"GET /x?y=1 ' + protocol.encode() + b'" 200 ' in line       # nginx's $request
+
+
+def test_grpc_status_is_logged_only_for_a_grpc_exchange(tmp_path):
+    plain, ok, failed = lines_of(tmp_path, "json", [
+        {**FULL, "http_minor": 2},
+        {**FULL, "http_minor": 2, "grpc_status": 0},
+        {**FULL, "http_minor": 2, "grpc_status": 14}])           # UNAVAILABLE, still HTTP 200
+    assert "grpc_status" not in json.loads(plain)
+    assert json.loads(ok)["grpc_status"] == 0
+    rec = json.loads(failed)
+    assert rec["grpc_status"] == 14 and rec["status"] == 200
+    assert list(rec).index("grpc_status") == list(rec).index("status") + 1
+    [line] = lines_of(tmp_path, "combined", [{**FULL, "grpc_status": 14}])
+    # nginx's combined has no such field: the line is the same as without it
+    assert line.split(b"] ", 1)[1] == b'"GET /x?y=1 HTTP/1.1" 200 120 "http://r/" "curl/8.0"'
+
+
 def test_combined_escapes_quotes_and_control_bytes_as_nginx(tmp_path):
     [line] = lines_of(tmp_path, "combined", [{**FULL, "user_agent": b'a"b\\c\n\xff',
                                               "referer": None}])

@@ -362,3 +362,149 @@ def test_an_event_counted_from_python_is_summed_over_workers_and_survives_a_rest
     assert events["timeout_idle"] == 0 and events["connection_limit"] == 0
     with pytest.raises(ValueError):
         s.count_event_py(0, "no_such_event")
+
+
+# ---- HTTP/2 ------------------------------------------------------------------------------------
+
+def test_http2_counter_names_are_the_codecs_in_its_order():
+    from engine._fast import http2
+    assert S.H2_COUNTER_NAMES == http2.COUNTER_NAMES
+    assert S.H2_SIDES == ("downstream", "upstream")
+    assert (S.H2_DOWNSTREAM, S.H2_UPSTREAM) == (0, 1)
+
+
+def test_http2_counts_from_a_codec_are_added_per_side_and_summed_over_workers():
+    from engine._fast import http2
+    # what a real server connection counted: a client preface, one stream, then a PING flood
+    conn = http2.H2Connection(client=False)
+    conn.initiate(0.0)
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    conn.receive_data(preface, 0.0)
+    counts = conn.counters()
+    assert counts["frames_in"] == 1
+    s = S.Stats(max_workers=2)
+    s.attach_worker(0, pid=1)
+    s.attach_worker(1, pid=2)
+    s.h2_counts_py(0, S.H2_DOWNSTREAM, counts)
+    s.h2_counts_py(1, S.H2_DOWNSTREAM, [1] * len(S.H2_COUNTER_NAMES))
+    s.h2_counts_py(1, S.H2_UPSTREAM, {"streams_opened": 5, "flow_stalls": 2})
+    h2 = s.aggregate()["http2"]
+    assert h2["downstream"]["counters"]["frames_in"] == counts["frames_in"] + 1
+    assert h2["downstream"]["counters"]["ids_exhausted"] == 1
+    assert h2["upstream"]["counters"] == {n: {"streams_opened": 5, "flow_stalls": 2}.get(n, 0)
+                                          for n in S.H2_COUNTER_NAMES}
+
+
+def test_flushing_a_codecs_running_totals_counts_each_frame_once():
+    from engine._fast import http2
+    conn = http2.H2Connection(client=False)
+    conn.initiate(0.0)
+    s = S.Stats(max_workers=1)
+    s.attach_worker(0)
+    flushed = [0] * len(S.H2_COUNTER_NAMES)
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+    conn.receive_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings, 0.0)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)  # no change
+    conn.receive_data(ping * 3, 0.0)
+    flushed = s.h2_flush_py(0, S.H2_DOWNSTREAM, conn.counters().values(), flushed)
+    assert flushed == list(conn.counters().values())
+    assert s.aggregate()["http2"]["downstream"]["counters"] == conn.counters()
+    assert conn.counters()["frames_in"] == 4
+
+
+def test_a_negative_http2_delta_never_makes_a_counter_go_back():
+    s = S.Stats(max_workers=1)
+    s.attach_worker(0)
+    s.h2_counts_py(0, S.H2_DOWNSTREAM, {"streams_opened": 3})
+    s.h2_counts_py(0, S.H2_DOWNSTREAM, {"streams_opened": -2})
+    assert s.aggregate()["http2"]["downstream"]["counters"]["streams_opened"] == 3
+
+
+@pytest.mark.parametrize("code, name", [
+    (0x0, "NO_ERROR"), (0x1, "PROTOCOL_ERROR"), (0x7, "REFUSED_STREAM"), (0x8, "CANCEL"),
+    (0xb, "ENHANCE_YOUR_CALM"), (0xd, "HTTP_1_1_REQUIRED"), (0xe, "unknown"), (-1, "unknown"),
+    (0x7fffffff, "unknown"),
+])
+def test_resets_and_goaways_are_counted_by_rfc9113_code_name(code, name):
+    s = S.Stats(max_workers=1)
+    s.attach_worker(0)
+    s.h2_reset_py(0, S.H2_DOWNSTREAM, True, code)
+    s.h2_reset_py(0, S.H2_UPSTREAM, False, code)
+    s.h2_goaway_py(0, S.H2_UPSTREAM, True, code)
+    h2 = s.aggregate()["http2"]
+    nonzero = lambda d: {k: v for k, v in d.items() if v}
+    assert nonzero(h2["downstream"]["resets"]["sent"]) == {name: 1}
+    assert nonzero(h2["downstream"]["resets"]["received"]) == {}
+    assert nonzero(h2["upstream"]["resets"]["received"]) == {name: 1}
+    assert nonzero(h2["upstream"]["goaways"]["sent"]) == {name: 1}
+    assert nonzero(h2["downstream"]["goaways"]["sent"]) == {}
+    assert S.H2_CODES[code if 0 <= code <= 0xd else -1] == name
+
+
+def test_http2_gauges_move_per_side_and_only_live_workers_count():
+    s = S.Stats(max_workers=2)
+    s.attach_worker(0, pid=1)
+    s.attach_worker(1, pid=2)
+    s.h2_gauge_py(0, S.H2_DOWNSTREAM, S.H2_GAUGE_CONNECTIONS, 1)
+    s.h2_gauge_py(0, S.H2_DOWNSTREAM, S.H2_GAUGE_STREAMS, 7)
+    s.h2_gauge_py(0, S.H2_DOWNSTREAM, S.H2_GAUGE_STREAMS, -2)
+    s.h2_gauge_py(1, S.H2_DOWNSTREAM, S.H2_GAUGE_CONNECTIONS, 2)
+    s.h2_gauge_py(1, S.H2_UPSTREAM, S.H2_GAUGE_CONNECTIONS, 3)
+    s.h2_counts_py(1, S.H2_UPSTREAM, {"streams_opened": 4})
+    h2 = s.aggregate()["http2"]
+    assert (h2["downstream"]["active_connections"], h2["downstream"]["active_streams"]) == (3, 5)
+    assert (h2["upstream"]["active_connections"], h2["upstream"]["active_streams"]) == (3, 0)
+    s.release_worker(1)                         # its connections died with it; counts stay
+    h2 = s.aggregate()["http2"]
+    assert h2["downstream"]["active_connections"] == 1
+    assert h2["upstream"]["active_connections"] == 0
+    assert h2["upstream"]["counters"]["streams_opened"] == 4
+    s.attach_worker(1, pid=3)                   # a restarted worker starts from zero gauges
+    s.h2_gauge_py(1, S.H2_UPSTREAM, S.H2_GAUGE_CONNECTIONS, 1)
+    assert s.aggregate()["http2"]["upstream"]["active_connections"] == 1
+
+
+def test_bad_http2_arguments_write_nothing_and_python_gets_an_error():
+    s = S.Stats(max_workers=1)
+    s.attach_worker(0)
+    s.h2_counts_py(0, 2, {"streams_opened": 1})          # no such side
+    s.h2_counts_py(0, -1, {"streams_opened": 1})
+    s.h2_reset_py(0, 5, True, 0)
+    s.h2_gauge_py(0, S.H2_DOWNSTREAM, 2, 1)               # no such gauge
+    s.h2_gauge_py(0, S.H2_DOWNSTREAM, -1, 1)
+    h2 = s.aggregate()["http2"]
+    for side in S.H2_SIDES:
+        assert not any(h2[side]["counters"].values())
+        assert not any(h2[side]["resets"]["sent"].values())
+        assert h2[side]["active_connections"] == h2[side]["active_streams"] == 0
+    with pytest.raises(IndexError):
+        s.h2_reset_py(1, 0, True, 0)
+    with pytest.raises(ValueError):
+        s.h2_counts_py(0, 0, {"no_such_counter": 1})
+    with pytest.raises(ValueError):
+        s.h2_counts_py(0, 0, [1, 2, 3])
+
+
+def _h2_hammer(stats, worker, n, out):
+    stats.attach_worker(worker)
+    for i in range(n):
+        stats.h2_counts_py(worker, S.H2_UPSTREAM, {"frames_in": 2, "streams_opened": 1})
+        stats.h2_reset_py(worker, S.H2_UPSTREAM, bool(i % 2), 0x8)
+    out.put(worker)
+
+
+def test_two_forked_workers_count_http2_without_losing_an_increment():
+    s = S.Stats(max_workers=2)
+    out = _fork.Queue()
+    procs = [_fork.Process(target=_h2_hammer, args=(s, w, 10_000, out)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    assert sorted(out.get(timeout=60) for _ in procs) == [0, 1]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    up = s.aggregate()["http2"]["upstream"]
+    assert up["counters"]["frames_in"] == 40_000 and up["counters"]["streams_opened"] == 20_000
+    assert up["resets"]["sent"]["CANCEL"] == up["resets"]["received"]["CANCEL"] == 10_000

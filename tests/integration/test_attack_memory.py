@@ -13,16 +13,9 @@ import time
 import pytest
 
 from hostile import HostileUpstream, read_head
-from support import free_port, simple_config
+from support import free_port, rss_kb, simple_config
 
 GROWTH_BOUND_KB = 24 * 1024     # unbounded, these attacks add tens of MiB a second
-
-
-def rss_kb(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def push(port: int, request: bytes, seconds: float, total: int) -> tuple[socket.socket, int]:

@@ -283,4 +283,43 @@ def test_the_access_log_records_http2_requests(proxy):
     curl("--http2-prior-knowledge", f"{proxy.url}/echo/logged")
     rec = eventually(lambda: [r for r in proxy.access_log() if r["path"] == "/echo/logged"])[0]
     assert rec["status"] == 200 and rec["method"] == "GET"
-    # (the protocol field: with the access-log change of h2obs)
+    assert rec["protocol"] == "HTTP/2.0"
+
+
+def metric(proxy, name, **labels):
+    from prometheus_client.parser import text_string_to_metric_families
+    text = proxy.admin("/stats/prometheus").body.decode()
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def test_http2_metrics_count_streams_resets_and_connections(proxy):
+    p = H2Peer(proxy.port)
+    assert p.response(p.request("/echo"))[0] == 200
+    p.response(p.request("/echo", headers=[("connection", "x")]))      # reset PROTOCOL_ERROR
+    eventually(lambda: metric(proxy, "sluice_http2_streams_total", side="downstream") == 2)
+    assert metric(proxy, "sluice_http2_active_connections", side="downstream") == 1
+    assert metric(proxy, "sluice_http2_resets_total", side="downstream", direction="sent",
+                  code="PROTOCOL_ERROR") == 1
+    p.close()
+    eventually(lambda: metric(proxy, "sluice_http2_active_connections", side="downstream") == 0)
+    assert metric(proxy, "sluice_http2_active_streams", side="downstream") == 0
+
+
+def test_drain_does_not_wait_for_a_client_that_never_answers_the_goaway_ping(proxy):
+    """An idle HTTP/2 connection whose client reads nothing (so never ACKs the shutdown PING):
+    the final GOAWAY goes out after a short wait and sluice exits well within its drain
+    timeout."""
+    import socket
+    import time
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(timeout=20) == 0
+    assert time.monotonic() - t0 < 10
+    sock.close()

@@ -180,6 +180,63 @@ def test_tls11_is_refused_and_tls12_with_alpn_http11_is_served(pki, upstream, st
     assert verbose.stdout == "ok\n"
 
 
+def alpn(port: int, pki, offer: list[str]) -> str | None:
+    """The protocol a real handshake with the running sluice selects for a client offering
+    `offer` (only the negotiation: nothing is sent on the connection)."""
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(offer)
+    with connect(port, ctx) as tls:
+        return tls.selected_alpn_protocol()
+
+
+def test_a_listener_with_http2_first_negotiates_h2_and_http11_clients_still_get_http11(
+        pki, upstream, start_sluice):
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    start_sluice(config)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "h2"
+    assert alpn(port, pki, ["http/1.1", "h2"]) == "h2"        # the listener's order decides
+    assert alpn(port, pki, ["http/1.1"]) == "http/1.1"
+    s_client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                               "-alpn", "h2,http/1.1", "-servername", "localhost"],
+                              input="", capture_output=True, text=True, errors="replace",
+                              timeout=30)     # (the HTTP/2 server's SETTINGS are binary)
+    assert "ALPN protocol: h2" in s_client.stdout, s_client.stdout
+    # an HTTP/1.1 client that negotiated http/1.1 is served as before
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with connect(port, ctx) as tls:
+        assert get(tls).endswith(b"ok\n")
+
+
+def test_a_listener_with_http1_only_never_selects_h2(pki, upstream, start_sluice):
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["protocols"] = ["http1"]
+    start_sluice(config)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+    assert alpn(port, pki, ["h2"]) is None        # no overlap: no protocol, no h2
+
+
+def test_a_reload_that_adds_http2_offers_h2_to_new_handshakes(pki, upstream, start_sluice):
+    """The front context (and the listening socket) stays across the reload; the ALPN offer
+    lives in the inner contexts the relink rebuilds (engine/policy/tls_server.py)."""
+    config = tls_config(pki, upstream)
+    s = start_sluice(config, workers=2)
+    port = port_of(config)
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    s.path.write_text(yaml.safe_dump(config))
+    # every worker: a few handshakes in a row all select h2
+    eventually(lambda: all(alpn(port, pki, ["h2", "http/1.1"]) == "h2" for _ in range(8)),
+               timeout=20)
+    config["listeners"][0]["protocols"] = ["http1"]
+    s.path.write_text(yaml.safe_dump(config))
+    eventually(lambda: all(alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+                           for _ in range(8)), timeout=20)
+
+
 def test_min_version_13_refuses_tls12(pki, upstream, start_sluice):
     config = tls_config(pki, upstream, min_version="1.3")
     start_sluice(config)
@@ -435,3 +492,35 @@ def test_validate_names_the_missing_file_and_its_field(pki, upstream, tmp_path):
     assert done.stderr.strip() == (
         f"{path}: listeners[0].tls.certificates[1].key: {tmp_path}/tls/missing.key: cannot read "
         "the file: No such file or directory")
+
+
+def test_http2_over_tls_serves_requests_chosen_by_alpn(pki, upstream, start_sluice):
+    """ALPN h2: the HTTP/2 codec serves the connection (curl --http2 and httpx), with the
+    listener's TLS facts: x-forwarded-proto https."""
+    config = tls_config(pki, upstream)
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    start_sluice(config)
+    port = port_of(config)
+    out = curl(pki, f"https://localhost:{port}/echo/tls", "--http2", "-w", "\n%{http_version}",
+               "--resolve", f"localhost:{port}:127.0.0.1")
+    body, _, version = out.stdout.rpartition("\n")
+    assert out.returncode == 0 and version == "2", out.stderr
+    headers = dict(json.loads(body)["headers"])
+    assert headers["x-forwarded-proto"] == "https"
+    with httpx.Client(http2=True, verify=str(pki["ca"].cert_path)) as c:
+        r = c.get(f"https://localhost:{port}/healthz")
+        assert r.http_version == "HTTP/2" and r.text == "ok\n"
+
+
+def test_mutual_tls_identity_reaches_the_upstream_over_http2(pki, upstream, start_sluice):
+    config = tls_config(pki, upstream, client_ca=str(pki["ca"].cert_path),
+                        forward_client_cert="sanitize_set")
+    config["listeners"][0]["protocols"] = ["http2", "http1"]
+    start_sluice(config)
+    port = port_of(config)
+    out = curl(pki, f"https://localhost:{port}/echo/mtls", "--http2", "--resolve",
+               f"localhost:{port}:127.0.0.1", "--cert", str(pki["client"][0]),
+               "--key", str(pki["client"][1]))
+    assert out.returncode == 0, out.stderr
+    xfcc = dict(json.loads(out.stdout)["headers"])["x-forwarded-client-cert"]
+    assert "URI=spiffe://td/ns/shop/sa/web" in xfcc and "By=spiffe://td/ns/edge/sa/sluice" in xfcc

@@ -234,3 +234,51 @@ def test_an_expired_cluster_client_certificate_is_a_warning_naming_the_file(tmp_
     fresh = ca.issue("fresh", uri="spiffe://td/sa/fresh", client=True)
     data["clusters"][0]["tls"].update(cert=str(fresh[0]), key=str(fresh[1]))
     assert check(Config.model_validate(data)) == []
+
+
+# -- HTTP/2 ------------------------------------------------------------------------------------
+
+
+def h2_config(listener: dict | None = None, cluster: dict | None = None) -> Config:
+    data = config([route("a")], ["a"]).model_dump(mode="json")
+    data["listeners"][0].update(listener or {})
+    data["clusters"][0].update(cluster or {})
+    return Config.model_validate(data)
+
+
+def test_http2_with_http1_and_an_http2_cluster_warn_nothing():
+    assert check(h2_config({"protocols": ["http2", "http1"], "http2": {
+        "max_concurrent_streams": 10}}, {"protocol": "http2", "http2": {
+            "ping_interval": "0s"}})) == []
+
+
+def test_a_plaintext_http2_only_listener_warns_that_http11_clients_are_refused():
+    assert check(h2_config({"protocols": ["http2"]})) == [
+        (("listeners", 0, "protocols"),
+         "HTTP/1.1 clients cannot use this listener (on plaintext it serves only HTTP/2 with "
+         "prior knowledge, h2c); add http1 to serve them")]
+
+
+def test_a_tls_http2_only_listener_warns_that_http11_only_clients_are_refused(tmp_path):
+    from tls_certs import CA
+
+    cert, key = CA(tmp_path).issue("server", dns=["localhost"])
+    assert check(h2_config({"protocols": ["http2"], "tls": {
+        "certificates": [{"cert": str(cert), "key": str(key)}]}})) == [
+        (("listeners", 0, "protocols"),
+         "HTTP/1.1-only clients cannot use this listener (it serves only clients that "
+         "negotiate h2 by ALPN); add http1 to serve them")]
+
+
+def test_http2_settings_where_http2_is_not_spoken_have_no_effect():
+    assert check(h2_config({"http2": {"initial_stream_window": 131072}},
+                           {"http2": {"ping_timeout": "1s"}})) == [
+        (("listeners", 0, "http2"), "has no effect: protocols does not list http2"),
+        (("clusters", 0, "http2"), "has no effect with protocol: http1 (only http2 uses it)")]
+
+
+def test_default_http2_blocks_written_out_warn_nothing():
+    """A config that went through model_dump (a snapshot) has every block written out: only a
+    setting that differs from its default is worth a warning."""
+    assert check(h2_config({"http2": {"max_concurrent_streams": 128}},
+                           {"http2": {"ping_interval": "30s"}})) == []

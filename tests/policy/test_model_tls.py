@@ -174,11 +174,12 @@ def test_enumerated_tls_settings(pki, field, value, reason):
     assert error.startswith(f"cfg.yaml: listeners[0].tls.{field}: {reason}"), error
 
 
-def test_http2_is_refused_for_now_with_its_path():
-    data = copy.deepcopy(BASE)
-    data["listeners"][0]["protocols"] = ["http1", "http2"]
-    assert _errors(data) == ["cfg.yaml: listeners[0].protocols[1]: HTTP/2 is not supported yet: "
-                             "this version serves HTTP/1.1 only (list only http1)"]
+def test_a_tls_listener_may_offer_http2_first(pki):
+    data = _config(pki)
+    data["listeners"][0]["protocols"] = ["http2", "http1"]
+    result = check_data(data, "cfg.yaml")
+    assert result.ok, [str(p) for p in result.problems]
+    assert result.config.listeners[0].protocols == ("http2", "http1")
 
 
 def test_protocols_are_a_known_non_empty_list_without_repeats():

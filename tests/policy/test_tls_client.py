@@ -119,10 +119,9 @@ def test_unknown_tls_fields_are_refused():
     assert problem.startswith("clusters[0].tls.verify: unknown field")
 
 
-def test_http2_upstreams_are_refused_with_the_reason():
-    assert errors(config({}, protocol="http2")) == [
-        "clusters[0].protocol: http2 upstreams are not supported yet (they arrive with HTTP/2 "
-        "support); use http1"]
+def test_an_http2_cluster_with_tls_validates():
+    assert errors(config({}, protocol="http2")) == []
+    assert Config.model_validate(config({}, protocol="http2")).clusters[0].protocol == "http2"
 
 
 def test_pool_max_pending_defaults_to_1024_and_must_not_be_negative():
@@ -251,3 +250,59 @@ def test_problems_rechecks_every_cluster_with_locations_from_the_root(pki, tmp_p
     ca.write_text("rotated into garbage\n")
     assert problems(parsed) == [(("clusters", 1, "tls", "ca"), f"{ca}: not a PEM CA bundle "
                                  "(no '-----BEGIN CERTIFICATE-----' line)")]
+
+
+# -- ALPN by protocol --------------------------------------------------------------------------
+
+
+def negotiated(pki, client: ssl.SSLContext) -> str | None:
+    """The ALPN protocol a real loopback handshake selects between `client` and a server that
+    offers both h2 and http/1.1 (as most HTTP/2-capable upstreams do)."""
+    import socket
+    import threading
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*pki["other"])
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[str | None] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls_conn:
+            seen.append(tls_conn.selected_alpn_protocol())
+            tls_conn.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        raw = socket.create_connection(listener.getsockname(), timeout=10)
+        with client.wrap_socket(raw, server_hostname="other.internal") as tls_conn:
+            chosen = tls_conn.selected_alpn_protocol()
+            tls_conn.sendall(b".")
+        thread.join(10)
+    finally:
+        listener.close()
+    assert seen == [chosen]
+    return chosen
+
+
+def test_an_http2_cluster_offers_h2_alone_and_an_http1_cluster_http11(pki):
+    block = tls(ca=pki["ca"])
+    assert negotiated(pki, build_context(block, "http2")) == "h2"
+    assert negotiated(pki, build_context(block, "http1")) == "http/1.1"
+    assert negotiated(pki, build_context(block)) == "http/1.1"
+
+
+def test_the_protocol_is_part_of_the_tls_identity(pki):
+    """A cluster switched to http2 must not reuse pools whose connections negotiated http/1.1:
+    the ALPN offer is in the fingerprint, so it gets a new context (and `link` new pools)."""
+    block = tls(ca=pki["ca"])
+    assert fingerprint(block, "http2") != fingerprint(block, "http1") == fingerprint(block)
+    contexts = ClientContexts()
+    h1 = contexts.resolve(Config.model_validate(config({"ca": pki["ca"]})).clusters)["c0"]
+    h2 = contexts.resolve(Config.model_validate(
+        config({"ca": pki["ca"]}, protocol="http2")).clusters)["c0"]
+    assert h2[0] != h1[0] and h2[1] is not h1[1]
+    assert h2[0] == fingerprint(block, "http2")
+    assert negotiated(pki, h2[1]) == "h2"

@@ -29,9 +29,10 @@ def pki(tmp_path_factory):
     }
 
 
-def listener(pki, *names, **tls):
+def listener(pki, *names, protocols=("http1",), **tls):
     data = {
-        "listeners": [{"name": "edge", "address": "127.0.0.1:8443", "routes": ["r"], "tls": {
+        "listeners": [{"name": "edge", "address": "127.0.0.1:8443", "routes": ["r"],
+                       "protocols": list(protocols), "tls": {
             "certificates": [{"cert": str(pki[n][0]), "key": str(pki[n][1])} for n in names],
             **tls}}],
         "routes": [{"name": "r", "match": {}, "direct_response": {"status": 200}}],
@@ -138,6 +139,50 @@ def test_alpn_offers_http1_only_and_tls12_is_the_minimum(pki, serve):
     with handshake(port, client_ctx(pki, maximum_version=ssl.TLSVersion.TLSv1_2)) as tls:
         assert tls.version() == "TLSv1.2"
         assert tls.cipher()[0].startswith("ECDHE-")
+
+
+def alpn(port, pki, offer, server_name=None) -> str | None:
+    with handshake(port, client_ctx(pki), server_name, alpn=offer) as tls:
+        return tls.selected_alpn_protocol()
+
+
+@pytest.mark.parametrize("protocols, offer, chosen", [
+    (["http2", "http1"], ["h2", "http/1.1"], "h2"),
+    (["http2", "http1"], ["http/1.1", "h2"], "h2"),          # the listener's order decides
+    (["http1", "http2"], ["h2", "http/1.1"], "http/1.1"),
+    (["http2", "http1"], ["http/1.1"], "http/1.1"),
+    (["http2"], ["h2"], "h2"),
+    (["http1"], ["h2"], None),          # no overlap: the handshake completes, nothing chosen
+    (["http2"], ["http/1.1"], None),
+])
+def test_alpn_offers_protocols_in_the_listeners_order(pki, serve, protocols, offer, chosen):
+    port = serve(tls_server.context_for(listener(pki, "default", "api",
+                                                 protocols=protocols))).port
+    assert alpn(port, pki, offer) == chosen
+    assert alpn(port, pki, offer, "api.example.test") == chosen     # every SNI certificate
+
+
+def test_a_reload_that_changes_protocols_changes_the_offer_on_the_same_front(pki, serve):
+    """ALPN lives in the inner contexts a link rebuilds: the front (and so the listening
+    server) stays, and the next handshakes get the new offer."""
+    front = tls_server.context_for(listener(pki, "default"))
+    port = serve(front).port
+    assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+    open_conn = handshake(port, client_ctx(pki), alpn=["h2", "http/1.1"])
+    try:
+        assert tls_server.context_for(listener(pki, "default", protocols=["http2", "http1"]),
+                                      front) is front
+        assert alpn(port, pki, ["h2", "http/1.1"]) == "h2"
+        assert open_conn.selected_alpn_protocol() == "http/1.1"   # an open one keeps its own
+        assert ask(open_conn) == b"-\n"
+        assert tls_server.context_for(listener(pki, "default"), front) is front
+        assert alpn(port, pki, ["h2", "http/1.1"]) == "http/1.1"
+        # the certificate-reload path reads protocols too
+        tls_server.reload_all(type("C", (), {"listeners": [
+            listener(pki, "default", protocols=["http2"])]}), {"edge": front})
+        assert alpn(port, pki, ["h2", "http/1.1"]) == "h2"
+    finally:
+        open_conn.close()
 
 
 def test_min_version_13_refuses_a_tls12_client(pki, serve):

@@ -203,6 +203,58 @@ def test_prometheus_output_parses_and_sums_over_workers(serve, stats):
     assert _value(fams["sluice_requests"], route="web", status_class="other") == 1
 
 
+def test_prometheus_has_http2_counters_by_side_and_resets_by_rfc9113_code(serve, stats):
+    stats.h2_counts_py(0, S.H2_DOWNSTREAM, {"streams_opened": 4, "frames_in": 30,
+                                            "flood_rapid_reset": 1, "connection_errors": 1,
+                                            "refused_streams": 2, "flow_stalls": 3})
+    stats.h2_counts_py(1, S.H2_DOWNSTREAM, {"streams_opened": 1, "settings_timeouts": 1})
+    stats.h2_counts_py(1, S.H2_UPSTREAM, {"streams_opened": 7, "ids_exhausted": 1,
+                                          "stream_errors": 2, "rapid_resets": 5})
+    stats.h2_reset_py(0, S.H2_DOWNSTREAM, False, 0x8)       # CANCEL from a client
+    stats.h2_reset_py(1, S.H2_DOWNSTREAM, False, 0x8)
+    stats.h2_reset_py(0, S.H2_DOWNSTREAM, True, 0x7)        # REFUSED_STREAM by us
+    stats.h2_reset_py(1, S.H2_UPSTREAM, True, 0x1234)       # not an RFC 9113 code
+    stats.h2_goaway_py(0, S.H2_DOWNSTREAM, True, 0xb)       # ENHANCE_YOUR_CALM
+    stats.h2_goaway_py(1, S.H2_UPSTREAM, False, 0x0)
+    stats.h2_gauge_py(0, S.H2_DOWNSTREAM, S.H2_GAUGE_CONNECTIONS, 2)
+    stats.h2_gauge_py(1, S.H2_DOWNSTREAM, S.H2_GAUGE_CONNECTIONS, 1)
+    stats.h2_gauge_py(1, S.H2_DOWNSTREAM, S.H2_GAUGE_STREAMS, 9)
+    stats.h2_gauge_py(0, S.H2_UPSTREAM, S.H2_GAUGE_CONNECTIONS, 1)
+    fams = _families(httpx.get(serve().url + "/stats/prometheus").text)
+
+    def v(name, **labels):
+        return _value(fams[name], **labels)
+
+    assert v("sluice_http2_streams", side="downstream") == 5
+    assert v("sluice_http2_streams", side="upstream") == 7
+    assert v("sluice_http2_frames_received", side="downstream") == 30
+    assert v("sluice_http2_refused_streams", side="downstream") == 2
+    assert v("sluice_http2_rapid_resets", side="upstream") == 5
+    assert v("sluice_http2_connection_errors", side="downstream") == 1
+    assert v("sluice_http2_stream_errors", side="upstream") == 2
+    assert v("sluice_http2_flow_control_stalls", side="downstream") == 3
+    assert v("sluice_http2_settings_timeouts", side="downstream") == 1
+    assert v("sluice_http2_stream_ids_exhausted", side="upstream") == 1
+    floods = fams["sluice_http2_floods"]
+    assert floods.type == "counter" and len(floods.samples) == 2 * 6     # every kind, zeros too
+    assert v("sluice_http2_floods", side="downstream", kind="rapid_reset") == 1
+    assert v("sluice_http2_floods", side="upstream", kind="continuation") == 0
+    # a (direction, code) row only once it counted something
+    resets = {(s.labels["side"], s.labels["direction"], s.labels["code"]): s.value
+              for s in fams["sluice_http2_resets"].samples if s.name.endswith("_total")}
+    assert resets == {("downstream", "received", "CANCEL"): 2,
+                      ("downstream", "sent", "REFUSED_STREAM"): 1,
+                      ("upstream", "sent", "unknown"): 1}
+    assert v("sluice_http2_goaways", side="downstream", direction="sent",
+             code="ENHANCE_YOUR_CALM") == 1
+    assert v("sluice_http2_goaways", side="upstream", direction="received", code="NO_ERROR") == 1
+    assert fams["sluice_http2_active_connections"].type == "gauge"
+    assert v("sluice_http2_active_connections", side="downstream") == 3
+    assert v("sluice_http2_active_connections", side="upstream") == 1
+    assert v("sluice_http2_active_streams", side="downstream") == 9
+    assert v("sluice_http2_active_streams", side="upstream") == 0
+
+
 def test_prometheus_includes_the_limiters_counters_when_the_controller_has_buckets(serve, stats):
     from engine._fast.limiter import SharedBuckets
 
