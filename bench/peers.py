@@ -345,6 +345,9 @@ class Sluice(Peer):
         }
 
     def start(self, variant, upstream, d):
+        why = self.lacks(variant)
+        if why:
+            raise Unsupported(why)
         self.port = free_port()
         self.scheme = "https" if variant.tls else "http"
         tls = TlsFiles.in_dir(d) if variant.tls else None
@@ -370,6 +373,14 @@ class Sluice(Peer):
                 break
             time.sleep(0.05)
         time.sleep(0.3 if self.workers > 1 else 0)
+
+    def lacks(self, variant: Variant) -> str | None:
+        """Why this build cannot do the variant although its config may accept it: HTTP/2
+        upstreams need the compiled engine/_fast/h2client (the worker imports it on the first
+        request to an http2 cluster, so the config alone does not tell)."""
+        if variant.grpc and not any((self.root / "engine" / "_fast").glob("h2client*.so")):
+            return "HTTP/2 upstreams: this build has no engine/_fast/h2client"
+        return None
 
     def versions(self):
         out = subprocess.run(["git", "-C", str(self.root), "describe", "--always", "--dirty"],

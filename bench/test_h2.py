@@ -143,6 +143,19 @@ def test_sluice_h2_config_validates_or_is_refused_as_not_supported(tmp_path, var
     assert out.returncode == 0 or unsupported_reason(out.stdout + out.stderr), out.stderr
 
 
+def test_sluice_without_h2client_is_na_for_grpc(tmp_path):
+    """A build whose config accepts `protocol: http2` but has no HTTP/2 upstream module would
+    reset every gRPC call: n/a, not a failure, and without starting it."""
+    s = Sluice(1)
+    s.root = tmp_path                           # a checkout with no compiled modules at all
+    with pytest.raises(Unsupported, match="h2client"):
+        s.start(Variant(h2=True, grpc=True), _Up(), tmp_path)
+    assert s.lacks(Variant(h2=True)) is None
+    (tmp_path / "engine" / "_fast").mkdir(parents=True)
+    (tmp_path / "engine" / "_fast" / "h2client.cpython-311-x86_64-linux-gnu.so").touch()
+    assert s.lacks(Variant(h2=True, grpc=True)) is None
+
+
 def test_sluice_multi_worker_sits_out_the_h2_scenarios():
     assert not Sluice(2).ok_variant(Variant(h2=True)) and Sluice(2).ok_variant(Variant())
     assert Sluice(1).ok_variant(Variant(h2=True))
