@@ -43,6 +43,18 @@ def eventually(check, timeout: float = 10.0):
             time.sleep(0.05)
 
 
+def metric(s: "Sluice", name: str, **labels):
+    """One sample of the admin's /stats/prometheus (parsed by prometheus_client): the first
+    whose labels include `labels`, or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = s.admin("/stats/prometheus").body.decode()
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
 def rss_kb(pid: int) -> int:
     """A process's resident memory (VmRSS) in KiB: what the memory-bound attack tests watch."""
     for line in open(f"/proc/{pid}/status"):

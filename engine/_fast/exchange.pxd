@@ -98,7 +98,7 @@ cdef class Downstream:
 
 cdef class UpstreamConn(PooledConn):
     """The upstream side of one exchange: an HTTP/1.1 connection (proxy.Upstream), leased
-    whole; an HTTP/2 stream will be another."""
+    whole, or an HTTP/2 stream of a shared connection (h2client.UpstreamStream)."""
     cdef Exchange x                # the exchange it serves, or None while pooled
     cdef bint got_bytes            # a byte of the response arrived
     cdef bint paused_reading       # we paused its reading because the client is slow

@@ -143,6 +143,14 @@ cdef class H2Connection:
 
     cpdef list receive_data(self, bytes data, double now)
     cpdef list tick(self, double now)
+    cpdef bytes data_to_send(self)
+    cpdef int64_t open_stream(self, bytes block, bint end_stream=*) except -1
+    cpdef bint send_headers(self, int64_t sid, bytes block, bint end_stream=*) except -1
+    cpdef Py_ssize_t send_data(self, int64_t sid, bytes data, bint end_stream=*,
+                               double now=*) except -2
+    cpdef bint reset_stream(self, int64_t sid, int code=*) except -1
+    cpdef consumed(self, int64_t sid, int64_t n)
+    cpdef close(self, int code=*, bytes debug=*)
     cdef void _process(self, const uint8_t* p, Py_ssize_t n, Py_ssize_t* consumed)
     cdef void _frame(self, int ftype, int flags, int64_t sid, const uint8_t* p, Py_ssize_t n)
     cdef void _data(self, int flags, int64_t sid, const uint8_t* p, Py_ssize_t n)

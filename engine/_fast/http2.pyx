@@ -914,7 +914,7 @@ cdef class H2Connection:
             self._put_frame(F_CONTINUATION, FL_END_HEADERS if k + m == n else 0, sid, p + k, m)
             k += m
 
-    def data_to_send(self):
+    cpdef bytes data_to_send(self):
         """The frames queued since the last call, as one bytes (b"" when none)."""
         cdef bytes b
         if not self.out:
@@ -943,7 +943,7 @@ cdef class H2Connection:
         if r == S_CLOSED:
             self._forget(st, A_CLOSED)
 
-    def open_stream(self, bytes block, bint end_stream=False):
+    cpdef int64_t open_stream(self, bytes block, bint end_stream=False) except -1:
         """Client role: open the next stream with this encoded request head. Returns its id,
         or 0 when no stream can be opened here: the peer's MAX_CONCURRENT_STREAMS is reached
         (wait, or use another connection), a GOAWAY arrived, the connection is closed, or the
@@ -975,7 +975,7 @@ cdef class H2Connection:
             self._sent_end(st)
         return sid
 
-    def send_headers(self, int64_t sid, bytes block, bint end_stream=False):
+    cpdef bint send_headers(self, int64_t sid, bytes block, bint end_stream=False) except -1:
         """Send an encoded header block (response head, or trailers with end_stream) on an
         open stream. False when the stream is gone (reset or refused meanwhile)."""
         cdef H2Stream st = self._sendable(sid, I_SEND_HEADERS)
@@ -986,7 +986,8 @@ cdef class H2Connection:
             self._sent_end(st)
         return True
 
-    def send_data(self, int64_t sid, bytes data, bint end_stream=False, double now=0.0):
+    cpdef Py_ssize_t send_data(self, int64_t sid, bytes data, bint end_stream=False,
+                               double now=0.0) except -2:
         """Send as much of `data` as both windows allow, in frames of at most the peer's
         SETTINGS_MAX_FRAME_SIZE (and 16384); END_STREAM goes with the last byte only if all was sent.
         Returns how many bytes were sent (the caller keeps the rest and retries after
@@ -1017,7 +1018,7 @@ cdef class H2Connection:
             self.counts[C_FLOW_STALLS] += 1
         return k
 
-    def reset_stream(self, int64_t sid, int code=CANCEL):
+    cpdef bint reset_stream(self, int64_t sid, int code=CANCEL) except -1:
         """Reset a stream (RST_STREAM); the others go on. False if it was already gone."""
         cdef H2Stream st = self.streams.get(sid)
         if st is None or self.closed:
@@ -1027,7 +1028,7 @@ cdef class H2Connection:
         self._forget(st, A_RESET_BY_US)
         return True
 
-    def consumed(self, int64_t sid, int64_t n):
+    cpdef consumed(self, int64_t sid, int64_t n):
         """The application has taken n bytes of this stream's DATA (len of EV_DATA payloads):
         their window goes back to the peer (a stream that is gone still credits the
         connection)."""
@@ -1057,7 +1058,7 @@ cdef class H2Connection:
         self._put_goaway(MAX_SID, NO_ERROR, b"")      # refuses nothing yet
         self._put_frame(F_PING, 0, 0, PyBytes_AS_STRING(SHUTDOWN_PING), 8)
 
-    def close(self, int code=NO_ERROR, bytes debug=b""):
+    cpdef close(self, int code=NO_ERROR, bytes debug=b""):
         """Close now: GOAWAY with the last peer stream we processed and `code` (the caller's
         COMPRESSION_ERROR when HPACK decoding fails, INTERNAL_ERROR, ...)."""
         if self.closed:

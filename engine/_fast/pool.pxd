@@ -19,7 +19,14 @@ cdef class PooledConn:
     cdef double idle_since       # loop time when it went idle
     cdef bint in_pool            # currently on the idle stack
     cdef bint dead               # closed or closing: never hand out again
+    # HTTP/2 (h2client.pyx): a shared connection, or one stream leased on it
+    cdef int active              # connection: streams leased on it now
+    cdef int capacity            # connection: streams it may carry (ours and the peer's limit)
+    cdef bint draining           # connection: GOAWAY, ids exhausted or pool drain: no new stream
     cdef void close_now(self)
+    cdef PooledConn new_stream(self)               # connection: lease one stream (None: no room)
+    cdef void end_lease(self, double now) except * # stream: leased and never used, give it back
+    cdef void tick(self, double now) except *      # connection: PING liveness (Pool.sweep)
 
 
 cdef class Pool:
@@ -44,6 +51,9 @@ cdef class Pool:
     cdef readonly int h2_conn_window
     cdef readonly double h2_ping_interval  # PING an idle connection this often (0: never)
     cdef readonly double h2_ping_timeout   # ... and close it when no ACK comes within this
+    cdef list h2conns                    # HTTP/2: connections that said SETTINGS (oldest first)
+    cdef readonly int connecting         # HTTP/2: connections opening (counted in total)
+    cdef bint h2_failing                 # HTTP/2: the last connect failed (no parking behind one)
 
     cdef PooledConn acquire(self, object holder, bint fresh, int* how)
     cdef void cancel(self, object holder) except *
@@ -56,3 +66,8 @@ cdef class Pool:
     cdef void notify_waiter(self) except *
     cpdef int sweep(self, double now)
     cpdef close_idle(self)
+    # HTTP/2 leasing (see pool.pyx)
+    cdef PooledConn h2_acquire(self, object holder, bint fresh, int* how)
+    cdef PooledConn h2_room(self)
+    cdef void h2_ready(self, PooledConn c) except *
+    cdef void h2_wake(self) except *

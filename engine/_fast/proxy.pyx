@@ -45,7 +45,9 @@ from engine._fast.exchange cimport (
     X_IDLE, X_LOCAL, X_WAITING, X_PROXYING, X_TUNNEL, X_BODY_WAIT,
     PAUSE_UPSTREAM, PAUSE_BACKLOG, PAUSE_PENDING,
 )
-from engine._fast.headers cimport HeaderBlock, build_head, H_UPGRADE
+from engine._fast.headers cimport (
+    HeaderBlock, build_head, H_UPGRADE, H_CONTENT_LENGTH, HF_DROP, HF_HOP,
+)
 from engine._fast.http1 cimport (
     H1Parser, chunk_size_line, check_authority,
     EV_NEED_DATA, EV_HEAD, EV_BODY, EV_END, EV_ERROR, EV_PAUSED,
@@ -83,6 +85,8 @@ cdef bytes HTTP11 = b" HTTP/1.1\r\n"
 cdef bytes N_CONNECTION = b"connection"
 cdef bytes N_UPGRADE = b"upgrade"
 cdef bytes N_TE = b"transfer-encoding"
+cdef bytes N_CONTENT_LENGTH = b"content-length"
+cdef bytes V_ZERO = b"0"
 cdef bytes V_CLOSE = b"close"
 cdef bytes V_KEEP_ALIVE = b"keep-alive"
 cdef bytes V_UPGRADE = b"upgrade"
@@ -136,6 +140,15 @@ cdef tuple direct_wire(Route r):
         lines.append(b"content-length: %d\r\n" % len(r.direct_body))
     head = b"".join(lines)
     return (head, head + CRLF + r.direct_body)
+
+
+cdef bint has_length(HeaderBlock h):
+    """A content-length field that goes out (not dropped)."""
+    cdef int i
+    for i in range(h.nheaders):
+        if h.hdr_id[i] == H_CONTENT_LENGTH and not (h.hdr_flags[i] & (HF_DROP | HF_HOP)):
+            return True
+    return False
 
 
 cdef bytes status_line(HeaderBlock h, int status):
@@ -984,6 +997,12 @@ cdef class H1Downstream(Downstream):
                     edits.append(V_CHUNKED)
                 else:
                     self.close_after = True  # HTTP/1.0: the body ends at close
+            elif (body_kind == BODY_NONE and status != 204 and status != 304
+                    and not x.method_head and not has_length(h)):
+                # an HTTP/2 head that ended its stream (a gRPC trailers-only answer, say):
+                # HTTP/1.1 must be told the body is empty, or the client reads until close
+                edits.append(N_CONTENT_LENGTH)
+                edits.append(V_ZERO)
             if self.worker.draining:
                 self.close_after = True
             if self.close_after:

@@ -92,3 +92,42 @@ def test_a_connection_at_max_requests_is_closed_not_pooled():
     # served is counted by the proxy; a fresh conn has served 0 < 1: pooled
     p.give_back(up, 1.0)
     assert p.idle_count == 1
+
+
+# --- HTTP/2: connections are shared; the pool leases their streams (tests/_fast/test_h2client.py
+# drives real connections; these are the pool's bookkeeping alone) ------------------------------
+
+def test_holders_park_behind_an_opening_connection_instead_of_opening_more():
+    pool = Pool("127.0.0.1", 1, protocol=2, max_connections=8)
+    assert pool.lease(Holder())[0] == LEASE["open"]
+    holders = [Holder() for _ in range(5)]
+    assert {pool.lease(h)[0] for h in holders} == {LEASE["parked"]}
+    assert pool.total == 1 and pool.waiting == 5
+
+
+def test_a_failed_connect_wakes_every_holder_parked_behind_it():
+    pool = Pool("127.0.0.1", 1, protocol=2, max_connections=8)
+    pool.lease(Holder())
+    holders = [Holder() for _ in range(3)]
+    for h in holders:
+        pool.lease(h)
+    pool.open_failed()
+    assert [h.woken for h in holders] == [1, 1, 1]
+    assert pool.total == 0 and pool.connecting == 0
+    # after a failure nobody waits for the next attempt: each opens its own
+    assert pool.lease(Holder())[0] == LEASE["open"]
+    assert pool.lease(Holder())[0] == LEASE["open"]
+
+
+def test_http2_at_max_connections_with_none_opening_parks_then_refuses():
+    pool = Pool("127.0.0.1", 1, protocol=2, max_connections=1, max_waiters=1, h2_max_streams=1)
+    assert pool.lease(Holder())[0] == LEASE["open"]
+    assert pool.lease(Holder())[0] == LEASE["parked"]        # behind the opening connection
+    assert pool.lease(Holder())[0] == LEASE["full"]          # max_pending reached
+
+
+def test_http2_forgetting_a_connection_that_never_joined_changes_nothing():
+    pool = Pool("127.0.0.1", 1, protocol=2)
+    pool.lease(Holder())
+    pool.lost(PooledConn(pool, Transport()))
+    assert pool.total == 1 and pool.connecting == 1

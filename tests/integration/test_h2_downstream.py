@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from h2peer import H2Peer
-from support import eventually, free_port, simple_config
+from support import eventually, free_port, metric, simple_config
 
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 
@@ -284,16 +284,6 @@ def test_the_access_log_records_http2_requests(proxy):
     rec = eventually(lambda: [r for r in proxy.access_log() if r["path"] == "/echo/logged"])[0]
     assert rec["status"] == 200 and rec["method"] == "GET"
     assert rec["protocol"] == "HTTP/2.0"
-
-
-def metric(proxy, name, **labels):
-    from prometheus_client.parser import text_string_to_metric_families
-    text = proxy.admin("/stats/prometheus").body.decode()
-    for fam in text_string_to_metric_families(text):
-        for sample in fam.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
 
 
 def test_http2_metrics_count_streams_resets_and_connections(proxy):
