@@ -114,8 +114,8 @@ def parse_h2load(text: str, durations: list[int], returncode: int = 0,
         "errors": int(_num(r"(\d+) errored", text)) + int(_num(r"(\d+) timeout", text)),
         "protocol": m.group(1) if m else None,
     }
-    if returncode != 0 or not ok:
-        res["failed"] = text.strip()[-400:] or f"h2load exited with {returncode}"
+    if returncode != 0 or not ok:      # the exit status first: a signal shows as negative
+        res["failed"] = f"h2load exited with {returncode}: " + text.strip()[-400:]
     elif want_protocol and res["protocol"] != want_protocol:
         res["failed"] = f"negotiated {res['protocol']}, not {want_protocol}"
     return res

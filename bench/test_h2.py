@@ -100,7 +100,9 @@ def test_h2load_run_that_fell_back_to_http1_is_failed():
 
 def test_h2load_run_without_success_is_failed():
     res = load.parse_h2load("No protocol negotiated. Fallback behaviour may be activated", [], 1)
-    assert res["requests"] == 0 and res["failed"]
+    assert res["requests"] == 0 and res["failed"].startswith("h2load exited with 1: No protocol")
+    res = load.parse_h2load("Application protocol: h2c\n", [], -11)     # killed mid-run
+    assert res["failed"].startswith("h2load exited with -11")
 
 
 def test_h2load_log_lines_give_durations():
