@@ -1,5 +1,6 @@
-"""The load generators: wrk and `h2load --h1`, run for a duration, their output parsed into one
-shape: requests, req/s, p50/p99 latency (ms), non-2xx responses and errors."""
+"""The load generators: wrk and h2load (`--h1`, or HTTP/2 with several streams per connection),
+run for a duration, their output parsed into one shape: requests, req/s, p50/p99 latency (ms),
+non-2xx responses and errors."""
 
 from __future__ import annotations
 
@@ -53,23 +54,57 @@ def _line(prefix: str, text: str) -> str:
     return ""
 
 
-def h2load(url: str, duration: float, conns: int, *, post_body: Path | None = None) -> dict:
+def h2load_argv(url: str, duration: float, conns: int, log: str, *,
+                post_body: Path | None = None, h2: bool = False, streams: int = 1,
+                headers: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """HTTP/1.1 (`--h1`, one request at a time per connection) or HTTP/2 (h2c by prior
+    knowledge for http://, ALPN h2 for https://) with `streams` concurrent streams per
+    connection."""
+    argv = ["h2load", "-t1", f"-c{conns}", f"-m{streams if h2 else 1}",
+            f"-D{max(1, round(duration))}", f"--log-file={log}", "-T10"]
+    if not h2:
+        argv.insert(1, "--h1")
+    if post_body is not None:
+        argv += ["-d", str(post_body)]
+        if not any(k == "content-type" for k, _ in headers):
+            argv += ["-H", "content-type: application/octet-stream"]
+    for k, v in headers:
+        argv += ["-H", f"{k}: {v}"]
+    argv.append(url)
+    return argv
+
+
+def h2load(url: str, duration: float, conns: int, *, post_body: Path | None = None,
+           h2: bool = False, streams: int = 1,
+           headers: tuple[tuple[str, str], ...] = ()) -> dict:
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
-        argv = ["h2load", "--h1", "-t1", f"-c{conns}", "-m1", f"-D{max(1, round(duration))}",
-                f"--log-file={log.name}", "-T10"]
-        if post_body is not None:
-            argv += ["-d", str(post_body), "-H", "content-type: application/octet-stream"]
-        argv.append(url)
+        argv = h2load_argv(url, duration, conns, log.name, post_body=post_body, h2=h2,
+                           streams=streams, headers=headers)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
-        durations = []
         with open(log.name) as f:
-            for line in f:
-                parts = line.split("\t")
-                if len(parts) >= 3:
-                    durations.append(int(parts[2]))
-    text = out.stdout + out.stderr
-    durations.sort()
+            durations = h2load_durations(f)
+    return parse_h2load(out.stdout + out.stderr, durations, out.returncode,
+                        want_protocol="h2" if h2 and url.startswith("https:") else
+                        "h2c" if h2 else None)
+
+
+def h2load_durations(lines) -> list[int]:
+    """Per-request times (us) from h2load's --log-file: start (us since epoch), status, time."""
+    out = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            out.append(int(parts[2]))
+    return out
+
+
+def parse_h2load(text: str, durations: list[int], returncode: int = 0,
+                 want_protocol: str | None = None) -> dict:
+    """h2load's summary as the shape every tool returns. With `want_protocol`, a run that
+    negotiated anything else (h2 over TLS falling back to http/1.1) is a failed run."""
+    durations = sorted(durations)
     ok = int(_num(r"^requests: .*?(\d+) succeeded", text))
+    m = re.search(r"^Application protocol: (\S+)", text, re.MULTILINE)
     res = {
         "requests": ok,
         "rps": _num(r"^finished in [\d.]+\w*, ([\d.]+) req/s", text),
@@ -77,9 +112,12 @@ def h2load(url: str, duration: float, conns: int, *, post_body: Path | None = No
         "p99_ms": _pct(durations, 0.99),
         "non2xx": sum(int(x) for x in re.findall(r"(\d+) [345]xx", _line("status codes", text))),
         "errors": int(_num(r"(\d+) errored", text)) + int(_num(r"(\d+) timeout", text)),
+        "protocol": m.group(1) if m else None,
     }
-    if out.returncode != 0 or not ok:
-        res["failed"] = text.strip()[-400:] or f"h2load exited with {out.returncode}"
+    if returncode != 0 or not ok:      # the exit status first: a signal shows as negative
+        res["failed"] = f"h2load exited with {returncode}: " + text.strip()[-400:]
+    elif want_protocol and res["protocol"] != want_protocol:
+        res["failed"] = f"negotiated {res['protocol']}, not {want_protocol}"
     return res
 
 

@@ -17,6 +17,15 @@ same settings as sluice's defaults: TLS 1.2 and 1.3 (the load generators negotia
 ECDHE suites of Mozilla's intermediate profile for 1.2, ALPN http/1.1, and session resumption
 by tickets, each proxy's default (nginx 1.22 needs `ssl_protocols` for 1.3). The upstream
 stays plaintext.
+
+HTTP/2 (issue 10): with `h2` the proxy speaks HTTP/2 to the client, by prior knowledge (h2c) on
+plaintext and by ALPN (h2, then http/1.1) with TLS, and HTTP/1.1 to the same upstream as above;
+nghttpx joins the peers there (it is an HTTP/2 proxy first, and the fastest one measured here).
+With `grpc` the upstream is `GrpcUpstream`, an HTTP/2 (h2c) origin answering a gRPC unary call,
+and every proxy speaks HTTP/2 to it as well (sluice: a cluster with `protocol: http2`). A peer
+that cannot do a variant yet raises `Unsupported` from `start`: the run reports it as "n/a",
+which is not a failure (sluice refused `protocols: [http2]` until it served HTTP/2, and
+refuses `protocol: http2` clusters until it has HTTP/2 upstreams).
 """
 
 from __future__ import annotations
@@ -40,6 +49,21 @@ SMALL_BODY = b"hello, world\n"
 POST_REPLY = b"ok\n"
 SIZES = {"/16k": 16 * 1024, "/1m": 1024 * 1024}
 RATE = 1_000_000_000          # requests per second: on, but never refusing
+
+# the gRPC unary call of the grpc scenario: a method path, and a request and a reply, each a
+# Length-Prefixed-Message of gRPC's PROTOCOL-HTTP2.md (1 byte compressed flag, 4 bytes big-endian
+# length) holding a protobuf with one string field (tag 1, wire type 2)
+GRPC_PATH = "/bench.Echo/Unary"
+GRPC_HEADERS = (("content-type", "application/grpc"), ("te", "trailers"))
+
+
+def grpc_message(text: bytes) -> bytes:
+    pb = b"\x0a" + bytes([len(text)]) + text
+    return b"\x00" + len(pb).to_bytes(4, "big") + pb
+
+
+GRPC_REQUEST = grpc_message(b"hello, world")
+GRPC_REPLY = grpc_message(b"hello, bench")
 
 def _fd_limit() -> int:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -65,11 +89,18 @@ class Variant:
     ratelimit: bool = False
     access_log: bool = False       # each proxy's default access log format, to a file
     tls: bool = False              # the proxy terminates TLS (see `TlsFiles`)
+    h2: bool = False               # HTTP/2 to the client: h2c by prior knowledge, or ALPN h2
+    grpc: bool = False             # the upstream is `GrpcUpstream` (HTTP/2) instead of nginx
 
     @property
     def key(self) -> str:
         return (f"routes={self.routes},ratelimit={int(self.ratelimit)}"
-                f",access_log={int(self.access_log)},tls={int(self.tls)}")
+                f",access_log={int(self.access_log)},tls={int(self.tls)},h2={int(self.h2)}"
+                f",grpc={int(self.grpc)}")
+
+
+class Unsupported(Exception):
+    """The peer cannot do this variant (yet): reported as n/a, never as a failure."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +227,66 @@ http {{
                 "active": int(lines[0].split(":")[1]) - 1, "_queries": 1}
 
 
+class GrpcUpstream(Process):
+    """The origin of the grpc scenario: nghttpd (nghttp2's C server, 1 thread) on h2c, answering
+    POST GRPC_PATH with GRPC_REPLY and the trailer `grpc-status: 0`.
+
+    nghttpd serves the reply as a static file (it does so for a POST too) and adds the trailer
+    to every response with a body (--trailer). Chosen because it is not the bottleneck: about
+    65,000 calls/s on this machine with h2load -c10 -m10, where nginx as an HTTP/2 origin
+    (static file, `add_trailer`) manages 21,000 and nghttpd's own --echo-upload, which spools
+    each body to a temporary file, 11,000. What it does not do: a content-type (it types files
+    by extension, and a gRPC path has none), so the reply lacks `application/grpc`; no proxy
+    here looks at it. It has no counters either: the grpc rows show no upstream connections.
+    """
+
+    name = "grpc-upstream"
+
+    def __init__(self, d: Path, status: str | None = "0") -> None:
+        """`status`: the grpc-status trailer (None: none; the harness's tests break it)."""
+        self.d = d
+        self.port = free_port()
+        www = d / "www"
+        (www / GRPC_PATH.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (www / GRPC_PATH.lstrip("/")).write_bytes(GRPC_REPLY)
+        trailer = ["--trailer", f"grpc-status: {status}"] if status is not None else []
+        self._popen(["nghttpd", "--no-tls", "-n1", *trailer, "-d", str(www), str(self.port)],
+                    d / "nghttpd.out")
+        wait_port(self.port, self.proc)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self) -> None:
+        return None
+
+
+class HoldUpstream(Process):
+    """The origin of the h2mem scenario (bench/hold_upstream.py): answers `GET /`, holds every
+    request for /hold open; `held()` says how many it holds."""
+
+    name = "hold-upstream"
+
+    def __init__(self, d: Path) -> None:
+        self.port = free_port()
+        d.mkdir(parents=True, exist_ok=True)
+        self._popen([sys.executable, "-m", "bench.hold_upstream", str(self.port)],
+                    d / "hold-upstream.out", cwd=ROOT)
+        wait_port(self.port, self.proc)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def held(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/held", timeout=5) as r:
+            return int(r.read())
+
+    def stats(self) -> None:
+        return None
+
+
 class Peer(Process):
     """Something load is sent to. `url(path)` is where."""
 
@@ -222,6 +313,8 @@ class Sluice(Peer):
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.name = f"sluice-{workers}w"
+        if workers > 1:           # HTTP/2 is compared one worker to one worker (issue 10)
+            self.ok_variant = lambda v: not v.h2
 
     def config(self, variant: Variant, upstream: UpstreamNginx,
                tls: TlsFiles | None = None) -> dict:
@@ -236,17 +329,25 @@ class Sluice(Peer):
                 r["rate_limit"] = {"rate": float(RATE), "burst": RATE, "per": "client_ip"}
         listener = {"name": "main", "address": f"127.0.0.1:{self.port}",
                     "routes": [r["name"] for r in routes]}
+        if variant.h2:            # h2c is told from HTTP/1.1 by the client preface
+            listener["protocols"] = ["http2", "http1"]
         if tls is not None:
             listener["tls"] = {"certificates": [{"cert": str(tls.cert), "key": str(tls.key)}]}
+        cluster = {"name": "up", "endpoints": [{"address": upstream.address}]}
+        if variant.grpc:
+            cluster["protocol"] = "http2"
         return {
             "admin": {"address": f"127.0.0.1:{free_port()}"},
             "access_log": {"path": "off"},
             "listeners": [listener],
             "routes": routes,
-            "clusters": [{"name": "up", "endpoints": [{"address": upstream.address}]}],
+            "clusters": [cluster],
         }
 
     def start(self, variant, upstream, d):
+        why = self.lacks(variant)
+        if why:
+            raise Unsupported(why)
         self.port = free_port()
         self.scheme = "https" if variant.tls else "http"
         tls = TlsFiles.in_dir(d) if variant.tls else None
@@ -257,7 +358,15 @@ class Sluice(Peer):
         self._popen([sys.executable, "-m", "engine", "run", "-c", str(path),
                      "--workers", str(self.workers), "--access-log", log],
                     d / f"{self.name}.out", cwd=self.root)
-        wait_port(self.port, self.proc)
+        try:
+            wait_port(self.port, self.proc)
+        except RuntimeError:
+            # the config refused for a feature this build does not have yet (HTTP/2 before
+            # issue 10 lands): n/a, with the config error as the reason
+            why = unsupported_reason(self.logfile.read_text(errors="replace"))
+            if why:
+                raise Unsupported(why) from None
+            raise
         # every worker binds its own SO_REUSEPORT socket: wait until all are forked, then a bit
         for _ in range(100):
             if len(self.pids()) >= self.workers + 1:
@@ -265,10 +374,28 @@ class Sluice(Peer):
             time.sleep(0.05)
         time.sleep(0.3 if self.workers > 1 else 0)
 
+    def lacks(self, variant: Variant) -> str | None:
+        """Why this build cannot do the variant although its config may accept it: HTTP/2
+        upstreams need the compiled engine/_fast/h2client (the worker imports it on the first
+        request to an http2 cluster, so the config alone does not tell)."""
+        if variant.grpc and not any((self.root / "engine" / "_fast").glob("h2client*.so")):
+            return "HTTP/2 upstreams: this build has no engine/_fast/h2client"
+        return None
+
     def versions(self):
         out = subprocess.run(["git", "-C", str(self.root), "describe", "--always", "--dirty"],
                              capture_output=True, text=True)
         return out.stdout.strip()
+
+
+def unsupported_reason(log: str) -> str | None:
+    """The config error saying a feature is "not supported yet", from sluice's output."""
+    for line in log.splitlines():
+        if "not supported yet" in line:
+            # "<config path>: listeners[0].protocols[0]: HTTP/2 is not supported yet: ..."
+            where, _, rest = line.strip().partition(".json: ")
+            return rest or where
+    return None
 
 
 class NginxProxy(Peer):
@@ -280,11 +407,14 @@ class NginxProxy(Peer):
         if variant.ratelimit:
             limit_zone = f"limit_req_zone $binary_remote_addr zone=rl:10m rate={RATE}r/s;"
             limit = f"limit_req zone=rl burst={RATE} nodelay;"
+        # gRPC goes through the grpc module (HTTP/2 upstream, trailers); its headers are set
+        # with grpc_set_header, as proxy_set_header's are for proxy_pass
+        pass_ = "grpc_pass grpc://up" if variant.grpc else "proxy_pass http://up"
         if variant.routes:
-            locations = "\n".join(f"    location /svc{i}/ {{ proxy_pass http://up; }}"
+            locations = "\n".join(f"    location /svc{i}/ {{ {pass_}; }}"
                                   for i in range(variant.routes))
         else:
-            locations = "    location / { proxy_pass http://up; }"
+            locations = f"    location / {{ {pass_}; }}"
         self.scheme = "https" if variant.tls else "http"
         ssl = tls = ""
         if variant.tls:
@@ -295,6 +425,9 @@ class NginxProxy(Peer):
     ssl_certificate_key {files.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers {CIPHERS_TLS12};"""
+        if variant.h2:          # without ssl, `http2` is h2c by prior knowledge only
+            ssl += " http2"
+        hdr = "grpc_set_header" if variant.grpc else "proxy_set_header"
         conf = d / "nginx-proxy.conf"
         conf.write_text(f"""
 {_user_line()}
@@ -323,11 +456,11 @@ http {{
     {tls}
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
-    proxy_set_header X-Request-Id $request_id;
+    {hdr} Host $http_host;
+    {hdr} X-Forwarded-For $proxy_add_x_forwarded_for;
+    {hdr} X-Forwarded-Proto $scheme;
+    {hdr} X-Forwarded-Host $host;
+    {hdr} X-Request-Id $request_id;
     proxy_buffers 8 64k;
     proxy_max_temp_file_size 0;
     {limit}
@@ -365,8 +498,12 @@ class Haproxy(Peer):
         if variant.tls:
             files = TlsFiles.in_dir(d)
             self.ca = files.ca
-            ssl = (f" ssl crt {files.pem} alpn http/1.1 ssl-min-ver TLSv1.2"
+            alpn = "h2,http/1.1" if variant.h2 else "http/1.1"
+            ssl = (f" ssl crt {files.pem} alpn {alpn} ssl-min-ver TLSv1.2"
                    f" ciphers {CIPHERS_TLS12}")
+        elif variant.h2:
+            ssl = " proto h2"                  # h2c by prior knowledge
+        server_proto = " proto h2" if variant.grpc else ""
         conf = d / "haproxy.cfg"
         conf.write_text(f"""
 global
@@ -392,7 +529,7 @@ frontend fe
 {limit}
 {routing}
 backend up
-  server s1 {upstream.address}
+  server s1 {upstream.address}{server_proto}
 """)
         self._popen(["haproxy", "-db", "-f", str(conf)], d / "haproxy.out")
         wait_port(self.port, self.proc)
@@ -402,11 +539,52 @@ backend up
         return out.stdout.split()[2] if out.stdout else ""
 
 
+class Nghttpx(Peer):
+    """nghttpx (nghttp2's proxy), 1 worker thread, as an HTTP/2 reverse proxy: h2c by prior
+    knowledge (its plaintext frontend also takes HTTP/1.1) or h2 by ALPN; HTTP/1.1 to the
+    upstream with its pool (unlimited connections per frontend, kept 600 s), or HTTP/2 to the
+    grpc upstream.
+
+    Same work as far as it goes: X-Forwarded-For and -Proto, no Via, the upstream's Server header
+    left alone; it has no option for X-Request-Id or X-Forwarded-Host (that needs mruby, not in
+    Debian's build), so it does slightly less header work than sluice. --conf=/dev/null: the
+    package's /etc/nghttpx/nghttpx.conf must not leak in.
+    """
+
+    name = "nghttpx"
+    ok_variant = staticmethod(lambda v: v.h2 and not (v.routes or v.ratelimit or v.access_log))
+
+    def start(self, variant, upstream, d):
+        self.port = free_port()
+        self.scheme = "https" if variant.tls else "http"
+        front, tls_args = f"127.0.0.1,{self.port}", []
+        if variant.tls:
+            files = TlsFiles.in_dir(d)
+            self.ca = files.ca
+            tls_args = ["--tls-min-proto-version=TLSv1.2", f"--ciphers={CIPHERS_TLS12}",
+                        "--no-ocsp", str(files.key), str(files.cert)]
+        else:
+            front += ";no-tls"
+        back = upstream.address.replace(":", ",") + (";;proto=h2" if variant.grpc else "")
+        self._popen(["nghttpx", "--conf=/dev/null", "-n1", f"-f{front}", f"-b{back}",
+                     "--add-x-forwarded-for", "--no-via", "--no-server-rewrite",
+                     "--backend-keep-alive-timeout=600s", "--frontend-keep-alive-timeout=600s",
+                     "--frontend-http2-read-timeout=600s", "--backend-read-timeout=600s",
+                     f"--errorlog-file={d / 'nghttpx-error.log'}", *tls_args],
+                    d / "nghttpx.out")
+        wait_port(self.port, self.proc)
+
+    def versions(self):
+        out = subprocess.run(["nghttpx", "--version"], capture_output=True, text=True)
+        return out.stdout.strip().split("/")[-1]
+
+
 class Baseline(Peer):
     """bench/baseline_proxy.py: uvloop + httptools, no rate limiter."""
 
     name = "baseline"
-    ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log and not v.tls)
+    ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log and not v.tls
+                              and not v.h2)
 
     def __init__(self, extra: tuple[str, ...] = ()) -> None:
         self.extra = list(extra)
@@ -429,7 +607,8 @@ class Direct(Peer):
 
     name = "direct"
     cpu_counted = False
-    ok_variant = staticmethod(lambda v: not v.tls)       # the upstream speaks plaintext only
+    # the upstream speaks plaintext HTTP/1.1 only
+    ok_variant = staticmethod(lambda v: not v.tls and not v.h2)
 
     def start(self, variant, upstream, d):
         self.port = upstream.port
@@ -446,4 +625,4 @@ def all_peers(ncpu: int) -> list[Peer]:
     peers: list[Peer] = [Sluice(1)]
     if ncpu > 1:
         peers.append(Sluice(ncpu))
-    return peers + [NginxProxy(), Haproxy(), Baseline(), Direct()]
+    return peers + [Nghttpx(), NginxProxy(), Haproxy(), Baseline(), Direct()]

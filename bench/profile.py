@@ -5,9 +5,10 @@
     python -m bench.profile --tool syscalls --peer nginx   # syscalls per request, and their mix
     python -m bench.profile --tool callgrind               # instructions per request, by function
     python -m bench.profile --tool perf --seconds 20 --top 40 --sluice-root ../other-checkout
+    python -m bench.profile --h2 [--peer nghttpx]          # h2c, h2load -c10 -m10 (issue 10)
 
 Starts the bench upstream (nginx) and sluice with 1 worker, drives it with wrk (50 keep-alive
-connections, GET /), attaches the profiler to the worker for --seconds, and prints the top costs
+connections, GET /; with --h2, h2load over h2c with 10 connections x 10 streams), attaches the profiler to the worker for --seconds, and prints the top costs
 by self time (and perf's split by shared object). The raw profile stays in the printed directory
 for `perf report -i ...` or speedscope.
 """
@@ -25,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.peers import Baseline, Haproxy, NginxProxy, Sluice, UpstreamNginx, Variant
+from bench.peers import Baseline, Haproxy, NginxProxy, Nghttpx, Sluice, UpstreamNginx, Variant
 from bench.procs import free_port, raise_nofile, wait_port
 
 PEERS = {"sluice": lambda: Sluice(1), "nginx": NginxProxy, "haproxy": Haproxy,
-         "baseline": Baseline}
+         "baseline": Baseline, "nghttpx": Nghttpx}
 
 
 def worker_pid(peer) -> int:
@@ -228,7 +229,12 @@ def main(argv=None) -> int:
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--sluice-root", type=Path)
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2: h2c by prior knowledge, h2load -c10 -m10 instead of wrk "
+                         "(perf, py-spy, syscalls); --peer nghttpx is for this only")
     args = ap.parse_args(argv)
+    if args.h2 and args.tool == "callgrind" or args.peer == "nghttpx" and not args.h2:
+        ap.error("--h2 works with perf, py-spy and syscalls; nghttpx only with --h2")
     tool = {"syscalls": "perf", "callgrind": "valgrind"}.get(args.tool, args.tool)
     if not shutil.which(tool):
         print(f"{tool} is not installed (see bench/PROFILE.md)", file=sys.stderr)
@@ -249,19 +255,27 @@ def main(argv=None) -> int:
             print(f"{peer.name} under callgrind, GET / over 4 keep-alive connections\n")
             print(run_callgrind(peer, upstream, d, args.requests, args.top))
             return 0
-        peer.start(Variant(), upstream, d)
+        peer.start(Variant(h2=args.h2), upstream, d)
         pid = worker_pid(peer)
         url = peer.url("/")
-        subprocess.run(["wrk", "-t1", f"-c{args.conns}", "-d2s", url], capture_output=True)
-        load = subprocess.Popen(["wrk", "-t1", f"-c{args.conns}", f"-d{int(args.seconds) + 4}s",
-                                 url], stdout=subprocess.PIPE, text=True)
+
+        def load_argv(seconds: int) -> list[str]:
+            if args.h2:
+                return ["h2load", "-t1", "-c10", "-m10", f"-D{seconds}", url]
+            return ["wrk", "-t1", f"-c{args.conns}", f"-d{seconds}s", url]
+
+        subprocess.run(load_argv(2), capture_output=True)
+        load = subprocess.Popen(load_argv(int(args.seconds) + 4), stdout=subprocess.PIPE,
+                                text=True)
         time.sleep(1.0)
         run = {"perf": run_perf, "py-spy": run_pyspy, "syscalls": run_syscalls}[args.tool]
         report = run(pid, args.seconds, d, args.top, upstream)
-        wrk_out = load.communicate()[0]
-        rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk_out)
-        print(f"{peer.name} worker {pid} under wrk -c{args.conns} GET / "
-              f"({rps.group(1) if rps else '?'} req/s while profiled)\n")
+        load_out = load.communicate()[0]
+        rps = re.search(r"Requests/sec:\s+([\d.]+)|finished in [\d.]+\w*, ([\d.]+) req/s",
+                        load_out)
+        shape = "h2load -c10 -m10 h2c" if args.h2 else f"wrk -c{args.conns}"
+        print(f"{peer.name} worker {pid} under {shape} GET / "
+              f"({rps.group(rps.lastindex) if rps else '?'} req/s while profiled)\n")
         print(report)
     finally:
         if load is not None and load.poll() is None:

@@ -31,12 +31,14 @@ def markdown(res: dict, tool: str) -> str:
            f"{a['duration_s']:g} s interleaved, medians; ratios above 1 favour sluice except "
            f"p99 (lower is better). Commit {res['commit']}, {res['date'][:10]}, "
            f"{m['cpus']} × {m['cpu']} (shared), Linux {m['kernel']}; "
-           f"nginx {res['versions']['nginx']}, HAProxy {res['versions']['haproxy']}.", "",
+           f"nginx {res['versions']['nginx']}, HAProxy {res['versions']['haproxy']}"
+           + (f", nghttpx {res['versions']['nghttpx']}" if res['versions'].get("nghttpx") else "")
+           + ".", "",
            "| scenario | req/s | × nginx | × HAProxy | × baseline | × direct "
            "| req/CPU-s × nginx | p99 × nginx | 2 workers × 1 |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, sc in res["scenarios"].items():
-        if name == "idle":
+        if name == "idle" or sc.get("h2"):
             continue
         peers = sc["peers"]
 
@@ -63,6 +65,58 @@ def markdown(res: dict, tool: str) -> str:
         conns = res["scenarios"]["idle"]["conns"]
         out += ["", (f"Memory per idle keep-alive connection ({conns:,} connections, "
                      f"RSS delta / count): {cells}.")]
+    if len(out) == 4:             # no HTTP/1.1 scenario in this run: no empty table
+        out = out[:2]
+    h2 = markdown_h2(res)
+    if h2 and out[-1]:
+        out.append("")
+    return "\n".join(out + ([h2] if h2 else []))
+
+
+def markdown_h2(res: dict) -> str:
+    """The HTTP/2 scenarios (issue 10): h2load -c10 -m10, sluice against nghttpx, nginx and
+    HAProxy; "n/a" where sluice cannot do the scenario yet."""
+    scenarios = {n: sc for n, sc in res["scenarios"].items() if sc.get("h2") and n != "h2mem"}
+    out = []
+    if scenarios:
+        out += ["HTTP/2, `h2load` 10 connections × 10 streams, 1 worker (thread) each; ratios "
+                "are sluice's req/s over the peer's, p99 over the best peer's p99:", "",
+                "| scenario | sluice req/s | × nghttpx | × nginx | × HAProxy "
+                "| req/CPU-s × nghttpx | p99 × best peer "
+                "| nghttpx req/s | nginx req/s | HAProxy req/s |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, sc in scenarios.items():
+        peers = sc["peers"]
+
+        def s(peer, peers=peers):
+            return peers.get(peer, {}).get("summary", {}).get("h2load")
+
+        def rps(peer):
+            return f"{s(peer)['rps']:,.0f}" if s(peer) else "–"
+
+        me = s("sluice-1w")
+        if me:
+            mine = [f"{me['rps']:,.0f}", _x(me.get("vs_nghttpx")), _x(me.get("vs_nginx")),
+                    _x(me.get("vs_haproxy")), _x(me.get("cpu_vs_nghttpx")),
+                    _x(me.get("p99_vs_best"))]
+        else:
+            why = "n/a (not supported yet)" if "unsupported" in peers.get("sluice-1w", {}) \
+                else "not measured"
+            mine = [why, "–", "–", "–", "–", "–"]
+        out.append(f"| {name}: {sc['title']} | " + " | ".join(mine) + " | "
+                   + " | ".join(rps(p) for p in ("nghttpx", "nginx", "haproxy")) + " |")
+    mem = res["scenarios"].get("h2mem", {})
+    if mem.get("peers"):
+        cells = []
+        for p, v in mem["peers"].items():
+            if v.get("bytes_per_conn") is not None:
+                cells.append(f"{p} {v['bytes_per_conn']:,} B per connection, "
+                             f"{v['bytes_per_stream']:,} B per stream")
+            elif "unsupported" in v:
+                cells.append(f"{p} n/a")
+        out += ["", (f"Memory over HTTP/2 ({mem['conns']:,} idle h2c connections, then "
+                     f"{mem['streams']:,} streams held open on them; RSS delta / count, a stream "
+                     f"with its upstream connection): {'; '.join(cells)}.")]
     return "\n".join(out)
 
 

@@ -20,6 +20,12 @@ for the load's concurrency). A peer with a wrong answer is reported and not meas
 churns is measured and flagged, never silently. Speed never fails the run: the exit status is 1
 when the harness itself could not run a scenario, and with --strict also when a peer did not
 start or answered wrong (so that CI notices the harness rotting).
+
+HTTP/2 (issue 10): h2c, h2tls and grpc drive each proxy with h2load over HTTP/2 (10 connections
+x 10 streams), beside nghttpx, nginx and HAProxy, and h2mem measures memory per idle HTTP/2
+connection and per open stream (bench/h2.py). Their answer check is made over HTTP/2 too. A peer
+that cannot do a scenario yet (sluice's grpc row until it has HTTP/2 upstreams) is reported
+"n/a (not supported)" and never fails the run.
 """
 
 from __future__ import annotations
@@ -44,14 +50,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import load
+from bench.h2 import check_h2_answers, measure_h2mem
 from bench.peers import (
+    GRPC_HEADERS,
+    GRPC_REPLY,
+    GRPC_REQUEST,
     POST_REPLY,
     ROOT,
     SIZES,
     SMALL_BODY,
     Direct,
+    GrpcUpstream,
+    HoldUpstream,
     Peer,
     Sluice,
+    Unsupported,
     UpstreamNginx,
     Variant,
     all_peers,
@@ -74,9 +87,15 @@ class Scenario:
     post: bool = False
     close: bool = False
     conns: int = 50
+    streams: int = 1               # concurrent streams per connection (HTTP/2 scenarios)
     expect: bytes = SMALL_BODY
     idle: bool = False
+    h2mem: bool = False            # memory per idle HTTP/2 connection and per open stream
     quick: bool = True             # in --quick's default list (CI)
+
+    @property
+    def concurrency(self) -> int:
+        return self.conns * self.streams
 
 
 SCENARIOS = [
@@ -99,6 +118,17 @@ SCENARIOS = [
     Scenario("tlsnew", "new TLS connection per request (resumed by ticket)",
              variant=Variant(tls=True), close=True, tools=("wrk",), quick=False),
     Scenario("idle", "memory per idle keep-alive connection", idle=True),
+    # HTTP/2 to the proxy, HTTP/1.1 to the same upstream; issue 10's shape: -c10 -m10
+    Scenario("h2c", "small GET over h2c (prior knowledge)", variant=Variant(h2=True),
+             tools=("h2load",), quick_tools=("h2load",), conns=10, streams=10),
+    Scenario("h2tls", "small GET over h2 (TLS 1.3, ALPN)", variant=Variant(h2=True, tls=True),
+             tools=("h2load",), quick_tools=("h2load",), conns=10, streams=10, quick=False),
+    # a gRPC unary call, HTTP/2 on both sides (the upstream is nghttpd: see GrpcUpstream)
+    Scenario("grpc", "gRPC unary call over h2c, HTTP/2 upstream", path="/bench.Echo/Unary",
+             variant=Variant(h2=True, grpc=True), tools=("h2load",), quick_tools=("h2load",),
+             conns=10, streams=10, expect=GRPC_REPLY, quick=False),
+    Scenario("h2mem", "memory per idle HTTP/2 connection and per open stream",
+             variant=Variant(h2=True), h2mem=True, quick=False),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -112,6 +142,8 @@ def log(msg: str) -> None:
 
 def check_answers(peer: Peer, sc: Scenario) -> str | None:
     """None when the peer answers this scenario's request right (twice on one connection)."""
+    if sc.variant.h2:
+        return check_h2_answers(peer, sc)
     body = b"x" * POST_SIZE if sc.post else None
     headers = {"Host": "bench"}
     if sc.close:
@@ -144,16 +176,33 @@ def check_answers(peer: Peer, sc: Scenario) -> str | None:
     return None
 
 
-def upstream_delta(before: dict, after: dict) -> tuple[int, int]:
+def upstream_delta(before: dict | None, after: dict | None) -> tuple[int | None, int | None]:
+    if before is None or after is None:          # an upstream without counters (grpc)
+        return None, None
     return (after["accepts"] - before["accepts"] - 1, after["requests"] - before["requests"] - 1)
+
+
+def load_kwargs(sc: Scenario, tool: str, body_file: Path) -> dict:
+    """What a load tool needs beyond url, duration and connections for this scenario."""
+    kw: dict = {}
+    if sc.post or sc.variant.grpc:
+        kw["post_body"] = body_file
+    if sc.close:
+        kw["close"] = True
+    if tool == "h2load" and sc.variant.h2:
+        kw.update(h2=True, streams=sc.streams)
+    if sc.variant.grpc:
+        kw["headers"] = GRPC_HEADERS
+    return kw
 
 
 def warm_up(peer: Peer, sc: Scenario, upstream: UpstreamNginx, seconds: float,
             post_file: Path) -> dict:
     """A burst of the scenario's load, counting the upstream connections it opens."""
     before = upstream.stats()
-    res = load.wrk(peer.url(sc.path), seconds, sc.conns, post_body=post_file if sc.post else None,
-                   close=sc.close)
+    tool = "h2load" if sc.variant.h2 else "wrk"       # wrk speaks HTTP/1.1 only
+    res = load.TOOLS[tool](peer.url(sc.path), seconds, sc.conns,
+                           **load_kwargs(sc, tool, post_file))
     accepts, requests = upstream_delta(before, upstream.stats())
     out = {"requests": res["requests"], "upstream_conns_opened": accepts,
            "upstream_requests": requests, "non2xx": res["non2xx"], "errors": res["errors"]}
@@ -165,7 +214,7 @@ def warm_up(peer: Peer, sc: Scenario, upstream: UpstreamNginx, seconds: float,
     if res["errors"] and not sc.close:
         problems.append(f"{res['errors']} socket errors")
     # a pool needs at most one connection per concurrent request: more is churn
-    if not isinstance(peer, Direct) and accepts > 2 * sc.conns:
+    if not isinstance(peer, Direct) and accepts is not None and accepts > 2 * sc.concurrency:
         problems.append(f"connection churn: {accepts} upstream connections for "
                         f"{res['requests']} requests")
         out["churn"] = True
@@ -182,8 +231,7 @@ def measure(peer: Peer, sc: Scenario, tool: str, upstream: UpstreamNginx, durati
     before = upstream.stats()
     cpu0, up0 = cpu_seconds(pids), cpu_seconds(up_pids)
     res = load.TOOLS[tool](peer.url(sc.path), duration, sc.conns,
-                           post_body=post_file if sc.post else None,
-                           **({"close": True} if sc.close else {}))
+                           **load_kwargs(sc, tool, post_file))
     cpu1, up1 = cpu_seconds(pids), cpu_seconds(up_pids)
     accepts, requests = upstream_delta(before, upstream.stats())
     res.update(tool=tool, cpu_s=round(cpu1 - cpu0, 3) if peer.cpu_counted else None,
@@ -222,30 +270,45 @@ def summarise(runs: list[dict]) -> dict:
     ok = [r for r in runs if not r.get("failed")]
     per_cpu = [r["requests"] / r["cpu_s"] for r in ok if r.get("cpu_s")]
     reqs = sum(r["requests"] for r in ok)
+    opened = [r["upstream_conns_opened"] for r in ok if r["upstream_conns_opened"] is not None]
     return {
         "rounds": len(ok),
         "rps": median([r["rps"] for r in ok]),
         "p50_ms": median([r["p50_ms"] for r in ok]),
         "p99_ms": median([r["p99_ms"] for r in ok]),
         "req_per_cpu_s": median(per_cpu),
-        "upstream_conns_per_1k": (round(1000 * sum(r["upstream_conns_opened"] for r in ok) / reqs,
-                                        2) if reqs else None),
+        "upstream_conns_per_1k": (round(1000 * sum(opened) / reqs, 2)
+                                  if reqs and len(opened) == len(ok) else None),
         "non2xx": sum(r["non2xx"] for r in ok),
         "errors": sum(r["errors"] for r in ok),
         "failed_runs": len(runs) - len(ok),
     }
 
 
+PEERS_OF_SLUICE = ("nghttpx", "nginx", "haproxy")     # the other proxies (p99 of the best)
+
+
 def add_ratios(peers: dict) -> None:
-    """vs_nginx / vs_direct (req/s) and cpu_vs_nginx (req per CPU-second), per tool."""
+    """vs_nginx / vs_direct / vs_nghttpx / vs_haproxy (req/s), cpu_vs_nginx and cpu_vs_nghttpx
+    (req per CPU-second), p99_vs_nginx and p99_vs_best (the lowest p99 among the other proxies), per
+    tool."""
+    def summary(name, tool):
+        return peers.get(name, {}).get("summary", {}).get(tool, {})
+
     for p in peers.values():
         for tool, s in p.get("summary", {}).items():
-            ref = peers.get("nginx", {}).get("summary", {}).get(tool, {})
-            top = peers.get("direct", {}).get("summary", {}).get(tool, {})
+            ref = summary("nginx", tool)
             s["vs_nginx"] = _ratio(s["rps"], ref.get("rps"))
-            s["vs_direct"] = _ratio(s["rps"], top.get("rps"))
+            s["vs_direct"] = _ratio(s["rps"], summary("direct", tool).get("rps"))
+            s["vs_nghttpx"] = _ratio(s["rps"], summary("nghttpx", tool).get("rps"))
+            s["vs_haproxy"] = _ratio(s["rps"], summary("haproxy", tool).get("rps"))
             s["cpu_vs_nginx"] = _ratio(s["req_per_cpu_s"], ref.get("req_per_cpu_s"))
+            s["cpu_vs_nghttpx"] = _ratio(s["req_per_cpu_s"],
+                                         summary("nghttpx", tool).get("req_per_cpu_s"))
             s["p99_vs_nginx"] = _ratio(s["p99_ms"], ref.get("p99_ms"))
+            best = min((summary(n, tool)["p99_ms"] for n in PEERS_OF_SLUICE
+                        if summary(n, tool).get("p99_ms")), default=None)
+            s["p99_vs_best"] = _ratio(s["p99_ms"], best)
 
 
 def _ratio(a, b):
@@ -262,8 +325,12 @@ class Bench:
         self.d = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
         self.post_file = self.d / "post.bin"
         self.post_file.write_bytes(b"x" * POST_SIZE)
+        self.grpc_file = self.d / "grpc.bin"
+        self.grpc_file.write_bytes(GRPC_REQUEST)
         self.results: dict = {"scenarios": {}}
         self.upstream: UpstreamNginx | None = None
+        self.grpc_upstream: GrpcUpstream | None = None      # started by the first grpc group
+        self.unsupported: dict[str, str] = {}               # peer -> why, for the current group
         self.broken = False
 
     def run(self) -> int:
@@ -277,14 +344,18 @@ class Bench:
         try:
             groups: dict[Variant, list[Scenario]] = {}
             for sc in scenarios:
-                if not sc.idle:
+                if not sc.idle and not sc.h2mem:
                     groups.setdefault(sc.variant, []).append(sc)
             for variant, group in groups.items():
                 self.run_group(variant, group)
             if any(sc.idle for sc in scenarios):
                 self.run_idle()
+            if any(sc.h2mem for sc in scenarios):
+                self.run_h2mem()
         finally:
             self.upstream.stop()
+            if self.grpc_upstream is not None:
+                self.grpc_upstream.stop()
             if not self.args.keep:
                 shutil.rmtree(self.d, ignore_errors=True)
         if build_id(Sluice.root) != self.results["sluice"]["build"]:
@@ -304,18 +375,23 @@ class Bench:
     def unmeasured(self) -> list[str]:
         return [f"{sc}/{peer}" for sc, rec in self.results["scenarios"].items()
                 for peer, p in rec["peers"].items()
-                if not p.get("check", {}).get("measured", "conns" in p)]
+                if "unsupported" not in p and not p.get("check", {}).get("measured", "conns" in p)]
 
-    def start_peers(self, variant: Variant) -> list[Peer]:
+    def start_peers(self, variant: Variant, upstream=None) -> list[Peer]:
         started = []
+        self.unsupported = {}
         for peer in all_peers(self.ncpu):
             if self.args.peers and peer.name not in self.args.peers:
                 continue
             if not peer.ok_variant(variant):
                 continue
             try:
-                peer.start(variant, self.upstream, self.d)
+                peer.start(variant, upstream or self.upstream, self.d)
                 started.append(peer)
+            except Unsupported as exc:  # not there yet: n/a in the table, not a failure
+                log(f"  {peer.name}: n/a (not supported): {exc}")
+                self.unsupported[peer.name] = str(exc)
+                peer.stop()
             except Exception as exc:   # a peer that does not start is a finding, not a crash
                 log(f"  {peer.name}: did not start: {exc}\n{peer.log_tail()}")
                 self.note_failure(peer.name, f"did not start: {exc}")
@@ -325,12 +401,26 @@ class Bench:
     def note_failure(self, peer: str, why: str) -> None:
         self.results.setdefault("peer_failures", []).append({"peer": peer, "why": why})
 
+    def upstream_for(self, variant: Variant):
+        if not variant.grpc:
+            return self.upstream
+        if self.grpc_upstream is None:
+            self.grpc_upstream = GrpcUpstream(self.d / "grpc-upstream")
+        return self.grpc_upstream
+
     def run_group(self, variant: Variant, group: list[Scenario]) -> None:
-        peers = self.start_peers(variant)
+        try:
+            upstream = self.upstream_for(variant)
+        except Exception as exc:      # no nghttpd: the grpc scenario cannot run at all
+            log(f"the upstream for {', '.join(sc.name for sc in group)} did not start: {exc}")
+            self.note_failure("grpc-upstream", f"did not start: {exc}")
+            self.broken = True
+            return
+        peers = self.start_peers(variant, upstream)
         try:
             for sc in group:
                 try:
-                    self.run_scenario(sc, peers)
+                    self.run_scenario(sc, peers, upstream)
                 except Exception:
                     log(f"scenario {sc.name} broke:\n{traceback.format_exc()}")
                     self.broken = True
@@ -338,14 +428,20 @@ class Bench:
             for p in peers:
                 p.stop()
 
-    def run_scenario(self, sc: Scenario, peers: list[Peer]) -> None:
+    def run_scenario(self, sc: Scenario, peers: list[Peer], upstream=None) -> None:
         args = self.args
+        upstream = upstream or self.upstream
+        body_file = self.grpc_file if sc.variant.grpc else self.post_file
         tools = sc.quick_tools if args.quick else sc.tools
         tools = tuple(t for t in tools if not args.tools or t in args.tools)
         log(f"== {sc.name}: {sc.title}")
         out = self.results["scenarios"][sc.name] = {
             "title": sc.title, "path": sc.path, "conns": sc.conns, "tools": list(tools),
             "peers": {}}
+        if sc.variant.h2:
+            out.update(h2=True, streams=sc.streams)
+        for name, why in self.unsupported.items():
+            out["peers"][name] = {"unsupported": why}
         ready = []
         for peer in peers:
             rec = out["peers"][peer.name] = {}
@@ -354,7 +450,7 @@ class Bench:
                 rec["check"] = {"problems": [problem], "measured": False}
                 log(f"  {peer.name}: FAILED check, not measured: {problem}")
                 continue
-            rec["check"] = warm_up(peer, sc, self.upstream, args.warmup, self.post_file)
+            rec["check"] = warm_up(peer, sc, upstream, args.warmup, body_file)
             rec["check"]["measured"] = True
             if rec["check"]["problems"]:
                 log(f"  {peer.name}: check: {'; '.join(rec['check']['problems'])} "
@@ -365,7 +461,7 @@ class Bench:
             order = ready[rnd % len(ready):] + ready[:rnd % len(ready)] if ready else []
             for peer in order:
                 for tool in tools:
-                    r = measure(peer, sc, tool, self.upstream, args.duration, self.post_file)
+                    r = measure(peer, sc, tool, upstream, args.duration, body_file)
                     r["round"] = rnd
                     out["peers"][peer.name]["runs"].append(r)
                     log(f"  round {rnd + 1} {peer.name:11} {tool:6} {r['rps']:10.0f} req/s"
@@ -397,6 +493,37 @@ class Bench:
         finally:
             for p in peers:
                 p.stop()
+
+    def run_h2mem(self) -> None:
+        conns, streams = self.args.h2_conns, self.args.h2_streams
+        sc = BY_NAME["h2mem"]
+        log(f"== h2mem: {sc.title} ({conns} connections, then {streams} streams)")
+        out = self.results["scenarios"]["h2mem"] = {
+            "title": sc.title, "conns": conns, "streams": streams, "h2": True, "peers": {}}
+        hold = HoldUpstream(self.d / "hold-upstream")
+        peers = []
+        try:
+            peers = self.start_peers(sc.variant, hold)
+            for name, why in self.unsupported.items():
+                out["peers"][name] = {"unsupported": why}
+            for peer in peers:
+                problem = check_answers(peer, sc)
+                if problem:
+                    out["peers"][peer.name] = {"check": {"problems": [problem]}}
+                    log(f"  {peer.name}: FAILED check, not measured: {problem}")
+                    continue
+                res = out["peers"][peer.name] = measure_h2mem(peer, conns, streams, hold)
+                log(f"  {peer.name:11} {res['conns']} conns, {res['bytes_per_conn']} bytes per "
+                    f"connection; {res['streams']} streams, {res['bytes_per_stream']} bytes per "
+                    "stream" + (f"  ! {'; '.join(res['problems'])}" if res.get("problems")
+                                else ""))
+        except Exception:
+            log(f"scenario h2mem broke:\n{traceback.format_exc()}")
+            self.broken = True
+        finally:
+            for p in peers:
+                p.stop()
+            hold.stop()
 
     def save(self) -> Path:
         RESULTS.mkdir(exist_ok=True)
@@ -442,9 +569,11 @@ def meta(args, ncpu: int) -> dict:
             "haproxy": (cmd("haproxy", "-v").split() or ["", "", ""])[2],
             "wrk": " ".join(cmd("wrk", "-v").split()[:2]),
             "h2load": cmd("h2load", "--version").split("/")[-1],
+            "nghttpx": cmd("nghttpx", "--version").split("/")[-1],
         },
         "args": {"quick": args.quick, "rounds": args.rounds, "duration_s": args.duration,
-                 "warmup_s": args.warmup, "idle_conns": args.idle_conns},
+                 "warmup_s": args.warmup, "idle_conns": args.idle_conns,
+                 "h2_conns": args.h2_conns, "h2_streams": args.h2_streams},
         "sluice": {"root": root, "build": build_id(Sluice.root)},
     }
 
@@ -510,11 +639,38 @@ def targets(results: dict) -> list[dict]:
     mine, theirs = (idle.get(p, {}).get("bytes_per_conn") for p in ("sluice-1w", "nginx"))
     if mine is not None and theirs is not None:
         add("idle: sluice-1w - nginx bytes per connection", mine - theirs, "<=", 4096)
+    # issue 10: h2c at least as fast as nghttpx (goal 1.2x); p99 within 1.5x of the best peer
+    a = s("h2c", "sluice-1w", "h2load")
+    if a:
+        add("h2c/h2load: sluice-1w / nghttpx req/s", a.get("vs_nghttpx"), ">=", 1.0, 1.2)
+    for name in ("h2c", "h2tls", "grpc"):
+        a = s(name, "sluice-1w", "h2load")
+        if a:
+            add(f"{name}/h2load: p99 sluice-1w / best peer", a.get("p99_vs_best"), "<=", 1.5)
     return out
 
 
 def _f(x, fmt="{:.0f}", none="-") -> str:
     return none if x is None else fmt.format(x)
+
+
+H1_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
+              ("p99 ms", 7, "p99_ms", "{:.2f}"), ("req/CPU-s", 9, "req_per_cpu_s", "{:.0f}"),
+              ("x nginx", 7, "vs_nginx", "{:.2f}"), ("x direct", 8, "vs_direct", "{:.2f}"),
+              ("CPU x nginx", 11, "cpu_vs_nginx", "{:.2f}"),
+              ("up conn/1k", 10, "upstream_conns_per_1k", "{:.1f}"))
+H2_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
+              ("p99 ms", 7, "p99_ms", "{:.2f}"), ("req/CPU-s", 9, "req_per_cpu_s", "{:.0f}"),
+              ("x nghttpx", 9, "vs_nghttpx", "{:.2f}"), ("x nginx", 7, "vs_nginx", "{:.2f}"),
+              ("x haproxy", 9, "vs_haproxy", "{:.2f}"),
+              ("CPU x nghttpx", 13, "cpu_vs_nghttpx", "{:.2f}"),
+              ("p99 x best", 10, "p99_vs_best", "{:.2f}"),
+              ("up conn/1k", 10, "upstream_conns_per_1k", "{:.1f}"))
+
+
+def _row(cells, widths) -> str:
+    return "  ".join(c.rjust(w) if j > 1 else c.ljust(w)
+                     for j, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
 
 def print_report(results: dict, f) -> None:
@@ -526,37 +682,37 @@ def print_report(results: dict, f) -> None:
     v = results["versions"]
     sl = results.get("sluice", {})
     print(f"nginx {v['nginx']}, HAProxy {v['haproxy']}, {v['wrk']}, h2load {v['h2load']}, "
-          f"Python {v['python']}, uvloop {v['uvloop']}; sluice build {sl.get('build', '?')} "
+          + (f"nghttpx {v['nghttpx']}, " if v.get("nghttpx") else "")
+          + f"Python {v['python']}, uvloop {v['uvloop']}; sluice build {sl.get('build', '?')} "
           f"from {sl.get('root', '?')}", file=f)
     for w in results.get("warnings", []):
         print(f"! {w}", file=f)
-    cols = ("peer", "tool", "req/s", "p50 ms", "p99 ms", "req/CPU-s", "x nginx", "x direct",
-            "CPU x nginx", "up conn/1k", "check")
-    widths = (11, 6, 8, 7, 7, 9, 7, 8, 11, 10, 0)
-    line = "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in
-                     enumerate(zip(cols, widths)))
     for name, sc in results["scenarios"].items():
-        if name == "idle":
+        if name in ("idle", "h2mem"):
             continue
-        print(f"\n{name}: {sc['title']} ({sc['conns']} connections, {sc['path']})", file=f)
-        print(line.rstrip(), file=f)
+        columns = H2_COLUMNS if sc.get("h2") else H1_COLUMNS
+        widths = (11, 6) + tuple(c[1] for c in columns) + (0,)
+        shape = (f"{sc['conns']} connections x {sc['streams']} streams" if sc.get("h2")
+                 else f"{sc['conns']} connections")
+        print(f"\n{name}: {sc['title']} ({shape}, {sc['path']})", file=f)
+        print(_row(("peer", "tool") + tuple(c[0] for c in columns) + ("check",), widths), file=f)
         for peer, rec in sc["peers"].items():
+            if "unsupported" in rec:
+                print(f"{peer:11}  {'-':6}  n/a (not supported): {rec['unsupported']}", file=f)
+                continue
             problems = rec.get("check", {}).get("problems", [])
             check = "ok" if not problems else ("CHURN" if rec["check"].get("churn") else "FAIL")
             if not rec.get("summary"):
                 print(f"{peer:11}  {'-':6}  {'not measured: ' + '; '.join(problems)}", file=f)
                 continue
             for i, (tool, s) in enumerate(rec["summary"].items()):
-                cells = (peer if i == 0 else "", tool, _f(s["rps"]), _f(s["p50_ms"], "{:.2f}"),
-                         _f(s["p99_ms"], "{:.2f}"), _f(s["req_per_cpu_s"]),
-                         _f(s["vs_nginx"], "{:.2f}"), _f(s["vs_direct"], "{:.2f}"),
-                         _f(s["cpu_vs_nginx"], "{:.2f}"), _f(s["upstream_conns_per_1k"], "{:.1f}"),
-                         check if i == 0 else "")
+                cells = ((peer if i == 0 else "", tool)
+                         + tuple(_f(s.get(key), fmt) for _, _, key, fmt in columns)
+                         + (check if i == 0 else "",))
                 if s["non2xx"] or s["errors"] or s["failed_runs"]:
                     cells = cells[:-1] + (cells[-1] + f" non2xx={s['non2xx']} errors={s['errors']}"
                                           f" failed_runs={s['failed_runs']}",)
-                print("  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in
-                                enumerate(zip(cells, widths))).rstrip(), file=f)
+                print(_row(cells, widths), file=f)
             if problems:
                 print(f"{'':11}  ! {'; '.join(problems)}", file=f)
     idle = results["scenarios"].get("idle")
@@ -573,10 +729,33 @@ def print_report(results: dict, f) -> None:
             print(f"{peer:11}  {r['conns']:6}  {r['rss_before_kib']:8} K  {r['rss_after_kib']:8} K"
                   f"  {_f(r['bytes_per_conn']):>10}  {ratio:>7}"
                   + (f"  ! {'; '.join(r['problems'])}" if r.get("problems") else ""), file=f)
+    mem = results["scenarios"].get("h2mem")
+    if mem:
+        print(f"\nh2mem: {mem['title']} ({mem['conns']} idle h2c connections, then "
+              f"{mem['streams']} streams held open on them; RSS deltas / count; a stream's "
+              "figure includes its upstream connection)", file=f)
+        print(f"{'peer':11}  {'conns':>6}  {'streams':>7}  {'RSS before':>10}  {'idle':>10}  "
+              f"{'streams':>10}  {'B/conn':>7}  {'x nghttpx':>9}  {'B/stream':>8}  "
+              f"{'x nghttpx':>9}", file=f)
+        ref = mem["peers"].get("nghttpx", {})
+        for peer, r in mem["peers"].items():
+            if "unsupported" in r:
+                print(f"{peer:11}  n/a (not supported): {r['unsupported']}", file=f)
+                continue
+            if "conns" not in r:
+                print(f"{peer:11}  not measured: {'; '.join(r['check']['problems'])}", file=f)
+                continue
+            print(f"{peer:11}  {r['conns']:6}  {r['streams']:7}  {r['rss_before_kib']:8} K  "
+                  f"{r['rss_idle_kib']:8} K  {r['rss_streams_kib']:8} K  "
+                  f"{_f(r['bytes_per_conn']):>7}  "
+                  f"{_f(_ratio(r['bytes_per_conn'], ref.get('bytes_per_conn')), '{:.2f}'):>9}  "
+                  f"{_f(r['bytes_per_stream']):>8}  "
+                  f"{_f(_ratio(r['bytes_per_stream'], ref.get('bytes_per_stream')), '{:.2f}'):>9}"
+                  + (f"  ! {'; '.join(r['problems'])}" if r.get("problems") else ""), file=f)
     for fail in results.get("peer_failures", []):
         print(f"\n! {fail['peer']}: {fail['why']}", file=f)
     if results.get("targets"):
-        print("\ntargets (issues 4 and 8; informational, never fail the run):", file=f)
+        print("\ntargets (issues 4, 8 and 10; informational, never fail the run):", file=f)
         for t in results["targets"]:
             goal = f", goal {t['goal']}" if t["goal"] else ""
             print(f"  {'met ' if t['met'] else 'MISS'}  {t['target']}: {t['value']} "
@@ -586,13 +765,13 @@ def print_report(results: dict, f) -> None:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="CI smoke: 1 round of 1 s, h2load only in get and post4k, "
-                         "2,000 idle connections, no tls scenarios unless named")
+                    help="CI smoke: 1 round of 1 s, h2load only in get, post4k and h2c, "
+                         "2,000 idle connections, no tls, grpc or h2mem scenarios unless named")
     ap.add_argument("--scenarios", type=lambda s: [x for x in s.split(",") if x],
                     help="comma-separated, from: " + ",".join(BY_NAME))
     ap.add_argument("--peers", type=lambda s: [x for x in s.split(",") if x],
-                    help="only these peers: sluice-1w, sluice-Nw (N = CPUs), nginx, haproxy, "
-                         "baseline, direct")
+                    help="only these peers: sluice-1w, sluice-Nw (N = CPUs), nghttpx (HTTP/2 "
+                         "scenarios only), nginx, haproxy, baseline, direct")
     ap.add_argument("--tools", type=lambda s: [x for x in s.split(",") if x],
                     help="only these load generators (wrk, h2load)")
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 5, quick 1)")
@@ -607,6 +786,11 @@ def parse_args(argv=None):
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp dir (configs and logs of every peer)")
     ap.add_argument("--idle-conns", type=int, help="idle scenario (default 10000, quick 2000)")
+    ap.add_argument("--h2-conns", type=int, default=5000,
+                    help="h2mem scenario: idle HTTP/2 connections (default 5000)")
+    ap.add_argument("--h2-streams", type=int, default=1000,
+                    help="h2mem scenario: streams then held open on them, 100 per connection "
+                         "(default 1000)")
     args = ap.parse_args(argv)
     for name in args.scenarios or ():
         if name not in BY_NAME:
