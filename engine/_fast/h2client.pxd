@@ -60,6 +60,7 @@ cdef class H2Upstream(PooledConn):
     cdef double ping_sent           # our PING is unanswered since (0: none out)
     cdef int64_t flushed[C_COUNT]   # the codec's counters as last added to Stats
     cdef bint counted               # in the open-connections gauge
+    cdef bint write_scheduled       # write_out() is due in this turn of the loop
 
     cdef void start(self, Exchange x) except *
     cdef void flush(self) except *
@@ -75,3 +76,4 @@ cdef class H2Upstream(PooledConn):
     cdef void count_goaway(self, int code, bint sent) noexcept
     cdef void gauge(self, int which, long delta) noexcept
     cdef void flush_counts(self) noexcept
+    cdef void flush_now(self) except *

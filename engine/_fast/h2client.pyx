@@ -826,7 +826,7 @@ cdef class H2Upstream(PooledConn):
             if not self.h2.closed:
                 self.h2.close(NO_ERROR)
                 self.count_goaway(NO_ERROR, True)
-            self.flush()
+            self.flush_now()
             self.transport.close()
 
     # --- helpers -----------------------------------------------------------------------------
@@ -858,6 +858,18 @@ cdef class H2Upstream(PooledConn):
                         &self.flushed[0])
 
     cdef void flush(self) except *:
+        """Frames go out once per turn of the event loop, whatever number of streams queued
+        them in it: a write per request would cost more than the rest of the stream."""
+        if self.write is None or self.write_scheduled:
+            return
+        self.write_scheduled = True
+        self.svc.loop.call_soon(self.write_out)
+
+    def write_out(self):
+        self.write_scheduled = False
+        self.flush_now()
+
+    cdef void flush_now(self) except *:
         cdef bytes data
         if self.write is None:
             return
@@ -875,7 +887,7 @@ cdef class H2Upstream(PooledConn):
             self.count_goaway(code, True)
         self.dead = True
         self.draining = True
-        self.flush()
+        self.flush_now()
         if self.ready:
             self.pool.forget(self)
         self.break_all(E_BAD_RESPONSE)
