@@ -342,49 +342,92 @@ cdef class H2Downstream(Downstream):
         for ev in events:
             kind = ev[0]
             sid = ev[1]
-            if kind == EV_DATA:
-                self.on_data(sid, <bytes>ev[2], ev[3], now)
-            elif kind == EV_HEADERS:
-                s = self.streams.get(sid)
-                if s is None:
-                    self.on_request(sid, <bytes>ev[2], ev[3], now)
-                elif s.x is None:
-                    self.decode_ignored(<bytes>ev[2])
-                else:
-                    self.on_trailers(s, <bytes>ev[2], ev[3], now)
-            elif kind == EV_HEADERS_IGNORED:
-                self.decode_ignored(<bytes>ev[2])
-            elif kind == EV_WINDOW_UPDATE or kind == EV_SETTINGS:
-                if kind == EV_SETTINGS:
-                    self.enc.set_peer_max_table_size(ev[2])
-                if sid == 0:
-                    for s in list(self.waiting):
-                        self.unblock(s)
-                else:
+            try:
+                if kind == EV_DATA:
+                    self.on_data(sid, <bytes>ev[2], ev[3], now)
+                elif kind == EV_HEADERS:
                     s = self.streams.get(sid)
-                    if s is not None and s.blocked:
-                        self.unblock(s)
-            elif kind == EV_RESET or kind == EV_STREAM_ERROR:
-                self.counted_reset(sid, ev[2], kind == EV_STREAM_ERROR)
-                s = self.streams.get(sid)
-                if s is not None:
-                    s.remote_open = False
-                    s.local_done = True          # the stream is gone: nothing more is sent
-                    s.blocked = None
-                    self.waiting.discard(s)
-                    if s.x is None:
-                        self.retire(s)
+                    if s is None:
+                        self.on_request(sid, <bytes>ev[2], ev[3], now)
+                    elif s.x is None:
+                        self.decode_ignored(<bytes>ev[2])
                     else:
-                        self.end_exchange(s)
-            elif kind == EV_GOAWAY:
-                self.counted_goaway(ev[2], False)
-                self.peer_goaway = True
-            elif kind == EV_CONNECTION_ERROR:
-                self.counted_goaway(ev[2], True)
-                self.fail_connection()
-                return
+                        self.on_trailers(s, <bytes>ev[2], ev[3], now)
+                elif kind == EV_HEADERS_IGNORED:
+                    self.decode_ignored(<bytes>ev[2])
+                elif kind == EV_WINDOW_UPDATE or kind == EV_SETTINGS:
+                    if kind == EV_SETTINGS:
+                        self.enc.set_peer_max_table_size(ev[2])
+                    if sid == 0:
+                        for s in list(self.waiting):
+                            self.unblock(s)
+                    else:
+                        s = self.streams.get(sid)
+                        if s is not None and s.blocked:
+                            self.unblock(s)
+                elif kind == EV_RESET or kind == EV_STREAM_ERROR:
+                    self.counted_reset(sid, ev[2], kind == EV_STREAM_ERROR)
+                    s = self.streams.get(sid)
+                    if s is not None:
+                        s.remote_open = False
+                        s.local_done = True          # the stream is gone: nothing more is sent
+                        s.blocked = None
+                        self.waiting.discard(s)
+                        if s.x is None:
+                            self.retire(s)
+                        else:
+                            self.end_exchange(s)
+                elif kind == EV_GOAWAY:
+                    self.counted_goaway(ev[2], False)
+                    self.peer_goaway = True
+                elif kind == EV_CONNECTION_ERROR:
+                    self.counted_goaway(ev[2], True)
+                    self.fail_connection()
+                    return
+            except Exception as exc:
+                if kind != EV_DATA and kind != EV_HEADERS:
+                    raise
+                # a bug or a filter's surprise in one stream's handling: that stream is
+                # reset, the connection's other streams go on
+                self.stream_failed(sid, exc)
             if self.closed or self.closing:
                 return
+
+    cdef void stream_failed(self, int64_t sid, exc) except *:
+        """An exception escaped the handling of one stream: log it, reset that stream
+        (INTERNAL_ERROR) and end its exchange as a 500; nothing else is touched."""
+        cdef H2Req s = self.streams.get(sid)
+        cdef Exchange x
+        self.worker.warn(("h2-stream-failed", type(exc)),
+                         "HTTP/2 stream %d of client %s failed (%r): stream reset"
+                         % (sid, self.client_ip.decode(), exc))
+        self.reset(sid, INTERNAL_ERROR)
+        if s is None:
+            return
+        s.local_done = True
+        s.remote_open = False
+        s.blocked = None
+        s.held = None
+        self.waiting.discard(s)
+        x = s.x
+        if x is not None and x.stream is s:
+            if x.status == 0 or not x.resp_started:
+                x.status = 500
+            try:
+                if x.state == X_IDLE:
+                    # (it failed before routing went anywhere: logged all the same)
+                    x.go(X_LOCAL)
+                    x.resp_started = True
+                    x.req_done = True
+                    x.finish()
+                else:
+                    x.client_gone()
+            except Exception:
+                x.stream = None
+                s.x = None
+        if self.streams.get(sid) is s:
+            s.x = None
+            self.retire(s)
 
     cdef void decode_ignored(self, bytes block) except *:
         """A header block of a stream we do not serve still changes the HPACK table."""

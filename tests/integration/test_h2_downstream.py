@@ -419,3 +419,35 @@ def test_paused_uploads_do_not_starve_the_connection_window(start_sluice, upstre
         p.close()
     finally:
         stall.stop()
+
+
+def test_an_exception_in_one_streams_handling_resets_only_that_stream(
+        start_sluice, upstream, tmp_path):
+    """A filter whose reply object breaks when sluice reads it raises outside the filter's own
+    guard: over HTTP/2 that stream is reset (INTERNAL_ERROR) and logged as a 500, and the
+    other streams of the connection go on."""
+    (tmp_path / "odd_filter.py").write_text(
+        "from engine import Filter\n"
+        "class OddReply:\n"
+        "    status = 200\n"
+        "    body = b'odd'\n"
+        "    def header_pairs(self):\n"
+        "        raise RuntimeError('not a real Reply')\n"
+        "class Odd(Filter):\n"
+        "    def request(self, ctx):\n"
+        "        return OddReply()\n")
+    c = h2_config(upstream)
+    c["filters"] = [{"name": "odd", "python": "odd_filter:Odd"}]
+    c["routes"].insert(0, {"name": "odd", "match": {"path": "/odd"}, "filters": ["odd"],
+                           "to": [{"cluster": "up"}]})
+    c["listeners"][0]["routes"].insert(0, "odd")
+    s = start_sluice(c)
+    p = H2Peer(s.port)
+    slow = p.request("/slow/500")
+    status, headers, _, _ = p.response(p.request("/odd"))
+    assert status == -1 and headers["reset"] == h2.errors.ErrorCodes.INTERNAL_ERROR
+    assert p.response(slow)[0] == 200                  # in flight meanwhile: unharmed
+    assert p.response(p.request("/echo/after"))[0] == 200
+    p.close()
+    rec = eventually(lambda: [r for r in s.access_log() if r["path"] == "/odd"])[0]
+    assert rec["status"] == 500
