@@ -43,6 +43,9 @@ cdef class Services:
     cdef public long open_fds            # client + upstream sockets of this worker
     cdef public long fd_limit            # RLIMIT_NOFILE less what was open at start and a reserve
     cdef dict warned                     # what warn() said last, and when
+    cdef public bint overloaded          # the event loop lags past overload.max_loop_delay:
+                                         #   new requests get 503 x-sluice-overloaded (set by
+                                         #   engine/runtime/overload.py)
 
     cdef bint warn(self, key, str msg, double interval=*) except -1
     cdef void count(self, int event) noexcept
@@ -158,6 +161,8 @@ cdef class Exchange:
     cdef list edits                # header edits for the upstream head: [name, value, ...]
     cdef bytes request_id
     cdef object fctx               # the FilterContext of this exchange, when a filter ran
+    cdef Exchange mirror           # the shadow copy of this request (mirror.pyx), or None
+    cdef bint shadow               # this exchange is a mirror's: no access log line, no answer
 
     # upstream side
     cdef UpstreamConn up

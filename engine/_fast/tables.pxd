@@ -19,6 +19,14 @@ cdef enum:
     XFCC_SANITIZE_SET = 2  # removed, then set to the verified peer's element
     XFCC_FORWARD_ONLY = 3  # passed through as the client sent it
 
+    # routes[].retry.on: what a try may fail with and still be retried (Route.retry_on bits)
+    RETRY_CONNECT_FAILURE = 1  # the connection could not be opened (refused, connect timeout)
+    RETRY_RESET = 2            # it broke before a response head (reset, close, per-try timeout)
+    RETRY_GATEWAY_ERROR = 4    # a 502/503/504 response; also connect failures and resets
+    RETRY_5XX = 8              # any 5xx response; also connect failures, resets, refused streams
+    RETRY_STATUS = 16          # a status in Route.retry_statuses (retriable-status)
+    RETRY_REFUSED_STREAM = 32  # HTTP/2 REFUSED_STREAM (the upstream never processed it)
+
 
 cdef class Endpoint:
     cdef readonly object pool          # engine._fast.pool.Pool
@@ -36,6 +44,14 @@ cdef class Cluster:
     cdef readonly bint od
     cdef readonly int od_5xx, od_gateway, od_max_percent
     cdef readonly double od_base, od_max_time
+    # circuit_breakers, node-wide (every worker's count of this cluster, stats.pyx); always set
+    # (Envoy's defaults apply when the config leaves them out)
+    cdef readonly long max_requests    # requests in flight to the cluster
+    cdef readonly long max_retries     # retries in flight (when there is no retry budget)
+    # retry_budget: retries in flight at most max(budget_min, budget_percent% of the requests in
+    # flight); replaces max_retries. budget_percent < 0: none
+    cdef readonly double budget_percent
+    cdef readonly long budget_min
 
 
 cdef class Route:
@@ -59,6 +75,25 @@ cdef class Route:
     cdef readonly int stats_slot       # Stats.route_slot(name), -1 = counted as "_unrouted"
     cdef readonly tuple req_filters    # Python filters overriding request(), or None
     cdef readonly tuple resp_filters   # Python filters overriding response(), or None
+    # retry: retry_attempts = retries after the first try (0: no retry policy)
+    cdef readonly int retry_attempts
+    cdef readonly int retry_on         # RETRY_* bits
+    cdef readonly frozenset retry_statuses   # {int} for RETRY_STATUS
+    cdef readonly frozenset retry_methods    # {bytes}: methods that may be retried
+    cdef readonly double per_try_timeout     # seconds; 0 = none (the route timeout only)
+    cdef readonly double backoff_base        # seconds: full-jitter exponential backoff
+    cdef readonly double backoff_max
+    # fault injection; fault False = none
+    cdef readonly bint fault
+    cdef readonly double fault_delay         # seconds (0: no delay)
+    cdef readonly double fault_delay_percent # 0..100
+    cdef readonly int fault_abort_status     # 0: no abort by HTTP status
+    cdef readonly int fault_abort_grpc       # -1: no abort by gRPC status
+    cdef readonly double fault_abort_percent # 0..100
+    cdef readonly bytes fault_header         # lowercase: only requests carrying it; or None
+    # mirror: a copy of percent% of the requests to mirror_cluster, host + "-shadow"; or None
+    cdef readonly Cluster mirror_cluster
+    cdef readonly double mirror_percent
 
 
 cdef class Listener:
@@ -97,3 +132,5 @@ cdef class Tables:
     cdef readonly dict listeners       # name -> Listener
     cdef readonly dict clusters        # name -> Cluster
     cdef readonly dict pools           # stable pool key -> Pool: idle sweep, drain, reuse on reload
+    cdef readonly double max_loop_delay  # overload.max_loop_delay: shed new requests while the
+                                       # worker's event loop lags more (seconds); 0 = never

@@ -27,8 +27,15 @@ cdef class Endpoint:
 @cython.final
 cdef class Cluster:
     def __init__(self, str name, Balancer balancer, list endpoints, int hash_kind=HASH_NONE,
-                 bytes hash_name=b"", int stats_slot=-1, tuple outlier=None):
+                 bytes hash_name=b"", int stats_slot=-1, tuple outlier=None,
+                 tuple breakers=(1024, 3), tuple budget=None):
         self.name = name
+        self.max_requests, self.max_retries = breakers
+        if budget is not None:
+            self.budget_percent, self.budget_min = budget
+        else:
+            self.budget_percent = -1.0
+            self.budget_min = 0
         if outlier is not None:
             self.od = True
             (self.od_5xx, self.od_gateway, self.od_base, self.od_max_time,
@@ -47,8 +54,27 @@ cdef class Route:
                  bytes prefix_to=None, list add_headers=None, tuple drop_names=(), Limiter limiter=None,
                  int limit_per=LIMIT_PER_ROUTE, bytes limit_header=b"", double timeout=0.0,
                  Balancer split=None, list clusters=None, tuple req_filters=None,
-                 tuple resp_filters=None, int stats_slot=-1):
+                 tuple resp_filters=None, int stats_slot=-1, tuple retry=None,
+                 tuple fault=None, tuple mirror=None):
+        """retry: (attempts, on bits, statuses, methods, per_try_timeout, backoff_base,
+        backoff_max); fault: (delay, delay_percent, abort_status, abort_grpc, abort_percent,
+        header or None); mirror: (Cluster, percent). None = not configured."""
         self.name = name
+        if retry is not None:
+            (self.retry_attempts, self.retry_on, statuses, methods, self.per_try_timeout,
+             self.backoff_base, self.backoff_max) = retry
+            self.retry_statuses = frozenset(statuses)
+            self.retry_methods = frozenset(methods)
+        else:
+            self.retry_statuses = frozenset()
+            self.retry_methods = frozenset()
+        self.fault_abort_grpc = -1
+        if fault is not None:
+            self.fault = True
+            (self.fault_delay, self.fault_delay_percent, self.fault_abort_status,
+             self.fault_abort_grpc, self.fault_abort_percent, self.fault_header) = fault
+        if mirror is not None:
+            self.mirror_cluster, self.mirror_percent = mirror
         self.stats_slot = stats_slot
         self.index = index
         self.direct = direct
@@ -110,8 +136,10 @@ cdef class Listener:
 
 @cython.final
 cdef class Tables:
-    def __init__(self, version, dict listeners, dict clusters, dict pools):
+    def __init__(self, version, dict listeners, dict clusters, dict pools,
+                 double max_loop_delay=0.0):
         self.version = version
+        self.max_loop_delay = max_loop_delay
         self.listeners = listeners
         self.clusters = clusters
         self.pools = pools
@@ -119,4 +147,7 @@ cdef class Tables:
 LIMIT_PER = {"route": LIMIT_PER_ROUTE, "client_ip": LIMIT_PER_CLIENT_IP, "header": LIMIT_PER_HEADER}
 XFCC = {"sanitize": XFCC_SANITIZE, "sanitize_set": XFCC_SANITIZE_SET,
         "forward_only": XFCC_FORWARD_ONLY}
+RETRY_ON = {"connect-failure": RETRY_CONNECT_FAILURE, "reset": RETRY_RESET,
+            "gateway-error": RETRY_GATEWAY_ERROR, "5xx": RETRY_5XX,
+            "retriable-status": RETRY_STATUS, "refused-stream": RETRY_REFUSED_STREAM}
 HASH_ON = {"": HASH_NONE, "header": HASH_HEADER, "client_ip": HASH_CLIENT_IP, "cookie": HASH_COOKIE}
