@@ -26,6 +26,12 @@ and every proxy speaks HTTP/2 to it as well (sluice: a cluster with `protocol: h
 that cannot do a variant yet raises `Unsupported` from `start`: the run reports it as "n/a",
 which is not a failure (sluice refused `protocols: [http2]` until it served HTTP/2, and
 refuses `protocol: http2` clusters until it has HTTP/2 upstreams).
+
+Resilience (issue 11): with `resilience` sluice is compared with itself, so only two peers run:
+`sluice-1w` with the plain config and `sluice-1w-res` (`Sluice(1, resilient=True)`) with every
+resilience feature configured on the same route and cluster, none of them triggering (see
+`Sluice.resilience`). The other proxies sit the variant out: what is measured is what features a
+route does not use cost, not how sluice compares with them.
 """
 
 from __future__ import annotations
@@ -91,12 +97,13 @@ class Variant:
     tls: bool = False              # the proxy terminates TLS (see `TlsFiles`)
     h2: bool = False               # HTTP/2 to the client: h2c by prior knowledge, or ALPN h2
     grpc: bool = False             # the upstream is `GrpcUpstream` (HTTP/2) instead of nginx
+    resilience: bool = False       # sluice plain against sluice with every resilience feature
 
     @property
     def key(self) -> str:
         return (f"routes={self.routes},ratelimit={int(self.ratelimit)}"
                 f",access_log={int(self.access_log)},tls={int(self.tls)},h2={int(self.h2)}"
-                f",grpc={int(self.grpc)}")
+                f",grpc={int(self.grpc)},resilience={int(self.resilience)}")
 
 
 class Unsupported(Exception):
@@ -290,7 +297,8 @@ class HoldUpstream(Process):
 class Peer(Process):
     """Something load is sent to. `url(path)` is where."""
 
-    ok_variant = staticmethod(lambda v: True)     # can it do this variant at all?
+    # can it do this variant at all? (the resilience variant is sluice's against itself)
+    ok_variant = staticmethod(lambda v: not v.resilience)
     cpu_counted = True                            # its CPU is a proxy's CPU (not for direct)
     scheme = "http"                               # "https" once started with a TLS variant
     ca: Path | None = None                        # with TLS: the CA its certificate is from
@@ -305,16 +313,53 @@ class Peer(Process):
         return ""
 
 
+# the header that turns on `Sluice.resilience`'s fault injection; the load never sends it
+FAULT_HEADER = "x-sluice-fault"
+FAULT_STATUS = 503
+
+
 class Sluice(Peer):
-    """`python -m engine run` from `root` (default: this checkout, built in place)."""
+    """`python -m engine run` from `root` (default: this checkout, built in place). With
+    `resilient`, the config adds `resilience` to the plain one, and the peer runs in the
+    resilience variant only."""
 
     root = ROOT
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, resilient: bool = False) -> None:
         self.workers = workers
-        self.name = f"sluice-{workers}w"
-        if workers > 1:           # HTTP/2 is compared one worker to one worker (issue 10)
-            self.ok_variant = lambda v: not v.h2
+        self.resilient = resilient
+        self.name = f"sluice-{workers}w" + ("-res" if resilient else "")
+        if resilient:
+            self.ok_variant = lambda v: v.resilience
+        elif workers > 1:         # HTTP/2 is compared one worker to one worker (issue 10)
+            self.ok_variant = lambda v: not v.h2 and not v.resilience
+        else:                     # every variant, the plain side of the resilience one too
+            self.ok_variant = lambda v: True
+
+    @staticmethod
+    def resilience(route: dict, cluster: dict, upstream: UpstreamNginx) -> list[dict]:
+        """Every resilience feature of issue 11 on `route` and `cluster`, configured so that
+        none triggers under the bench's load; returns the extra clusters they need.
+
+        health_check: an HTTP probe the upstream always passes. outlier_detection: on; nothing
+        fails, so nothing is ejected. circuit_breakers: far above the load's 50 requests in
+        flight. retry_budget and retry (2 attempts, a per-try timeout, backoff): nothing fails,
+        so nothing is retried. fault: a delay and an abort of every request carrying
+        FAULT_HEADER, which the load never sends (the answer check sends it once, to see the
+        fault is live: FAULT_STATUS). mirror: to a second cluster on the same upstream at 0%,
+        so the upstream sees no more requests than the load sends (the warm-up checks that)."""
+        cluster["health_check"] = {"http": {"path": "/"}, "interval": "1s", "timeout": "500ms"}
+        cluster["outlier_detection"] = {"consecutive_5xx": 5, "consecutive_gateway_errors": 5,
+                                        "base_ejection_time": "30s", "max_ejection_percent": 50}
+        cluster["circuit_breakers"] = {"max_requests": 100000, "max_retries": 1000}
+        cluster["retry_budget"] = {"percent": 20, "min_concurrency": 3}
+        route["retry"] = {"attempts": 2, "per_try_timeout": "5s",
+                          "backoff": {"base": "25ms", "max": "250ms"}}
+        route["fault"] = {"delay": {"fixed": "100ms", "percent": 100},
+                          "abort": {"status": FAULT_STATUS, "percent": 100},
+                          "only_with_header": FAULT_HEADER}
+        route["mirror"] = {"cluster": "shadow", "percent": 0}
+        return [{"name": "shadow", "endpoints": [{"address": upstream.address}]}]
 
     def config(self, variant: Variant, upstream: UpstreamNginx,
                tls: TlsFiles | None = None) -> dict:
@@ -336,12 +381,15 @@ class Sluice(Peer):
         cluster = {"name": "up", "endpoints": [{"address": upstream.address}]}
         if variant.grpc:
             cluster["protocol"] = "http2"
+        clusters = [cluster]
+        if self.resilient:        # one route and one cluster: the variant has no route table
+            clusters += self.resilience(routes[0], cluster, upstream)
         return {
             "admin": {"address": f"127.0.0.1:{free_port()}"},
             "access_log": {"path": "off"},
             "listeners": [listener],
             "routes": routes,
-            "clusters": [cluster],
+            "clusters": clusters,
         }
 
     def start(self, variant, upstream, d):
@@ -479,7 +527,8 @@ http {{
 
 class Haproxy(Peer):
     name = "haproxy"
-    ok_variant = staticmethod(lambda v: not v.access_log)   # it logs to syslog only
+    # it logs to syslog only
+    ok_variant = staticmethod(lambda v: not v.access_log and not v.resilience)
 
     def start(self, variant, upstream, d):
         self.port = free_port()
@@ -584,7 +633,7 @@ class Baseline(Peer):
 
     name = "baseline"
     ok_variant = staticmethod(lambda v: not v.ratelimit and not v.access_log and not v.tls
-                              and not v.h2)
+                              and not v.h2 and not v.resilience)
 
     def __init__(self, extra: tuple[str, ...] = ()) -> None:
         self.extra = list(extra)
@@ -608,7 +657,7 @@ class Direct(Peer):
     name = "direct"
     cpu_counted = False
     # the upstream speaks plaintext HTTP/1.1 only
-    ok_variant = staticmethod(lambda v: not v.tls and not v.h2)
+    ok_variant = staticmethod(lambda v: not v.tls and not v.h2 and not v.resilience)
 
     def start(self, variant, upstream, d):
         self.port = upstream.port
@@ -622,7 +671,7 @@ class Direct(Peer):
 
 
 def all_peers(ncpu: int) -> list[Peer]:
-    peers: list[Peer] = [Sluice(1)]
+    peers: list[Peer] = [Sluice(1), Sluice(1, resilient=True)]
     if ncpu > 1:
         peers.append(Sluice(ncpu))
     return peers + [Nghttpx(), NginxProxy(), Haproxy(), Baseline(), Direct()]

@@ -38,7 +38,7 @@ def markdown(res: dict, tool: str) -> str:
            "| req/CPU-s × nginx | p99 × nginx | 2 workers × 1 |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, sc in res["scenarios"].items():
-        if name == "idle" or sc.get("h2"):
+        if name == "idle" or sc.get("h2") or sc.get("compare_to"):
             continue
         peers = sc["peers"]
 
@@ -67,10 +67,34 @@ def markdown(res: dict, tool: str) -> str:
                      f"RSS delta / count): {cells}.")]
     if len(out) == 4:             # no HTTP/1.1 scenario in this run: no empty table
         out = out[:2]
+    for name, sc in res["scenarios"].items():
+        if sc.get("compare_to"):
+            out += ["", markdown_self(name, sc, tool)]
     h2 = markdown_h2(res)
     if h2 and out[-1]:
         out.append("")
     return "\n".join(out + ([h2] if h2 else []))
+
+
+def markdown_self(name: str, sc: dict, tool: str) -> str:
+    """A scenario comparing sluice with itself (resilience, issue 11): each other peer's req/s,
+    p99 and CPU per request as ratios to the reference peer's."""
+    ref = sc["compare_to"]
+    cells = []
+    for peer, rec in sc["peers"].items():
+        s = rec.get("summary", {}).get(tool)
+        if peer == ref:
+            continue
+        if not s:
+            why = "; ".join(rec.get("check", {}).get("problems", [])) or rec.get("unsupported")
+            cells.append(f"{peer} not measured ({why})")
+            continue
+        cells.append(f"{peer} / {ref}: req/s {_x(s.get('vs_ref'))}, p99 {_x(s.get('p99_vs_ref'))}, "
+                     f"CPU per request {_x(s.get('cpu_per_req_vs_ref'))}")
+    base = sc["peers"].get(ref, {}).get("summary", {}).get(tool)
+    rps = f"{base['rps']:,.0f} req/s" if base else "not measured"
+    return (f"{name}: {sc['title']} (`{tool}`, each peer {sc.get('repeat', 1)} times a round, "
+            f"alternating; {ref} {rps}): " + ("; ".join(cells) or "nothing measured") + ".")
 
 
 def markdown_h2(res: dict) -> str:

@@ -26,6 +26,14 @@ x 10 streams), beside nghttpx, nginx and HAProxy, and h2mem measures memory per 
 connection and per open stream (bench/h2.py). Their answer check is made over HTTP/2 too. A peer
 that cannot do a scenario yet (sluice's grpc row until it has HTTP/2 upstreams) is reported
 "n/a (not supported)" and never fails the run.
+
+Features a route does not use cost nothing (issue 11): resilience runs the small GET through
+sluice twice, plain (sluice-1w) and with every resilience feature configured on the route and
+its cluster but none triggering (sluice-1w-res: passing health checks, outlier detection, high
+circuit breakers, a retry budget, a retry policy, a fault gated on a header never sent, a mirror
+at 0%), alternating A B A B within each round, and reports resilient / plain for req/s, p99 and
+CPU per request, each the median of the ratios of a run to the plain run next to it (the target:
+at most 5% worse). No other proxy runs in it.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ from pathlib import Path
 from bench import load
 from bench.h2 import check_h2_answers, measure_h2mem
 from bench.peers import (
+    FAULT_HEADER,
+    FAULT_STATUS,
     GRPC_HEADERS,
     GRPC_REPLY,
     GRPC_REQUEST,
@@ -92,6 +102,11 @@ class Scenario:
     idle: bool = False
     h2mem: bool = False            # memory per idle HTTP/2 connection and per open stream
     quick: bool = True             # in --quick's default list (CI)
+    # a scenario comparing sluice with itself: the peer every other one is a ratio to, and how
+    # many times each peer is measured per round, alternating (A B A B), because the difference
+    # sought (5%) is smaller than the noise of one run on a shared machine
+    compare_to: str | None = None
+    repeat: int = 1
 
     @property
     def concurrency(self) -> int:
@@ -129,6 +144,12 @@ SCENARIOS = [
              conns=10, streams=10, expect=GRPC_REPLY, quick=False),
     Scenario("h2mem", "memory per idle HTTP/2 connection and per open stream",
              variant=Variant(h2=True), h2mem=True, quick=False),
+    # issue 11: sluice plain against sluice with every resilience feature configured and none
+    # triggering; in --quick (two sluices, 6 runs of 1 s: ~10 s) because CI must notice when the
+    # resilient config stops validating or its fault stops being gated
+    Scenario("resilience", "small GET, every resilience feature configured, none triggering",
+             variant=Variant(resilience=True), tools=("wrk",), compare_to="sluice-1w",
+             repeat=3),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -173,6 +194,26 @@ def check_answers(peer: Peer, sc: Scenario) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     finally:
         conn.close()
+    if getattr(peer, "resilient", False):
+        return check_fault_is_live(peer, sc)
+    return None
+
+
+def check_fault_is_live(peer: Peer, sc: Scenario) -> str | None:
+    """None when a request carrying FAULT_HEADER gets the configured fault: a resilience config
+    the proxy ignored would cost nothing too, and the comparison would prove nothing."""
+    conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=10)
+    try:
+        conn.request("GET", sc.path, headers={"Host": "bench", FAULT_HEADER: "1"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != FAULT_STATUS:
+            return (f"the fault is not live: status {r.status} with {FAULT_HEADER}, "
+                    f"expected {FAULT_STATUS}")
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__} with {FAULT_HEADER}: {exc}"
+    finally:
+        conn.close()
     return None
 
 
@@ -196,6 +237,16 @@ def load_kwargs(sc: Scenario, tool: str, body_file: Path) -> dict:
     return kw
 
 
+def extra_upstream_requests(upstream: int | None, answered: int, in_flight: int) -> str | None:
+    """A problem when the upstream saw more requests than the load had answered, beyond the
+    `in_flight` ones still on their way when it stopped and a few health-check probes: those
+    the proxy made itself, retries or mirrored copies (the resilience scenario configures both,
+    and neither may trigger)."""
+    if upstream is None or upstream <= answered + in_flight + 10:
+        return None
+    return f"the upstream saw {upstream} requests for {answered} answered (retried or mirrored)"
+
+
 def warm_up(peer: Peer, sc: Scenario, upstream: UpstreamNginx, seconds: float,
             post_file: Path) -> dict:
     """A burst of the scenario's load, counting the upstream connections it opens."""
@@ -213,6 +264,9 @@ def warm_up(peer: Peer, sc: Scenario, upstream: UpstreamNginx, seconds: float,
         problems.append(f"{res['non2xx']} non-2xx responses")
     if res["errors"] and not sc.close:
         problems.append(f"{res['errors']} socket errors")
+    extra = extra_upstream_requests(requests, res["requests"], sc.concurrency)
+    if extra:
+        problems.append(extra)
     # a pool needs at most one connection per concurrent request: more is churn
     if not isinstance(peer, Direct) and accepts is not None and accepts > 2 * sc.concurrency:
         problems.append(f"connection churn: {accepts} upstream connections for "
@@ -288,15 +342,18 @@ def summarise(runs: list[dict]) -> dict:
 PEERS_OF_SLUICE = ("nghttpx", "nginx", "haproxy")     # the other proxies (p99 of the best)
 
 
-def add_ratios(peers: dict) -> None:
+def add_ratios(peers: dict, compare_to: str | None = None) -> None:
     """vs_nginx / vs_direct / vs_nghttpx / vs_haproxy (req/s), cpu_vs_nginx and cpu_vs_nghttpx
     (req per CPU-second), p99_vs_nginx and p99_vs_best (the lowest p99 among the other proxies), per
-    tool."""
+    tool. With `compare_to` (a peer's name): vs_ref (req/s), p99_vs_ref and cpu_per_req_vs_ref
+    (CPU-seconds per request, so above 1 is worse, like p99) against that peer (`ref_ratios`)."""
     def summary(name, tool):
         return peers.get(name, {}).get("summary", {}).get(tool, {})
 
     for p in peers.values():
         for tool, s in p.get("summary", {}).items():
+            if compare_to:
+                s.update(ref_ratios(p, peers.get(compare_to, {}), tool))
             ref = summary("nginx", tool)
             s["vs_nginx"] = _ratio(s["rps"], ref.get("rps"))
             s["vs_direct"] = _ratio(s["rps"], summary("direct", tool).get("rps"))
@@ -309,6 +366,41 @@ def add_ratios(peers: dict) -> None:
             best = min((summary(n, tool)["p99_ms"] for n in PEERS_OF_SLUICE
                         if summary(n, tool).get("p99_ms")), default=None)
             s["p99_vs_best"] = _ratio(s["p99_ms"], best)
+
+
+def ref_ratios(peer: dict, ref: dict, tool: str) -> dict:
+    """vs_ref, p99_vs_ref and cpu_per_req_vs_ref of `peer` against `ref`: the median of the
+    ratios of each run to the reference's run of the same index, which ran next to it (the
+    order alternates, A B A B), so that a slow drift in the machine's load cancels out; the
+    ratio of the medians when there are no such pairs (no runs recorded, a failed run)."""
+    def per_req_cpu(r):
+        return r["cpu_s"] / r["requests"] if r.get("cpu_s") and r.get("requests") else None
+
+    def pick(rec):
+        return [r for r in rec.get("runs", []) if r.get("tool") == tool]
+
+    mine, theirs = pick(peer), pick(ref)
+    if mine and len(mine) == len(theirs) and not any(r.get("failed") for r in mine + theirs):
+        def paired(get):
+            ratios = [get(a) / get(b) for a, b in zip(mine, theirs) if get(a) and get(b)]
+            return round(statistics.median(ratios), 3) if ratios else None
+
+        return {"vs_ref": paired(lambda r: r["rps"]), "p99_vs_ref": paired(lambda r: r["p99_ms"]),
+                "cpu_per_req_vs_ref": paired(per_req_cpu), "ref_paired_runs": len(mine)}
+    s, r = peer.get("summary", {}).get(tool, {}), ref.get("summary", {}).get(tool, {})
+    return {"vs_ref": _ratio(s.get("rps"), r.get("rps")),
+            "p99_vs_ref": _ratio(s.get("p99_ms"), r.get("p99_ms")),
+            "cpu_per_req_vs_ref": _ratio(r.get("req_per_cpu_s"), s.get("req_per_cpu_s")),
+            "ref_paired_runs": 0}
+
+
+def round_order(peers: list, rnd: int, repeat: int = 1) -> list:
+    """The order of round `rnd`: rotated by one peer each round, so that no peer always runs
+    first (or right after the same other peer), then repeated: A B A B, B A B A."""
+    if not peers:
+        return []
+    k = rnd % len(peers)
+    return (peers[k:] + peers[:k]) * repeat
 
 
 def _ratio(a, b):
@@ -438,6 +530,8 @@ class Bench:
         out = self.results["scenarios"][sc.name] = {
             "title": sc.title, "path": sc.path, "conns": sc.conns, "tools": list(tools),
             "peers": {}}
+        if sc.compare_to:
+            out.update(compare_to=sc.compare_to, repeat=sc.repeat)
         if sc.variant.h2:
             out.update(h2=True, streams=sc.streams)
         for name, why in self.unsupported.items():
@@ -458,8 +552,7 @@ class Bench:
             rec["runs"] = []
             ready.append(peer)
         for rnd in range(args.rounds):
-            order = ready[rnd % len(ready):] + ready[:rnd % len(ready)] if ready else []
-            for peer in order:
+            for peer in round_order(ready, rnd, sc.repeat):
                 for tool in tools:
                     r = measure(peer, sc, tool, upstream, args.duration, body_file)
                     r["round"] = rnd
@@ -470,7 +563,7 @@ class Bench:
             rec = out["peers"][peer.name]
             rec["summary"] = {t: summarise([r for r in rec["runs"] if r["tool"] == t])
                               for t in tools}
-        add_ratios(out["peers"])
+        add_ratios(out["peers"], sc.compare_to)
 
     def run_idle(self) -> None:
         count = self.args.idle_conns
@@ -592,7 +685,8 @@ def build_id(root: Path) -> str:
 
 
 def targets(results: dict) -> list[dict]:
-    """Issue 4's targets, evaluated on this run (informational: speed never fails the run)."""
+    """The targets of issues 4, 8, 10 and 11, evaluated on this run (informational: speed never
+    fails the run)."""
     sc = results["scenarios"]
     out = []
 
@@ -647,6 +741,14 @@ def targets(results: dict) -> list[dict]:
         a = s(name, "sluice-1w", "h2load")
         if a:
             add(f"{name}/h2load: p99 sluice-1w / best peer", a.get("p99_vs_best"), "<=", 1.5)
+    # issue 11: features a route does not use cost nothing, under 5% by every measure
+    for tool in ("wrk", "h2load"):
+        a = s("resilience", "sluice-1w-res", tool)
+        if a:
+            add(f"resilience/{tool}: resilient / plain req/s", a.get("vs_ref"), ">=", 0.95)
+            add(f"resilience/{tool}: resilient / plain CPU per request",
+                a.get("cpu_per_req_vs_ref"), "<=", 1.05)
+            add(f"resilience/{tool}: resilient / plain p99", a.get("p99_vs_ref"), "<=", 1.05)
     return out
 
 
@@ -666,6 +768,12 @@ H2_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
               ("CPU x nghttpx", 13, "cpu_vs_nghttpx", "{:.2f}"),
               ("p99 x best", 10, "p99_vs_best", "{:.2f}"),
               ("up conn/1k", 10, "upstream_conns_per_1k", "{:.1f}"))
+# a scenario comparing sluice with itself (compare_to): ratios to that peer, not to nginx
+REF_COLUMNS = (("req/s", 8, "rps", "{:.0f}"), ("p50 ms", 7, "p50_ms", "{:.2f}"),
+               ("p99 ms", 7, "p99_ms", "{:.2f}"), ("req/CPU-s", 9, "req_per_cpu_s", "{:.0f}"),
+               ("x ref", 6, "vs_ref", "{:.3f}"), ("p99 x ref", 9, "p99_vs_ref", "{:.3f}"),
+               ("CPU/req x ref", 13, "cpu_per_req_vs_ref", "{:.3f}"),
+               ("up conn/1k", 10, "upstream_conns_per_1k", "{:.1f}"))
 
 
 def _row(cells, widths) -> str:
@@ -690,20 +798,28 @@ def print_report(results: dict, f) -> None:
     for name, sc in results["scenarios"].items():
         if name in ("idle", "h2mem"):
             continue
-        columns = H2_COLUMNS if sc.get("h2") else H1_COLUMNS
-        widths = (11, 6) + tuple(c[1] for c in columns) + (0,)
+        columns = (REF_COLUMNS if sc.get("compare_to") else H2_COLUMNS if sc.get("h2")
+                   else H1_COLUMNS)
+        first = max([11] + [len(p) for p in sc["peers"]])
+        widths = (first, 6) + tuple(c[1] for c in columns) + (0,)
         shape = (f"{sc['conns']} connections x {sc['streams']} streams" if sc.get("h2")
                  else f"{sc['conns']} connections")
-        print(f"\n{name}: {sc['title']} ({shape}, {sc['path']})", file=f)
+        shape += f", {sc['path']}"
+        if sc.get("compare_to"):
+            shape += (f"; each peer {sc['repeat']} times a round, alternating; x ref: the median "
+                      f"ratio of a run to the {sc['compare_to']} run next to it")
+        print(f"\n{name}: {sc['title']} ({shape})", file=f)
         print(_row(("peer", "tool") + tuple(c[0] for c in columns) + ("check",), widths), file=f)
         for peer, rec in sc["peers"].items():
             if "unsupported" in rec:
-                print(f"{peer:11}  {'-':6}  n/a (not supported): {rec['unsupported']}", file=f)
+                print(f"{peer:{first}}  {'-':6}  n/a (not supported): {rec['unsupported']}",
+                      file=f)
                 continue
             problems = rec.get("check", {}).get("problems", [])
             check = "ok" if not problems else ("CHURN" if rec["check"].get("churn") else "FAIL")
             if not rec.get("summary"):
-                print(f"{peer:11}  {'-':6}  {'not measured: ' + '; '.join(problems)}", file=f)
+                print(f"{peer:{first}}  {'-':6}  {'not measured: ' + '; '.join(problems)}",
+                      file=f)
                 continue
             for i, (tool, s) in enumerate(rec["summary"].items()):
                 cells = ((peer if i == 0 else "", tool)
@@ -714,7 +830,7 @@ def print_report(results: dict, f) -> None:
                                           f" failed_runs={s['failed_runs']}",)
                 print(_row(cells, widths), file=f)
             if problems:
-                print(f"{'':11}  ! {'; '.join(problems)}", file=f)
+                print(f"{'':{first}}  ! {'; '.join(problems)}", file=f)
     idle = results["scenarios"].get("idle")
     if idle:
         print(f"\nidle: {idle['title']} ({idle['conns']} connections; RSS delta / count)", file=f)
@@ -755,7 +871,7 @@ def print_report(results: dict, f) -> None:
     for fail in results.get("peer_failures", []):
         print(f"\n! {fail['peer']}: {fail['why']}", file=f)
     if results.get("targets"):
-        print("\ntargets (issues 4, 8 and 10; informational, never fail the run):", file=f)
+        print("\ntargets (issues 4, 8, 10 and 11; informational, never fail the run):", file=f)
         for t in results["targets"]:
             goal = f", goal {t['goal']}" if t["goal"] else ""
             print(f"  {'met ' if t['met'] else 'MISS'}  {t['target']}: {t['value']} "
@@ -770,8 +886,9 @@ def parse_args(argv=None):
     ap.add_argument("--scenarios", type=lambda s: [x for x in s.split(",") if x],
                     help="comma-separated, from: " + ",".join(BY_NAME))
     ap.add_argument("--peers", type=lambda s: [x for x in s.split(",") if x],
-                    help="only these peers: sluice-1w, sluice-Nw (N = CPUs), nghttpx (HTTP/2 "
-                         "scenarios only), nginx, haproxy, baseline, direct")
+                    help="only these peers: sluice-1w, sluice-Nw (N = CPUs), sluice-1w-res (the "
+                         "resilience scenario only), nghttpx (HTTP/2 scenarios only), nginx, "
+                         "haproxy, baseline, direct")
     ap.add_argument("--tools", type=lambda s: [x for x in s.split(",") if x],
                     help="only these load generators (wrk, h2load)")
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 5, quick 1)")
