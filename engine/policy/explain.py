@@ -494,7 +494,8 @@ def _retry_lines(route: Route, request: Request) -> list[str]:
     if retry is None or retry.attempts == 0:
         return ["retry:       none"]
     b = retry.backoff
-    lines = [f"retry:       up to {_count(retry.attempts, 'retry')} on {', '.join(retry.on)}"
+    retries = "1 retry" if retry.attempts == 1 else f"{retry.attempts} retries"
+    lines = [f"retry:       up to {retries} on {', '.join(retry.on)}"
              + (f" ({', '.join(map(str, retry.retriable_statuses))})"
                 if retry.retriable_statuses else "")]
     lines.append(f"  methods:   {', '.join(retry.methods)}; this request's "
