@@ -180,6 +180,30 @@ def test_the_threshold_follows_the_tables_a_reload_swaps_in(loop, caplog):
     assert "max_loop_delay is now off" in caplog.records[-1].getMessage()
 
 
+def test_an_embedded_proxy_measures_the_callers_loop_from_start_to_stop(loop):
+    """engine.Proxy runs one WorkerServer in the caller's loop, and with it a monitor: the
+    caller blocking its own loop overloads the proxy; stop() ends sampling and shedding."""
+    import engine
+    from support import free_port
+
+    proxy = engine.Proxy(load_config_text(
+        (CONFIG % "overload: {max_loop_delay: 100ms}").replace("8080", str(free_port()))))
+    seen = []
+
+    async def scenario():
+        await proxy.start()
+        server = proxy._server
+        seen.append(server.monitor.running)
+        time.sleep(STALL)                              # the caller's own code blocks the loop
+        await until(lambda: server.monitor.transitions >= 1, "the stall to be seen")
+        seen.append(bool(server.worker.overloaded))
+        await proxy.stop(drain=1.0)
+        seen.append(server.monitor.running or bool(server.worker.overloaded))
+
+    loop.run_until_complete(scenario())
+    assert seen == [True, True, False]
+
+
 def test_stop_ends_shedding(loop):
     worker, monitor = monitored(loop, "100ms")
     monitor.start()
