@@ -27,8 +27,12 @@ reported slip through.
   0.1% of a core), whatever the load. A shorter interval would resolve short stalls better for
   more wake-ups of an idle worker; 50 ms is below any threshold worth configuring but the lowest
   (10ms, engine/policy/model.py `Overload`), where stalls shorter than 60 ms may be missed.
-- The lag is measured (and published as a gauge, when Stats has one) even with shedding off, so
-  an operator can see it before choosing a threshold.
+- The lag is measured and published even with shedding off, so an operator can see it before
+  choosing a threshold: `Stats.set_loop_lag` (the worker's gauge; /stats/prometheus shows the
+  most lagging worker's as `sluice_worker_loop_lag_seconds`). What is published is the largest
+  sample of the last PEAK_WINDOW to 2 * PEAK_WINDOW seconds (the max of two rotating windows),
+  not the last sample: the gauge is rewritten 20 times a second and scraped every 15 s or so, so
+  the last sample would almost never show a stall, which is what the gauge is read for.
 
 The state. `Worker.overloaded` (a public bint of Services, engine/_fast/exchange.pxd) is set when a
 sample's lag passes the current `Tables.max_loop_delay` (read from `worker.tables` at every
@@ -56,6 +60,7 @@ log = logging.getLogger("sluice.overload")
 INTERVAL = 0.050        # seconds between two samples (see the module docstring)
 RECOVER_RATIO = 0.5     # a sample below this times the threshold ends shedding
 LOG_INTERVAL = 10.0     # at most one overload episode logged per this many seconds
+PEAK_WINDOW = 5.0       # the published lag is the largest of the last 5 to 10 seconds
 
 
 class LoopMonitor:
@@ -78,6 +83,9 @@ class LoopMonitor:
         self._logged_at = float("-inf") # when the last logged episode began (clock)
         self._logging = False           # whether the current episode was logged
         self._unlogged = 0              # episodes not logged since the last one that was
+        self.peak = 0.0                 # what is published: see PEAK_WINDOW
+        self._window = [0.0, 0.0]       # the largest sample of the previous and current window
+        self._window_ends = float("-inf")
         self._due = 0.0
         self._handle = None
 
@@ -141,9 +149,16 @@ class LoopMonitor:
                          "" if threshold > 0 else "; overload.max_loop_delay is now off")
 
     def _publish(self, lag: float) -> None:
-        """The lag gauge of this worker, when the Stats of this build has one."""
-        stats = self.stats
-        if stats is not None:
-            setter = getattr(stats, "set_loop_lag", None)
-            if setter is not None:
-                setter(self.stats_slot, lag)
+        """The worker's lag gauge: the largest sample of the last PEAK_WINDOW or two."""
+        now = self.clock()
+        window = self._window
+        if now >= self._window_ends:
+            # a new window; the previous one is kept only if it ended just now
+            window[0] = window[1] if now - self._window_ends < PEAK_WINDOW else 0.0
+            window[1] = 0.0
+            self._window_ends = now + PEAK_WINDOW
+        if lag > window[1]:
+            window[1] = lag
+        self.peak = max(window)
+        if self.stats is not None:
+            self.stats.set_loop_lag(self.stats_slot, self.peak)

@@ -1,7 +1,8 @@
 """Overload shedding through the real binary (issue 11, item 5; engine/runtime/overload.py): a
 Python filter on one route blocks the worker's event loop (time.sleep in `request`) for STALL
-seconds. With `overload.max_loop_delay: 100ms` the requests that arrive meanwhile are answered
-503 with `x-sluice-overloaded: true` once the loop runs again, and once it is quiet, requests
+seconds. With `overload.max_loop_delay: 100ms` the requests that arrive meanwhile (HTTP/1.1 on
+open and new connections, HTTP/2 on an open one) are answered 503 with
+`x-sluice-overloaded: true` once the loop runs again, and once it is quiet, requests
 pass. Without an `overload` block the same stall sheds nothing: the requests wait and pass.
 
 The attack is the stall itself: one slow filter (or a flood) used to make every request of the
@@ -50,6 +51,7 @@ def config(marker, overload: dict | None) -> dict:
     cfg = {
         "admin": {"address": f"127.0.0.1:{free_port()}"},
         "listeners": [{"name": "main", "address": f"127.0.0.1:{free_port()}",
+                       "protocols": ["http1", "http2"],       # h2c prior knowledge too
                        "routes": ["stall", "rest"]}],
         "routes": [
             {"name": "stall", "match": {"path": "/stall"}, "filters": ["stall"],
@@ -63,6 +65,13 @@ def config(marker, overload: dict | None) -> dict:
     if overload is not None:
         cfg["overload"] = overload
     return cfg
+
+
+def metric(s, name: str) -> float:
+    for line in s.admin("/stats/prometheus").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not rendered")
 
 
 def send(c: socket.socket, path: str) -> None:
@@ -97,10 +106,15 @@ def connect(port: int) -> socket.socket:
 
 def during_a_stall(s, marker) -> tuple[list, tuple]:
     """Block the worker with /stall; while it is blocked, send a request on each of three open
-    keep-alive connections and on a new one. Returns (their answers, the /stall answer)."""
+    keep-alive connections, on a new one, and on an open HTTP/2 connection (h2c). Returns (their
+    answers, the /stall answer)."""
+    from h2peer import H2Peer
+
     held = [connect(s.port) for _ in range(3)]
     for c in held:
         assert get(c)[0] == 200                    # open and served before the stall
+    h2 = H2Peer(s.port, timeout=WAIT)
+    assert h2.response(h2.request("/"))[0] == 200
     staller = connect(s.port)
     send(staller, "/stall")
     deadline = time.monotonic() + WAIT
@@ -110,10 +124,14 @@ def during_a_stall(s, marker) -> tuple[list, tuple]:
     late = connect(s.port)                         # accepted only after the stall
     for c in held + [late]:
         send(c, "/")
+    stream = h2.request("/")
     answers = [answer(c) for c in held + [late]]
+    status, headers, body, _ = h2.response(stream)
+    answers.append((status, headers, body))
     stalled = answer(staller)
     for c in held + [late, staller]:
         c.close()
+    h2.close()
     return answers, stalled
 
 
@@ -131,6 +149,8 @@ def test_requests_that_queue_behind_a_stalled_loop_are_shed_then_served_again(
         while (got := get(c))[0] != 200:
             assert got[0] == 503 and time.monotonic() < deadline, got
         assert [get(c)[0] for _ in range(5)] == [200] * 5
+    assert metric(s, "sluice_overload_shed_total") >= len(answers)
+    assert metric(s, "sluice_worker_loop_lag_seconds") > 0.1     # the stall, held as a peak
     log = s.stderr_path.read_text()
     assert log.count("overloaded: its event loop ran") == 1, log
     assert log.count("recovered") == 1, log
@@ -140,6 +160,8 @@ def test_without_an_overload_block_a_stall_sheds_nothing(stall_filter, start_slu
     s = start_sluice(config(stall_filter, None))
     answers, stalled = during_a_stall(s, stall_filter)
     assert stalled[0] == 200
-    assert [a[0] for a in answers] == [200] * 4
+    assert [a[0] for a in answers] == [200] * 5
     assert all("x-sluice-overloaded" not in a[1] for a in answers)
     assert "overloaded" not in s.stderr_path.read_text()
+    assert metric(s, "sluice_overload_shed_total") == 0
+    assert metric(s, "sluice_worker_loop_lag_seconds") > 0.1     # measured all the same
