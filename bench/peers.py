@@ -29,7 +29,7 @@ refuses `protocol: http2` clusters until it has HTTP/2 upstreams).
 
 Resilience (issue 11): with `resilience` sluice is compared with itself, so only two peers run:
 `sluice-1w` with the plain config and `sluice-1w-res` (`Sluice(1, resilient=True)`) with every
-resilience feature configured on the same route and cluster, none of them triggering (see
+resilience feature configured on the same route, cluster and node, none of them triggering (see
 `Sluice.resilience`). The other proxies sit the variant out: what is measured is what features a
 route does not use cost, not how sluice compares with them.
 """
@@ -337,9 +337,9 @@ class Sluice(Peer):
             self.ok_variant = lambda v: True
 
     @staticmethod
-    def resilience(route: dict, cluster: dict, upstream: UpstreamNginx) -> list[dict]:
-        """Every resilience feature of issue 11 on `route` and `cluster`, configured so that
-        none triggers under the bench's load; returns the extra clusters they need.
+    def resilience(config: dict, upstream: UpstreamNginx) -> None:
+        """Every resilience feature of issue 11 on `config`'s route and cluster (and its node),
+        configured so that none triggers under the bench's load.
 
         health_check: an HTTP probe the upstream always passes. outlier_detection: on; nothing
         fails, so nothing is ejected. circuit_breakers: far above the load's 50 requests in
@@ -347,7 +347,9 @@ class Sluice(Peer):
         so nothing is retried. fault: a delay and an abort of every request carrying
         FAULT_HEADER, which the load never sends (the answer check sends it once, to see the
         fault is live: FAULT_STATUS). mirror: to a second cluster on the same upstream at 0%,
-        so the upstream sees no more requests than the load sends (the warm-up checks that)."""
+        so the upstream sees no more requests than the load sends (the warm-up checks that).
+        overload: shedding when a worker's loop runs 1 s late, which this load never makes it."""
+        route, cluster = config["routes"][0], config["clusters"][0]
         cluster["health_check"] = {"http": {"path": "/"}, "interval": "1s", "timeout": "500ms"}
         cluster["outlier_detection"] = {"consecutive_5xx": 5, "consecutive_gateway_errors": 5,
                                         "base_ejection_time": "30s", "max_ejection_percent": 50}
@@ -359,7 +361,9 @@ class Sluice(Peer):
                           "abort": {"status": FAULT_STATUS, "percent": 100},
                           "only_with_header": FAULT_HEADER}
         route["mirror"] = {"cluster": "shadow", "percent": 0}
-        return [{"name": "shadow", "endpoints": [{"address": upstream.address}]}]
+        config["clusters"].append({"name": "shadow",
+                                   "endpoints": [{"address": upstream.address}]})
+        config["overload"] = {"max_loop_delay": "1s"}
 
     def config(self, variant: Variant, upstream: UpstreamNginx,
                tls: TlsFiles | None = None) -> dict:
@@ -381,16 +385,16 @@ class Sluice(Peer):
         cluster = {"name": "up", "endpoints": [{"address": upstream.address}]}
         if variant.grpc:
             cluster["protocol"] = "http2"
-        clusters = [cluster]
-        if self.resilient:        # one route and one cluster: the variant has no route table
-            clusters += self.resilience(routes[0], cluster, upstream)
-        return {
+        config = {
             "admin": {"address": f"127.0.0.1:{free_port()}"},
             "access_log": {"path": "off"},
             "listeners": [listener],
             "routes": routes,
-            "clusters": clusters,
+            "clusters": [cluster],
         }
+        if self.resilient:        # one route and one cluster: the variant has no route table
+            self.resilience(config, upstream)
+        return config
 
     def start(self, variant, upstream, d):
         why = self.lacks(variant)

@@ -28,11 +28,12 @@ that cannot do a scenario yet (sluice's grpc row until it has HTTP/2 upstreams) 
 "n/a (not supported)" and never fails the run.
 
 Features a route does not use cost nothing (issue 11): resilience runs the small GET through
-sluice twice, plain (sluice-1w) and with every resilience feature configured on the route and
-its cluster but none triggering (sluice-1w-res: passing health checks, outlier detection, high
-circuit breakers, a retry budget, a retry policy, a fault gated on a header never sent, a mirror
-at 0%), alternating A B A B within each round, and reports resilient / plain for req/s, p99 and
-CPU per request, each the median of the ratios of a run to the plain run next to it (the target:
+sluice twice, plain (sluice-1w) and with every resilience feature configured on the route, its
+cluster and the node but none triggering (sluice-1w-res: passing health checks, outlier
+detection, high circuit breakers, a retry budget, a retry policy, a fault gated on a header never
+sent, a mirror at 0%, overload shedding at 1 s of loop lag), alternating A B A B within each
+round, and reports resilient / plain for req/s, p99 and CPU per request, each the median of the
+ratios of a run to the plain run next to it (the target:
 at most 5% worse). No other proxy runs in it.
 """
 

@@ -62,6 +62,7 @@ def test_the_resilient_config_is_the_plain_one_plus_every_feature():
         del cluster[key]
     for key in ROUTE_FEATURES:
         del route[key]
+    assert res.pop("overload") == {"max_loop_delay": "1s"} and "overload" not in plain
     assert [c["name"] for c in res["clusters"]] == ["up", "shadow"]
     res["clusters"] = res["clusters"][:1]
     assert res == plain                       # nothing else differs
@@ -78,6 +79,7 @@ def test_the_resilient_config_cannot_trigger_under_the_bench_load():
     assert route["retry"]["attempts"] == 2 and route["retry"]["per_try_timeout"]
     assert route["retry"]["backoff"]
     assert cluster["health_check"]["http"]["path"] == "/"      # the upstream answers 200 there
+    assert res["overload"]["max_loop_delay"] == "1s"           # p99 is some milliseconds
     # the shadow cluster is the same upstream: a copy, were one sent, would be counted there
     assert res["clusters"][1]["endpoints"] == cluster["endpoints"]
 
