@@ -33,8 +33,8 @@ cluster and the node but none triggering (sluice-1w-res: passing health checks, 
 detection, high circuit breakers, a retry budget, a retry policy, a fault gated on a header never
 sent, a mirror at 0%, overload shedding at 1 s of loop lag), alternating A B A B within each
 round, and reports resilient / plain for req/s, p99 and CPU per request, each the median of the
-ratios of a run to the plain run next to it (the target:
-at most 5% worse). No other proxy runs in it.
+ratios of a run to the plain run next to it (the target: at most 5% worse). No other proxy
+runs in it.
 """
 
 from __future__ import annotations
