@@ -72,6 +72,7 @@ from engine._fast.headers cimport (
     H_HOST, H_UPGRADE, H_X_FORWARDED_CLIENT_CERT, HF_DROP,
 )
 from engine._fast.limiter cimport TakeResult, format_headers, monotonic_now
+from engine._fast.mirror cimport start_mirror, mirror_data, mirror_end, mirror_abort, mirror_recorded
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn, LEASE_NOW, LEASE_OPEN, LEASE_PARKED, LEASE_FULL
 from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
@@ -417,6 +418,8 @@ cdef class Exchange:
         self.method_head = False
         self.expect_continue = False
         self.upgrade = False
+        self.mirror = None
+        self.shadow = False
         if self.svc.stats is not None and not self.counted:
             self.counted = True
             self.svc.stats.add_gauge(self.svc.stats_worker, ST_GAUGE_REQUESTS, 1)
@@ -695,6 +698,8 @@ cdef class Exchange:
         if self.grpc_timeout > 0 and (self.deadline == 0 or
                                       self.t0 + self.grpc_timeout < self.deadline):
             self.deadline = self.t0 + self.grpc_timeout   # the client's own deadline, if sooner
+        if route.mirror_cluster is not None:
+            self.mirror = start_mirror(self, route)       # a shadow copy (mirror.pyx), or None
         self.lb_begin()
         self.go(X_WAITING)
         self.acquire(False)
@@ -787,6 +792,8 @@ cdef class Exchange:
     # --- request body -------------------------------------------------------------------------
 
     cdef void request_data(self, bytes chunk) except *:
+        if self.mirror is not None:
+            mirror_data(self.mirror, chunk)     # (the raw bytes: the shadow decodes its own)
         self.bytes_in += PyBytes_GET_SIZE(chunk)
         if self.state == X_LOCAL or self.state == X_BODY_WAIT:
             return          # answered already: drop the body
@@ -816,6 +823,9 @@ cdef class Exchange:
 
     cdef void request_end(self, bytes trailers) except *:
         self.req_done = True
+        if self.mirror is not None:
+            mirror_end(self.mirror, trailers)   # the shadow has its whole request: on its own
+            self.mirror = None
         if self.state == X_LOCAL:
             if self.resp_started:
                 self.finish()
@@ -1103,6 +1113,9 @@ cdef class Exchange:
     cdef void finish(self) except *:
         """The exchange is over on both sides: stats and access log (once), the balancer and
         gauge released, then the codec goes on (next request, or close)."""
+        if self.mirror is not None:
+            mirror_abort(self.mirror)           # its request will never be complete
+            self.mirror = None
         self.deadline = 0
         self.cancel_lease()
         self.lb_done()
@@ -1161,6 +1174,9 @@ cdef class Exchange:
         self.logged = True
         if self.cluster is not None and self.cluster.od:
             self.report_outcome()
+        if self.shadow:
+            mirror_recorded(self)               # no route stats, no access log line
+            return
         if st is not None:
             st.record(self.svc.stats_worker,
                       self.route.stats_slot if self.route is not None else -1,
