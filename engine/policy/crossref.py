@@ -1,5 +1,6 @@
-"""Rules that look across objects: unique names, references that resolve, sockets that can bind,
-and routes that need mutual TLS listed only on listeners that have it.
+"""Rules that look across objects: unique names, references that resolve (a route's `to` and
+`mirror` clusters among them), sockets that can bind, and routes that need mutual TLS listed
+only on listeners that have it.
 
 They need little: the names defined in each section, the names referred to, and the listening
 addresses. `Sections` holds just that, built either from a valid `Config` (`Sections.of`, used
@@ -34,7 +35,7 @@ Ref = tuple[Loc, str]  # where a name is used, the name
 class Sections:
     names: dict[str, tuple[tuple[int, str], ...]]  # section -> (index, name) of each item
     route_refs: tuple[tuple[int, tuple[Ref, ...]], ...]  # per listener index: its route names
-    cluster_refs: tuple[Ref, ...]  # every routes[i].to[j].cluster
+    cluster_refs: tuple[Ref, ...]  # every routes[i].to[j].cluster and routes[i].mirror.cluster
     filter_refs: tuple[Ref, ...]  # every routes[i].filters[j]
     admin_address: Address | None
     listener_addresses: tuple[tuple[int, Address], ...]
@@ -50,9 +51,11 @@ class Sections:
                 (i, tuple((("listeners", i, "routes", j), name)
                           for j, name in enumerate(listener.routes)))
                 for i, listener in enumerate(config.listeners)),
-            cluster_refs=tuple(
+            cluster_refs=(*(
                 (("routes", i, "to", j, "cluster"), target.cluster)
                 for i, route in enumerate(config.routes) for j, target in enumerate(route.to)),
+                *((("routes", i, "mirror", "cluster"), route.mirror.cluster)
+                  for i, route in enumerate(config.routes) if route.mirror is not None)),
             filter_refs=tuple(
                 (("routes", i, "filters", j), name)
                 for i, route in enumerate(config.routes) for j, name in enumerate(route.filters)),
@@ -82,11 +85,15 @@ class Sections:
                           for j, name in enumerate(_list(listener.get("routes")))
                           if isinstance(name, str)))
                 for i, listener in items["listeners"]),
-            cluster_refs=tuple(
+            cluster_refs=(*(
                 (("routes", i, "to", j, "cluster"), target["cluster"])
                 for i, route in items["routes"]
                 for j, target in enumerate(_list(route.get("to")))
                 if isinstance(target, dict) and isinstance(target.get("cluster"), str)),
+                *((("routes", i, "mirror", "cluster"), route["mirror"]["cluster"])
+                  for i, route in items["routes"]
+                  if isinstance(route.get("mirror"), dict)
+                  and isinstance(route["mirror"].get("cluster"), str))),
             filter_refs=tuple(
                 (("routes", i, "filters", j), name)
                 for i, route in items["routes"]

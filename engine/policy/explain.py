@@ -26,8 +26,10 @@ line says so instead of guessing (the tests hold them together).
 What it shows: the listener (the one whose port is the request's port, else the first; or
 `--listener NAME`) and why; the matched route with its index in the listener; the rewrite as
 the proxy applies it (the upstream request target, headers set and removed); the rate limit and
-the bucket key this request falls in; the timeout; the filters; the traffic split with weights
-and percentages; each cluster's balancer and endpoints with weights and percentages (for a
+the bucket key this request falls in; the timeout; the retry policy (and whether this
+request's method may be retried), the fault injection (and whether this request carries the
+header it needs) and the mirror; the filters; the traffic split with weights and percentages;
+each cluster's balancer, circuit breakers and endpoints with weights and percentages (for a
 ring_hash cluster with the request's hash key, the endpoint the ring picks: the ring never
 depends on the worker). A direct response is shown instead of the upstream part. Without a
 match: the request as the router saw it and, per route of the listener, the first failed
@@ -444,6 +446,12 @@ def _render(e: Explanation) -> list[str]:
         return lines
     lines.append("timeout:     " + (f"{format_duration(route.timeout)} (whole request, upstream "
                                     "response included)" if route.timeout else "none"))
+    lines += _retry_lines(route, r)
+    lines += _fault_lines(route, r)
+    if route.mirror is not None:
+        m = route.mirror
+        lines.append(f"mirror:      {_number(m.percent)}% of requests copied to cluster "
+                     f"{m.cluster} (host + '-shadow'; fire and forget, answers dropped)")
     rewritten = e.upstream_target != r.target
     lines.append(f"upstream:    {method} {r.shown(e.upstream_target or b'')}"
                  + (f" (rewritten from {r.shown(r.target)})" if rewritten else " (unchanged)"))
@@ -468,11 +476,57 @@ def _cluster_lines(share: ClusterShare) -> list[str]:
     how = c.balancer + (f" on {c.hash_on}" if c.hash_on and c.balancer == "ring_hash" else "")
     lines = [(f"cluster {c.name}: {how}, connect timeout {format_duration(c.connect_timeout)}, "
               f"up to {c.pool.max_connections} connections per worker")]
+    cb, rb = c.circuit_breakers, c.retry_budget
+    retries = (f"retries at most {_number(rb.percent)}% of them (at least {rb.min_concurrency})"
+               if rb is not None else f"{cb.max_retries} retries")
+    lines.append(f"  in flight: at most {cb.max_requests} requests, {retries} "
+                 "(circuit breakers, all workers)")
     total = sum(ep.weight for ep in c.endpoints)
     for ep in c.endpoints:
         lines.append(f"  {ep.address}  weight {ep.weight} ({_percent(ep.weight, total)})")
     if share.picked is not None:
         lines.append(f"  this request: {share.picked}")
+    return lines
+
+
+def _retry_lines(route: Route, request: Request) -> list[str]:
+    retry = route.retry
+    if retry is None or retry.attempts == 0:
+        return ["retry:       none"]
+    b = retry.backoff
+    retries = "1 retry" if retry.attempts == 1 else f"{retry.attempts} retries"
+    lines = [f"retry:       up to {retries} on {', '.join(retry.on)}"
+             + (f" ({', '.join(map(str, retry.retriable_statuses))})"
+                if retry.retriable_statuses else "")]
+    lines.append(f"  methods:   {', '.join(retry.methods)}; this request's "
+                 + (f"{request.shown(request.method)} may be retried"
+                    if request.shown(request.method) in retry.methods
+                    else f"{request.shown(request.method)} is never retried"))
+    lines.append("  per try:   " + (f"{format_duration(retry.per_try_timeout)} timeout"
+                                    if retry.per_try_timeout else "no timeout of its own")
+                 + f"; backoff {format_duration(b.base)} doubling up to "
+                   f"{format_duration(b.ceiling)} (jittered)")
+    return lines
+
+
+def _fault_lines(route: Route, request: Request) -> list[str]:
+    fault = route.fault
+    if fault is None:
+        return []
+    parts = []
+    if fault.delay is not None:
+        parts.append(f"delay {format_duration(fault.delay.fixed)} on "
+                     f"{_number(fault.delay.percent)}% of requests")
+    if fault.abort is not None:
+        a = fault.abort
+        what = f"{a.status}" if a.status is not None else f"grpc-status {a.grpc_status}"
+        parts.append(f"abort with {what} on {_number(a.percent)}% of requests")
+    lines = ["fault:       " + "; ".join(parts)]
+    header = fault.only_with_header
+    if header is not None:
+        has = request.header(header) is not None
+        lines.append(f"  only with header {header}: "
+                     + ("this request has it" if has else "this request has not (no fault)"))
     return lines
 
 

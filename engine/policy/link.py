@@ -17,6 +17,15 @@ and its `http2` block the SETTINGS it announces. A cluster's `panic_threshold` g
 balancer, and a cluster with a `health_check` gets a balancer that follows the node-wide
 endpoint state (engine/_fast/endpoints.pyx); health itself is never carried by link: it lives
 in shared memory, keyed by the endpoint's stats slot, so a reload cannot lose it.
+
+Resilience (issue 11) is linked as the primitive tuples `tables.Route` and `tables.Cluster`
+take: a route's `retry` (its `on` names as `tables.RETRY_ON` bits, methods as bytes, the
+backoff's default max filled in), `fault` (absent halves as 0 / -1, the header name as bytes)
+and `mirror` (the shadow cluster's linked `Cluster`: every cluster is linked, whether a route
+sends to it or mirrors to it), and every cluster's `circuit_breakers` (always: Envoy's defaults
+when the config leaves them out) and `retry_budget` (or None). The in-flight counts they are
+checked against live in the node's shared stats, keyed by the cluster's stats slot, so like
+health they survive a reload without being carried.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from engine._fast.router import (
     HOST_ANY, HOST_EXACT, HOST_SUFFIX, PATH_ANY, PATH_EXACT, PATH_PREFIX, PATH_REGEX, Router,
 )
 from engine._fast.tables import (
-    HASH_ON, LIMIT_PER, XFCC, Cluster, Endpoint, Listener, Route, Tables,
+    HASH_ON, LIMIT_PER, RETRY_ON, XFCC, Cluster, Endpoint, Listener, Route, Tables,
 )
 from engine.policy import tls_client, tls_server
 
@@ -116,6 +125,7 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None,
         balancer.watch(endpoints, [ep.stats_slot for ep in eps_linked])
     on = cluster.hash_on          # a RequestKey: kind and name as the model normalised them
     od = cluster.outlier_detection
+    cb, rb = cluster.circuit_breakers, cluster.retry_budget
     return Cluster(cluster.name, balancer, eps_linked,
                    HASH_ON[on.kind] if on is not None else HASH_ON[""],
                    on.name.encode() if on is not None else b"",
@@ -123,7 +133,34 @@ def _link_cluster(cluster, old_pools: dict, pools: dict, stats=None, tls=None,
                    outlier=(od.consecutive_5xx, od.consecutive_gateway_errors,
                             od.base_ejection_time, od.max_ejection_time,
                             od.max_ejection_percent)
-                   if od is not None and endpoints is not None and stats is not None else None)
+                   if od is not None and endpoints is not None and stats is not None else None,
+                   breakers=(cb.max_requests, cb.max_retries),
+                   budget=(float(rb.percent), rb.min_concurrency) if rb is not None else None)
+
+
+def retry_arguments(retry) -> tuple:
+    """A route's `retry` as `tables.Route(retry=)` takes it: (attempts, RETRY_* bits, statuses,
+    methods as bytes, per_try_timeout, backoff base, backoff max) in seconds."""
+    bits = 0
+    for name in retry.on:
+        bits |= RETRY_ON[name]
+    return (retry.attempts, bits, tuple(retry.retriable_statuses),
+            tuple([m.encode() for m in retry.methods]),   # uppercase: the model's
+            float(retry.per_try_timeout), float(retry.backoff.base),
+            float(retry.backoff.ceiling))
+
+
+def fault_arguments(fault) -> tuple:
+    """A route's `fault` as `tables.Route(fault=)` takes it: (delay, delay percent, abort
+    status, abort gRPC status, abort percent, header): a missing delay is 0 s at 0%, a missing
+    abort status 0, a missing gRPC status -1, the header lowercase bytes or None."""
+    delay, abort = fault.delay, fault.abort
+    return (float(delay.fixed) if delay is not None else 0.0,
+            float(delay.percent) if delay is not None else 0.0,
+            (abort.status or 0) if abort is not None else 0,
+            abort.grpc_status if abort is not None and abort.grpc_status is not None else -1,
+            float(abort.percent) if abort is not None else 0.0,
+            fault.only_with_header.encode() if fault.only_with_header is not None else None)
 
 
 def _direct_headers(resp) -> list[bytes]:
@@ -207,6 +244,13 @@ def _link_route(route, index: int, clusters: dict, buckets, filters: dict, stats
         kw["limit_header"] = rl.per.name.encode()      # lowercase already (the model's)
     if route.timeout:
         kw["timeout"] = float(route.timeout)
+    # the model's guarantee: none of the three on a direct response
+    if route.retry is not None:
+        kw["retry"] = retry_arguments(route.retry)
+    if route.fault is not None:
+        kw["fault"] = fault_arguments(route.fault)
+    if route.mirror is not None:
+        kw["mirror"] = (clusters[route.mirror.cluster], float(route.mirror.percent))
     if stats is not None:
         kw["stats_slot"] = stats.route_slot(route.name)
     return Route(route.name, index, **kw)

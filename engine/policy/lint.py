@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 from .errors import Loc
 from .matching import covers
-from .model import ClusterHTTP2, Config, ListenerHTTP2, Match
+from .durations import format_duration
+from .model import (
+    IDEMPOTENT_METHODS, CircuitBreakers, ClusterHTTP2, Config, ListenerHTTP2, Match,
+)
 from .pathregex import matcher
 
 
@@ -20,7 +23,70 @@ def check(config: Config) -> list[tuple[Loc, str]]:
     return [*_shadowed_routes(config), *_unused(config), *_no_effect(config),
             *_ignored_hash_on(config), *_not_normal_paths(config), *_expired_certificates(config),
             *_unverified_tls(config), *_expired_client_certificates(config),
-            *_http2_only_listeners(config), *_unused_http2_settings(config)]
+            *_http2_only_listeners(config), *_unused_http2_settings(config),
+            *_retried_unsafe_methods(config), *_retries_past_the_deadline(config),
+            *_mirror_to_a_target(config), *_retries_cap_replaced(config)]
+
+
+def _retried_unsafe_methods(config: Config) -> Iterable[tuple[Loc, str]]:
+    """A method that is not idempotent (RFC 9110 section 9.2.2) in `retry.methods` is allowed
+    (an upstream with idempotency keys can take it), but a try that failed after the upstream
+    acted on it is sent again: the author should know that duplicates are possible."""
+    for i, route in enumerate(config.routes):
+        if route.retry is None or route.retry.attempts == 0:
+            continue
+        for j, method in enumerate(route.retry.methods):
+            if method not in IDEMPOTENT_METHODS:
+                yield (("routes", i, "retry", "methods", j),
+                       f"{method} is not idempotent: a try that failed after the upstream acted "
+                       "on it (a reset, a timeout, a 5xx) is sent again, so the upstream may "
+                       "act twice")
+
+
+def _retries_past_the_deadline(config: Config) -> Iterable[tuple[Loc, str]]:
+    """Every try at its per-try timeout does not fit in the route's timeout: the route's
+    deadline, which counts from the start of the request, cuts the later tries short (or leaves
+    no time for them). Not an error: a try rarely takes its whole per-try timeout."""
+    for i, route in enumerate(config.routes):
+        retry = route.retry
+        if retry is None or not retry.attempts or not retry.per_try_timeout \
+                or not route.timeout:
+            continue
+        tries = retry.attempts + 1
+        worst = tries * retry.per_try_timeout
+        if worst > route.timeout:
+            yield (("routes", i, "retry", "per_try_timeout"),
+                   f"{tries} tries of up to {format_duration(retry.per_try_timeout)} each take "
+                   f"up to {format_duration(worst)}, longer than the route's timeout "
+                   f"({format_duration(route.timeout)}): the later tries are cut short by the "
+                   "route's deadline")
+
+
+def _mirror_to_a_target(config: Config) -> Iterable[tuple[Loc, str]]:
+    """Mirroring to a cluster the route also sends to doubles that share of its load on the
+    same endpoints (and their writes, for a request with side effects): a shadow is usually a
+    cluster of its own."""
+    for i, route in enumerate(config.routes):
+        if route.mirror is None:
+            continue
+        if any(target.cluster == route.mirror.cluster for target in route.to):
+            yield (("routes", i, "mirror", "cluster"),
+                   f"cluster '{route.mirror.cluster}' is also a target of this route (to): "
+                   "the copies go to the same endpoints as the requests themselves, which "
+                   "then handle both")
+
+
+def _retries_cap_replaced(config: Config) -> Iterable[tuple[Loc, str]]:
+    """`circuit_breakers.max_retries` does nothing on a cluster with a `retry_budget`, which
+    replaces it. Judged by its value, not by whether it was written (a snapshot writes every
+    default out)."""
+    default = CircuitBreakers().max_retries
+    for i, cluster in enumerate(config.clusters):
+        if cluster.retry_budget is not None \
+                and cluster.circuit_breakers.max_retries != default:
+            yield (("clusters", i, "circuit_breakers", "max_retries"),
+                   "has no effect: retry_budget replaces it (retries in flight are capped by "
+                   "the budget)")
 
 
 def _expired_certificates(config: Config) -> Iterable[tuple[Loc, str]]:
@@ -222,6 +288,7 @@ def _unused(config: Config) -> Iterable[tuple[Loc, str]]:
         if route.name not in listed:
             yield ("routes", i), f"route '{route.name}' is not used by any listener"
     targeted = {target.cluster for route in config.routes for target in route.to}
+    targeted |= {route.mirror.cluster for route in config.routes if route.mirror is not None}
     for i, cluster in enumerate(config.clusters):
         if cluster.name not in targeted:
             yield ("clusters", i), f"cluster '{cluster.name}' is not used by any route"

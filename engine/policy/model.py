@@ -27,6 +27,13 @@ module adds, beyond CONFIG.md:
   and `Cluster.panic_threshold` (percent, default 50, Envoy's healthy panic threshold), an
   addition: on the cluster because it governs the cluster's load balancing whatever took the
   endpoints out (health checks or outlier ejections).
+- Resilience (issue 11; names from CONFIG.md, Envoy's semantics): `Route.retry` (`Retry`, with
+  its `Backoff`), `Route.fault` (`Fault`: `FaultDelay`, `FaultAbort`), `Route.mirror`
+  (`Mirror`), `Cluster.circuit_breakers` (`CircuitBreakers`, always present: Envoy applies its
+  defaults to every cluster) and `Cluster.retry_budget` (`RetryBudget`, absent = none). Rules
+  across a route's own fields (a per-try timeout longer than the route's timeout; retry, fault
+  or mirror on a direct response) are the route's; `mirror.cluster` naming a cluster is a
+  cross-reference (`crossref`). Percentages are floats from 0 to 100 (`Percent`).
 - Defaults that CONFIG.md leaves implicit: `admin` defaults to 127.0.0.1:9901,
   `rate_limit.per` to `route`, `clusters` to none (a config of direct responses needs none),
   `Cluster.protocol` to `http1`,
@@ -71,7 +78,7 @@ from pydantic import (
 
 from . import crossref, durations, pem, syntax, tls_client
 from .addresses import Address
-from .errors import RuleCollector, RuleViolation, violation
+from .errors import Loc, RuleCollector, RuleViolation, violation
 from .fields import (
     AddressField,
     ClientIdentity,
@@ -433,6 +440,148 @@ class Target(_Model):
     weight: Weight = Field(1, description="Share of the traffic, relative to the other targets.")
 
 
+Percent = Annotated[float, Strict(), Field(ge=0, le=100, allow_inf_nan=False)]
+
+# routes[].retry.on, the names of tables.RETRY_ON (engine/_fast/tables.pyx; a test holds the two
+# equal): what a failed try may have failed with and still be retried
+RetryOn = Literal["connect-failure", "reset", "gateway-error", "5xx", "retriable-status",
+                  "refused-stream"]
+RETRY_ON_DEFAULT: tuple[str, ...] = ("connect-failure", "reset", "gateway-error",
+                                     "refused-stream")
+# RFC 9110 section 9.2.2: the methods whose repetition has the effect of one request
+IDEMPOTENT_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+RetryStatus = Annotated[int, Strict(), Field(ge=400, le=599)]
+
+
+def _duplicates(items: tuple, where: str) -> list[tuple[Loc, str]]:
+    """`(loc, reason)` for each item of a list that repeats an earlier one."""
+    out: list[tuple[Loc, str]] = []
+    first: dict[Any, int] = {}
+    for j, item in enumerate(items):
+        if item in first:
+            shown = f"'{item}'" if isinstance(item, str) else str(item)
+            out.append(((where, j), f"{shown} is already {where}[{first[item]}]"))
+        first.setdefault(item, j)
+    return out
+
+
+class Backoff(_Model):
+    """The wait before each retry: full-jitter exponential backoff (Envoy's), a random time
+    between 0 and base * 2^(retry - 1), at most `max`."""
+
+    base: Duration = Field(0.025, description="The first retry waits up to this long; each "
+                           "later one up to twice as long as the one before.")
+    max: Duration | None = Field(
+        None, description="The longest wait before a retry; absent = 10 times base.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Backoff:
+        if self.max is not None and self.max < self.base:
+            raise violation(("max",), f"{durations.format_duration(self.max)} is shorter than "
+                            f"base ({durations.format_duration(self.base)})")
+        return self
+
+    @property
+    def ceiling(self) -> float:
+        """`max`, or its default: 10 times base (as Envoy)."""
+        return self.max if self.max is not None else 10 * self.base
+
+
+class Retry(_Model):
+    """Retries of a failed try on another pick of the route's clusters (Envoy's retry policy).
+    Only a request whose body was not streamed past the buffer can be retried, and only before
+    any of the response went to the client."""
+
+    attempts: Count = Field(
+        1, ge=0, le=10, description="Retries after the first try (so attempts + 1 tries at "
+                                    "most); 0 = none.")
+    on: tuple[RetryOn, ...] = Field(
+        RETRY_ON_DEFAULT, min_length=1,
+        description="What a try may fail with and still be retried: connect-failure, reset, "
+                    "gateway-error (502, 503, 504), 5xx, retriable-status (a status of "
+                    "retriable_statuses), refused-stream (HTTP/2 REFUSED_STREAM).")
+    retriable_statuses: tuple[RetryStatus, ...] = Field(
+        (), description="Statuses (400..599) retried with on: retriable-status.")
+    per_try_timeout: Timeout = Field(
+        0.0, description="Each try's own timeout (a timed-out try is retried as a reset); "
+                         "0s = none, only the route's timeout.")
+    backoff: Backoff = Field(default_factory=Backoff,
+                             description="The wait before each retry (jittered exponential).")
+    methods: tuple[Method, ...] = Field(
+        IDEMPOTENT_METHODS, min_length=1,
+        description="Methods that may be retried; the default is the idempotent ones.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Retry:
+        rules = RuleCollector()
+        for loc, reason in [*_duplicates(self.on, "on"), *_duplicates(self.methods, "methods"),
+                            *_duplicates(self.retriable_statuses, "retriable_statuses")]:
+            rules.add(loc, reason)
+        if "retriable-status" in self.on and not self.retriable_statuses:
+            rules.add(("retriable_statuses",), "required with on: retriable-status (which "
+                      "statuses to retry)")
+        elif self.retriable_statuses and "retriable-status" not in self.on:
+            rules.add(("retriable_statuses",), "has no effect unless 'on' lists "
+                      "retriable-status; add it there")
+        rules.raise_if_any()
+        return self
+
+
+class FaultDelay(_Model):
+    """A fixed delay before a request goes upstream."""
+
+    fixed: Duration = Field(description="How long the request is held.")
+    percent: Percent = Field(100.0, description="Percent of the requests delayed (0 to 100).")
+
+
+class FaultAbort(_Model):
+    """An answer from the proxy instead of the upstream: an HTTP status, or a gRPC status (a
+    200 with grpc-status, as a gRPC server answers an error). Exactly one of the two."""
+
+    status: Count | None = Field(None, ge=200, le=599,
+                                 description="The HTTP status answered (200 to 599).")
+    grpc_status: Count | None = Field(None, ge=0, le=16,
+                                      description="The gRPC status answered (0 to 16, "
+                                                  "14 = UNAVAILABLE).")
+    percent: Percent = Field(100.0, description="Percent of the requests aborted (0 to 100).")
+
+    @model_validator(mode="after")
+    def _one_status(self) -> FaultAbort:
+        if self.status is None and self.grpc_status is None:
+            raise violation((), "needs one of 'status' (HTTP) and 'grpc_status' (gRPC)")
+        if self.status is not None and self.grpc_status is not None:
+            raise violation(("grpc_status",), "has both 'status' and 'grpc_status'; keep one")
+        return self
+
+
+class Fault(_Model):
+    """Fault injection (chaos testing): delay some requests, answer some with an error, or both
+    (Envoy's fault filter). A delay comes first, then the abort."""
+
+    delay: FaultDelay | None = Field(None, description="Hold requests before they go upstream.")
+    abort: FaultAbort | None = Field(None, description="Answer requests with an error instead "
+                                                       "of forwarding them.")
+    only_with_header: HeaderName | None = Field(
+        None, description="Only requests carrying this header (any value) are faulted; "
+                          "absent = every request of the route.")
+
+    @model_validator(mode="after")
+    def _something(self) -> Fault:
+        if self.delay is None and self.abort is None:
+            raise violation((), "needs 'delay', 'abort' or both (the fault to inject)")
+        return self
+
+
+class Mirror(_Model):
+    """Traffic shadowing: a copy of some requests goes to another cluster, fire and forget (its
+    answer is dropped, its failures never reach the client). The copy's Host gets "-shadow"
+    appended, as Envoy does, so the shadow can tell copies from real traffic."""
+
+    cluster: NameRef = Field(description="The cluster the copies go to.")
+    percent: Percent = Field(100.0, description="Percent of the requests copied (0 to 100).")
+
+
 class Route(_Model):
     name: Name
     match: Match
@@ -445,6 +594,11 @@ class Route(_Model):
     to: tuple[Target, ...] = Field((), description="Weighted targets: a split across clusters.")
     filters: tuple[NameRef, ...] = Field(
         (), description="Python filters (names from the top-level 'filters'), run in this order.")
+    retry: Retry | None = Field(None, description="Retry failed tries; absent = none.")
+    fault: Fault | None = Field(None, description="Inject delays and errors (chaos testing); "
+                                                  "absent = none.")
+    mirror: Mirror | None = Field(None, description="Copy requests to another cluster, fire "
+                                                    "and forget; absent = none.")
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:
@@ -454,6 +608,19 @@ class Route(_Model):
         elif self.direct_response is not None and self.to:
             rules.add(("direct_response",),
                       "a route has either 'to' or 'direct_response', not both")
+        if self.direct_response is not None:
+            for field_name, what in (("retry", "nothing to retry"),
+                                     ("fault", "nothing goes upstream to delay or abort"),
+                                     ("mirror", "nothing to mirror")):
+                if getattr(self, field_name) is not None:
+                    rules.add((field_name,), f"a route with direct_response has no upstream "
+                                             f"({what})")
+        retry = self.retry
+        if retry is not None and self.timeout and retry.per_try_timeout > self.timeout:
+            rules.add(("retry", "per_try_timeout"), (
+                f"{durations.format_duration(retry.per_try_timeout)} is longer than the route's "
+                f"timeout ({durations.format_duration(self.timeout)}), which ends every try "
+                "first"))
         if self.rewrite is not None and self.rewrite.path_prefix is not None \
                 and self.match.path_prefix is None:
             rules.add(("rewrite", "path_prefix"),
@@ -702,6 +869,37 @@ class HealthCheck(_Model):
         return "http" if self.http is not None else "tcp"
 
 
+class CircuitBreakers(_Model):
+    """Node-wide caps on what one cluster may have in flight (Envoy's circuit breakers): every
+    worker counts into one shared table, so the caps hold whatever the number of workers. A
+    request over `max_requests` is answered 503 at once; a retry over `max_retries` is not made
+    (the failed try's answer goes to the client). With `pool.max_connections` and
+    `pool.max_pending`, which cap each endpoint's connections and waiters per worker."""
+
+    max_requests: Count = Field(
+        1024, ge=1, le=2**31 - 1,
+        description="Requests in flight to the cluster at once, all workers together; one more "
+                    "is answered 503.")
+    max_retries: Count = Field(
+        3, ge=0, le=2**31 - 1,
+        description="Retries in flight to the cluster at once, all workers together (replaced "
+                    "by retry_budget when the cluster has one).")
+
+
+class RetryBudget(_Model):
+    """Retries in flight may be at most `percent` of the requests in flight to the cluster, and
+    never fewer than `min_concurrency` (Envoy's retry budget): unlike a fixed
+    `circuit_breakers.max_retries`, it grows with the traffic, and it stops retry storms
+    whatever the traffic. It replaces `circuit_breakers.max_retries`."""
+
+    percent: Percent = Field(
+        20.0, description="Retries in flight, as a percent of the requests in flight (0 to 100).")
+    min_concurrency: Count = Field(
+        3, ge=0, le=2**31 - 1,
+        description="Retries in flight allowed whatever the traffic (a quiet cluster can still "
+                    "retry).")
+
+
 class Cluster(_Model):
     name: Name
     balancer: Balancer = "weighted_round_robin"
@@ -726,6 +924,13 @@ class Cluster(_Model):
         description="Percent: when fewer of the endpoints than this are healthy (and not "
                     "ejected), route to all of them, as Envoy does. 0 = never: then a cluster "
                     "with none healthy answers 503.")
+    circuit_breakers: CircuitBreakers = Field(
+        default_factory=CircuitBreakers,
+        description="Node-wide caps on requests and retries in flight to the cluster (Envoy's "
+                    "defaults apply when absent).")
+    retry_budget: RetryBudget | None = Field(
+        None, description="Retries in flight as a share of the requests in flight, replacing "
+                          "circuit_breakers.max_retries; absent = none.")
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

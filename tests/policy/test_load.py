@@ -124,7 +124,7 @@ CASES = [
      "cfg.yaml: clusters[0].endpoint: unknown field; did you mean 'endpoints'?"),
     ({"routes.0.zzz": 1},
      "cfg.yaml: routes[0].zzz: unknown field; expected one of: name, match, rewrite, "
-     "rate_limit, timeout, direct_response, to, filters"),
+     "rate_limit, timeout, direct_response, to, filters, retry, fault, mirror"),
     ({"acces_log": {"path": "off"}},
      "cfg.yaml: acces_log: unknown field; did you mean 'access_log'?"),
     # enums and ranges
