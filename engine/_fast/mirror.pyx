@@ -314,10 +314,14 @@ cdef void mirror_end(Exchange s, bytes trailers) except *:
 
 cdef void mirror_abort(Exchange s) except *:
     cdef MirrorSink sink = <MirrorSink>s.ds
-    if s.state == X_IDLE:
+    if s.state == X_IDLE or sink.dropped:
         return
     try:
-        sink.drop()
+        if not s.req_has_body and s.pending is None:
+            # nothing more was to come (a GET whose primary failed at once): it is whole
+            s.request_end(None)
+        else:
+            sink.drop()
     except Exception as exc:
         _failed(sink, exc)
 
