@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from engine.policy.schema import DEFAULT_PATH, build_schema, main, render_schema
+from engine.policy.yaml_source import parse_yaml
 
 EXAMPLE = Path(__file__).parent / "fixtures" / "config_md_example.yaml"
 
@@ -38,7 +39,9 @@ def test_durations_and_addresses_are_strings_with_patterns():
 def test_schema_accepts_the_config_md_example_and_refuses_unknown_fields():
     jsonschema = pytest.importorskip("jsonschema")
     schema = build_schema()
-    example = yaml.safe_load(EXAMPLE.read_text())
+    # read as sluice reads it, YAML 1.2: PyYAML's YAML 1.1 makes the key `on` (retry.on) a
+    # boolean, as YAML 1.1 tools do
+    example = parse_yaml(EXAMPLE.read_text()).data
     jsonschema.validate(example, schema)
     example["routes"][0]["match"]["pathprefix"] = "/x"
     with pytest.raises(jsonschema.ValidationError):
