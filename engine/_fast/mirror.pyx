@@ -59,7 +59,7 @@ from engine._fast.exchange cimport (
 from engine._fast.grpcwire cimport G_NONE, G_PLAIN, TextDecoder
 from engine._fast.headers cimport HeaderBlock
 from engine._fast.limiter cimport monotonic_now
-from engine._fast.pool cimport Pool
+from engine._fast.pool cimport Pool, PROTO_HTTP1
 from engine._fast.semantics cimport cookie_value
 from engine._fast.stats cimport ST_GAUGE_REQUESTS
 from engine._fast.tables cimport (
@@ -265,9 +265,13 @@ cdef Exchange _start(Exchange x, Route route, Cluster c):
     sink.x = s
     reg.add(sink, route.timeout)
 
-    s.lb_begin()
-    s.go(X_WAITING)
-    s.acquire(False)
+    try:
+        s.lb_begin()
+        s.go(X_WAITING)
+        s.acquire(False)
+    except BaseException:
+        sink.drop()                # (a bug: never leave a half-started shadow behind)
+        raise
     if s.state == X_IDLE or s.req_done:
         return None                # failed at once, or it has its whole request already
     return s
@@ -335,6 +339,17 @@ cdef void mirror_recorded(Exchange s) except *:
 
 # --- the shadow's client side ------------------------------------------------------------------
 
+cdef inline void cut(Exchange x) except *:
+    """Reset the shadow's HTTP/1.1 connection rather than close it: a close waits until what
+    is buffered for the upstream has been written, forever if the upstream does not read (the
+    usual reason a shadow is dropped), with its socket and buffer held meanwhile. An HTTP/2
+    stream is reset by the exchange (the connection is shared, and PINGs watch it)."""
+    cdef UpstreamConn up = x.up
+    if up is not None and up.transport is not None and up.pool is not None \
+            and up.pool.protocol == PROTO_HTTP1:
+        up.transport.abort()
+
+
 cdef class Shadows
 
 
@@ -353,6 +368,7 @@ cdef class MirrorSink(Downstream):
         if x is None or x.state == X_IDLE:
             return
         self.dropped = True
+        cut(x)
         x.abort_upstream()
         if x.outcome == E_NONE and not x.logged:
             x.outcome = E_CLIENT_CLOSED
@@ -405,6 +421,7 @@ cdef class MirrorSink(Downstream):
     cdef void check_timeouts(self, double now) except *:
         cdef Exchange x = self.x
         if x is not None and x.deadline > 0 and now >= x.deadline:
+            cut(x)
             x.on_deadline()
 
 
