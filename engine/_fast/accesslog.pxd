@@ -34,6 +34,7 @@ cdef struct LogEntry:
     Py_ssize_t upstream_len
     double upstream_connect
     double upstream_response
+    int attempts                   # upstream tries (retries + 1); 0: no upstream was used
     const char* route
     Py_ssize_t route_len
     const char* listener

@@ -306,6 +306,8 @@ cdef class AccessLog:
         put_ms(self, e.duration)
         put(self, b',"upstream":', 12)
         put_json(self, e.upstream, e.upstream_len)
+        put(self, b',"attempts":', 12)
+        put_long(self, e.attempts)
         put(self, b',"upstream_connect_ms":', 23)
         if e.upstream_connect >= 0:
             put_ms(self, e.upstream_connect)
@@ -366,6 +368,7 @@ cdef class AccessLog:
         e.duration = fields.get("duration", 0.0)
         e.upstream_connect = fields.get("upstream_connect", -1.0)
         e.upstream_response = fields.get("upstream_response", -1.0)
+        e.attempts = fields.get("attempts", 0)
         for name in ("client_ip", "method", "path", "host", "user_agent", "referer",
                      "request_id", "upstream", "route", "listener"):
             v = s(name)

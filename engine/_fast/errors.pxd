@@ -20,7 +20,10 @@ cdef enum ErrorKind:
     E_BODY_TIMEOUT = 16       # ... or with its body
     E_CLIENT_CLOSED = 17      # the client went away (logged 499; nothing is sent)
     E_BAD_RESPONSE = 18       # the upstream's response was malformed
-    E_COUNT = 19
+    E_OVERLOADED = 19         # the worker's event loop lags (overload.max_loop_delay): shed
+    E_CIRCUIT_OPEN = 20       # the cluster is at circuit_breakers.max_requests
+    E_FAULT_ABORT = 21        # fault injection (the route's abort status replaces the row's)
+    E_COUNT = 22
 
 ctypedef struct ErrorRow:
     int status                # HTTP status of the local reply
@@ -28,6 +31,8 @@ ctypedef struct ErrorRow:
     int h2_rst                # RFC 9113 7 error code when the response has started (HTTP/2)
     int grpc_status           # gRPC status of a trailers-only reply (gRPC over HTTP/2)
     bint close                # HTTP/1.1: the connection cannot carry another request
+    bint overloaded           # the reply says `x-sluice-overloaded: true` (Envoy's
+                              #   x-envoy-overloaded): shed by a limit, not failed upstream
 
 cdef const ErrorRow* error_row(int kind) noexcept nogil
 cdef bytes error_body(int kind)

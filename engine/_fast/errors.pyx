@@ -38,7 +38,9 @@ cdef enum:
 
 cdef ErrorRow ROWS[E_COUNT]
 
-cdef void _row(int kind, int status, const char* body, int rst, int grpc, bint close) noexcept:
+cdef void _row(int kind, int status, const char* body, int rst, int grpc, bint close,
+               bint overloaded=False) noexcept:
+    ROWS[kind].overloaded = overloaded
     ROWS[kind].status = status
     ROWS[kind].body = body
     ROWS[kind].h2_rst = rst
@@ -56,7 +58,7 @@ _row(E_NO_ROUTE,               404, b"no route\n",                        H2_NO_
 _row(E_RATE_LIMITED,           429, b"rate limited\n",                    H2_NO_ERROR,        GRPC_RESOURCE_EXHAUSTED, False)
 _row(E_FILTER_ERROR,           500, b"filter error\n",                    H2_INTERNAL_ERROR,  GRPC_INTERNAL,           False)
 _row(E_NO_HEALTHY_UPSTREAM,    503, b"no healthy upstream\n",             H2_NO_ERROR,        GRPC_UNAVAILABLE,        False)
-_row(E_POOL_OVERFLOW,          503, b"upstream connection pool overflow\n", H2_NO_ERROR,      GRPC_UNAVAILABLE,        False)
+_row(E_POOL_OVERFLOW,          503, b"upstream connection pool overflow\n", H2_NO_ERROR,      GRPC_UNAVAILABLE,        False, True)
 _row(E_NO_FDS,                 503, b"proxy out of file descriptors\n",   H2_NO_ERROR,        GRPC_UNAVAILABLE,        False)
 _row(E_CONNECT_FAILED,         502, b"upstream connect error\n",          H2_NO_ERROR,        GRPC_UNAVAILABLE,        False)
 _row(E_UPSTREAM_RESET,         502, b"upstream connection broke before a response\n", H2_INTERNAL_ERROR, GRPC_UNAVAILABLE, False)
@@ -65,6 +67,9 @@ _row(E_HEADER_TIMEOUT,         408, b"request header timeout\n",          H2_CAN
 _row(E_BODY_TIMEOUT,           408, b"request body timeout\n",            H2_CANCEL,          GRPC_DEADLINE_EXCEEDED,  True)
 _row(E_CLIENT_CLOSED,          499, b"",                                  H2_CANCEL,          GRPC_CANCELLED,          True)
 _row(E_BAD_RESPONSE,           502, b"upstream sent a malformed response\n", H2_INTERNAL_ERROR, GRPC_UNAVAILABLE,      False)
+_row(E_OVERLOADED,             503, b"proxy overloaded\n",                H2_NO_ERROR,        GRPC_UNAVAILABLE,        False, True)
+_row(E_CIRCUIT_OPEN,           503, b"upstream overflow (circuit breaker)\n", H2_NO_ERROR,    GRPC_UNAVAILABLE,        False, True)
+_row(E_FAULT_ABORT,            503, b"fault filter abort\n",              H2_NO_ERROR,        GRPC_UNAVAILABLE,        False)
 
 
 cdef const ErrorRow* error_row(int kind) noexcept nogil:
@@ -80,12 +85,15 @@ cdef bytes error_body(int kind):
 _NAMES = ["none", "bad_request", "bad_target", "bad_host", "bad_path", "connect_method",
           "no_route", "rate_limited", "filter_error", "no_healthy_upstream", "pool_overflow",
           "no_fds", "connect_failed", "upstream_reset", "upstream_timeout", "header_timeout",
-          "body_timeout", "client_closed", "bad_response"]
+          "body_timeout", "client_closed", "bad_response", "overloaded", "circuit_open",
+          "fault_abort"]
 assert len(_NAMES) == E_COUNT
 
 
 def error_table():
-    """{name: (kind, status, body, h2_rst, grpc_status, close)} for tests and docs."""
+    """{name: (kind, status, body, h2_rst, grpc_status, close, overloaded)} for tests and
+    docs."""
     cdef int k
     return {_NAMES[k]: (k, ROWS[k].status, PyBytes_FromString(ROWS[k].body), ROWS[k].h2_rst,
-                        ROWS[k].grpc_status, ROWS[k].close) for k in range(<int>E_COUNT)}
+                        ROWS[k].grpc_status, ROWS[k].close, ROWS[k].overloaded)
+            for k in range(<int>E_COUNT)}

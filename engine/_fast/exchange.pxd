@@ -171,8 +171,21 @@ cdef class Exchange:
     cdef Py_ssize_t pending_size
     cdef bint pending_end          # ... and its end (with `pending_trailers`)
     cdef bytes pending_trailers
-    cdef bint retried
+    cdef bint retried              # the one silent retry of a stale pooled connection was made
     cdef bint req_body_sent        # a byte of the request body went to an upstream
+
+    # retries (the route's retry policy), per-try timeouts, circuit breakers
+    cdef int attempt               # upstream tries begun (1: the first); 0: none
+    cdef unsigned long long tried  # bit i: the cluster's endpoint i was tried (i < 64)
+    cdef list replay               # the request body kept for a retry (<= REPLAY_LIMIT), or None
+    cdef Py_ssize_t replay_size
+    cdef bytes replay_trailers
+    cdef double route_deadline     # the route timeout (or grpc-timeout) falls due at (0: none)
+    cdef double try_deadline       # the current try's per_try_timeout falls due at (0: none)
+    cdef object timer              # a loop timer: the retry backoff or the fault delay
+    cdef int attempt_edit          # index in `edits` of x-sluice-attempt's value (-1: none)
+    cdef bint in_cluster           # counted in the cluster's requests in flight (breakers)
+    cdef bint in_retry             # counted in the cluster's retries in flight
 
     # response and accounting
     cdef bint resp_started
@@ -213,6 +226,7 @@ cdef class Exchange:
     cdef void finish(self) except *
     cdef void record(self) except *
     cdef void report_outcome(self) except *
+    cdef void report_ep(self, int kind) except *
     # internal steps
     cdef void detect_grpc(self, HeaderBlock h) except *
     cdef bint admit(self, Route route, TakeResult* tr) except -1
@@ -221,6 +235,16 @@ cdef class Exchange:
     cdef bint request_filters(self, Route route) except -1
     cdef void filter_edits(self, HeaderBlock h, dict set_, set remove, list edits) except *
     cdef void start_proxy(self, Route route) except *
+    cdef bint inject_fault(self, Route route, bint delayed) except -1
+    cdef void proxy_to(self, Route route) except *
+    cdef int pick_endpoint(self) except -2
+    cdef void start_try(self) except *
+    cdef bint may_retry(self, int on) except -1
+    cdef void schedule_retry(self, int why) except *
+    cdef bint try_again(self, int on, int why, int od_kind) except -1
+    cdef void abort_try(self) except *
+    cdef void drop_pending(self) except *
+    cdef void release_cluster(self) except *
     cdef void acquire(self, bint fresh) except *
     cdef void attach(self, UpstreamConn up) except *
     cdef void lb_begin(self) except *

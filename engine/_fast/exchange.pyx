@@ -60,6 +60,7 @@ from engine._fast.errors cimport (
     ErrorRow, error_row, error_body, E_NONE, E_BAD_HOST, E_BAD_PATH, E_NO_ROUTE, E_RATE_LIMITED,
     E_FILTER_ERROR, E_NO_HEALTHY_UPSTREAM, E_POOL_OVERFLOW, E_NO_FDS, E_CONNECT_FAILED,
     E_UPSTREAM_RESET, E_UPSTREAM_TIMEOUT, E_CLIENT_CLOSED, E_BAD_REQUEST, E_BAD_RESPONSE,
+    E_OVERLOADED, E_CIRCUIT_OPEN, E_FAULT_ABORT,
 )
 from engine._fast.http1 cimport BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 from engine._fast.grpcwire cimport (
@@ -77,11 +78,19 @@ from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn, LEASE_NOW, LEASE_OPEN, LEASE_PARKED, LEASE_FULL
 from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
 from engine._fast.tls cimport peer_identity
-from engine._fast.stats cimport Stats, ST_GAUGE_REQUESTS, ST_EV_UPSTREAM_EXTRA_DATA, ST_EV_ACCEPT_FAILED
+from engine._fast.stats cimport (
+    Stats, ST_GAUGE_REQUESTS, ST_EV_UPSTREAM_EXTRA_DATA, ST_EV_ACCEPT_FAILED, ST_EV_OVERLOAD_SHED,
+    ST_CE_RETRY_CONNECT_FAILURE, ST_CE_RETRY_RESET, ST_CE_RETRY_PER_TRY_TIMEOUT,
+    ST_CE_RETRY_REFUSED_STREAM, ST_CE_RETRY_GATEWAY_ERROR, ST_CE_RETRY_5XX, ST_CE_RETRY_STATUS,
+    ST_CE_RETRY_OVERFLOW, ST_CE_RETRY_SUCCESS, ST_CE_OVERFLOW_REQUESTS, ST_CE_OVERFLOW_PENDING,
+    ST_CE_PER_TRY_TIMEOUT,
+)
 from engine._fast.tables cimport (
     Tables, Listener, Route, Cluster, Endpoint,
     LIMIT_PER_ROUTE, LIMIT_PER_CLIENT_IP, LIMIT_PER_HEADER,
     HASH_HEADER, HASH_CLIENT_IP, HASH_COOKIE, XFCC_SANITIZE_SET, XFCC_FORWARD_ONLY,
+    RETRY_CONNECT_FAILURE, RETRY_RESET, RETRY_GATEWAY_ERROR, RETRY_5XX, RETRY_STATUS,
+    RETRY_REFUSED_STREAM,
 )
 
 import errno
@@ -89,6 +98,7 @@ import os
 
 DEF PENDING_BODY_LIMIT = 1048576     # request body held while the upstream connects
 DEF WARN_INTERVAL = 10.0             # seconds between two log lines about the same thing
+DEF REPLAY_LIMIT = 65536             # request body kept for a retry; a longer one is not retried
 
 cdef frozenset IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"])
 
@@ -109,6 +119,9 @@ cdef bytes N_GRPC_TIMEOUT = b"grpc-timeout"
 cdef bytes N_GRPC_STATUS = b"grpc-status"
 cdef bytes N_GRPC_MESSAGE = b"grpc-message"
 cdef bytes N_TE = b"te"
+cdef bytes N_ATTEMPT = b"x-sluice-attempt"
+cdef bytes N_OVERLOADED = b"x-sluice-overloaded"
+cdef bytes V_TRUE = b"true"
 cdef bytes V_TRAILERS = b"trailers"
 
 
@@ -184,6 +197,21 @@ cdef bytes new_request_id():
 
 def request_id_for_tests():
     return new_request_id()
+
+
+cdef inline double uniform() noexcept:
+    """A uniform draw in [0, 1) from the same per-process generator (backoff jitter, fault
+    and mirror percentages)."""
+    return <double>(_splitmix() >> 11) * (1.0 / 9007199254740992.0)
+
+
+cdef inline bint chance(double percent) noexcept:
+    """True for `percent` of the calls (0..100)."""
+    if percent >= 100.0:
+        return True
+    if percent <= 0.0:
+        return False
+    return uniform() * 100.0 < percent
 
 
 cdef inline bint valid_request_id(const char* s, Py_ssize_t n) noexcept:
@@ -394,6 +422,14 @@ cdef class Exchange:
         self.pending_end = False
         self.pending_trailers = None
         self.retried = False
+        self.attempt = 0
+        self.tried = 0
+        self.replay = None
+        self.replay_size = 0
+        self.replay_trailers = None
+        self.route_deadline = 0
+        self.try_deadline = 0
+        self.attempt_edit = -1
         self.codec_edits = None
         self.req_body_sent = False
         self.grpc = G_NONE
@@ -481,6 +517,11 @@ cdef class Exchange:
             return
         route = <Route>l.routes[idx]
         self.route = route
+        if self.svc.overloaded:
+            # the event loop lags (engine/runtime/overload.py): shed before any work
+            self.svc.count(ST_EV_OVERLOAD_SHED)
+            self.local_error(E_OVERLOADED, None, False)
+            return
 
         if route.limiter is not None:
             if not self.admit(route, &tr):
@@ -571,12 +612,103 @@ cdef class Exchange:
             edits.append(v.encode("latin-1"))
 
     cdef void start_proxy(self, Route route) except *:
+        """Fault injection first (Envoy's fault filter sits before the router), then the
+        upstream. A request the route may retry keeps its body for replay from here on."""
+        if route.retry_attempts > 0 and self.method in route.retry_methods:
+            self.replay = []
+        if route.fault and self.inject_fault(route, False):
+            return
+        self.proxy_to(route)
+
+    cdef bint inject_fault(self, Route route, bint delayed) except -1:
+        """routes[].fault: True when it took the exchange over (a delay timer runs, or it was
+        answered). As Envoy: the delay first, then the abort, each drawn with its percent."""
+        cdef Stats st = self.svc.stats
+        if route.fault_header is not None and self.req.get(route.fault_header) is None:
+            return False
+        if not delayed and route.fault_delay > 0 and chance(route.fault_delay_percent):
+            if st is not None:
+                st.route_fault(self.svc.stats_worker, route.stats_slot, False)
+            self.go(X_WAITING)
+            self.timer = self.svc.loop.call_later(route.fault_delay, self.fault_delay_over)
+            return True
+        if ((route.fault_abort_status > 0 or route.fault_abort_grpc >= 0)
+                and chance(route.fault_abort_percent)):
+            if st is not None:
+                st.route_fault(self.svc.stats_worker, route.stats_slot, True)
+            self.drop_pending()
+            self.outcome = E_FAULT_ABORT
+            if route.fault_abort_grpc >= 0 and self.grpc == G_NONE:
+                # a gRPC status to a client that did not say gRPC: still the gRPC form, as Envoy
+                self.grpc = G_PLAIN
+                self.grpc_type = b"application/grpc"
+            self.local(route.fault_abort_status if route.fault_abort_status > 0 else 200,
+                       error_body(E_FAULT_ABORT), None, False)
+            return True
+        return False
+
+    def fault_delay_over(self):
+        """The fault delay passed: the abort draw, then the upstream."""
+        self.timer = None
+        if self.state != X_WAITING or self.up is not None or self.route is None:
+            return
+        if not self.inject_fault(self.route, True):
+            self.proxy_to(self.route)
+        self.ds.flush()
+
+    cdef void drop_pending(self) except *:
+        """The request body held for an upstream will not be sent: free it, read on."""
+        if self.pending is not None:
+            self.pending = None
+            self.pending_size = 0
+            self.ds.resume_client(self, PAUSE_PENDING)
+        self.pending_end = False
+        self.pending_trailers = None
+
+    cdef int pick_endpoint(self) except -2:
+        """An endpoint of self.cluster for this try (-1: none available). A retry skips the
+        endpoints already tried when the balancer offers another within three draws (a hash
+        key gives way to a plain pick then)."""
+        cdef Cluster cluster = self.cluster
+        cdef HeaderBlock h = self.req
+        cdef bytes key = None
+        cdef int ei, draws = 0, n = len(cluster.endpoints)
+        cdef unsigned long long every = (<unsigned long long>0xFFFFFFFFFFFFFFFF if n >= 64
+                                         else ((<unsigned long long>1) << n) - 1)
+        if self.tried != 0 and self.tried & every == every:
+            self.tried = 0            # every one was tried: the balancer's own order again
+        if cluster.hash_kind == HASH_HEADER:
+            key = h.get(cluster.hash_name)
+        elif cluster.hash_kind == HASH_CLIENT_IP:
+            key = self.ds.client_ip
+        elif cluster.hash_kind == HASH_COOKIE:
+            key = cookie_value(h.get(b"cookie"), cluster.hash_name)
+        while True:
+            if key is not None:
+                ei = cluster.balancer.pick(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+            else:
+                ei = cluster.balancer.pick(NULL, 0)
+            if ei < 0 or ei >= 64 or not (self.tried >> ei) & 1 or draws >= 3:
+                break
+            draws += 1
+            key = None
+        if ei < 0:
+            return -1
+        if ei < 64:
+            self.tried |= (<unsigned long long>1) << ei
+        self.ep_index = ei
+        self.ep_slot = (<Endpoint>cluster.endpoints[ei]).stats_slot
+        self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
+        return ei
+
+    cdef void proxy_to(self, Route route) except *:
         cdef HeaderBlock h = self.req
         cdef Downstream ds = self.ds
         cdef Listener l = self.listener
         cdef Cluster cluster
-        cdef int ci, ei, i, hid
-        cdef bytes key = None, xff, rid, target
+        cdef Stats st = self.svc.stats
+        cdef int ci, i, hid
+        cdef bytes xff, rid, target
         cdef object v
         cdef const char* head = PyBytes_AS_STRING(h.head)
         cdef list edits
@@ -588,22 +720,20 @@ cdef class Exchange:
         else:
             cluster = <Cluster>route.clusters[0]
         self.cluster = cluster
-        if cluster.hash_kind == HASH_HEADER:
-            key = h.get(cluster.hash_name)
-        elif cluster.hash_kind == HASH_CLIENT_IP:
-            key = ds.client_ip
-        elif cluster.hash_kind == HASH_COOKIE:
-            key = cookie_value(h.get(b"cookie"), cluster.hash_name)
-        if key is not None:
-            ei = cluster.balancer.pick(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
-        else:
-            ei = cluster.balancer.pick(NULL, 0)
-        if ei < 0:
+        if st is not None and cluster.stats_slot >= 0:
+            # circuit_breakers.max_requests, node-wide (every worker's count of the cluster)
+            if st.cluster_active(cluster.stats_slot, False) >= cluster.max_requests:
+                st.cluster_event(self.svc.stats_worker, cluster.stats_slot,
+                                 ST_CE_OVERFLOW_REQUESTS)
+                self.drop_pending()
+                self.local_error(E_CIRCUIT_OPEN, None, False)
+                return
+            st.cluster_begin(self.svc.stats_worker, cluster.stats_slot, False)
+            self.in_cluster = True
+        if self.pick_endpoint() < 0:
+            self.drop_pending()
             self.local_error(E_NO_HEALTHY_UPSTREAM, None, False)
             return
-        self.ep_index = ei
-        self.ep_slot = (<Endpoint>cluster.endpoints[ei]).stats_slot
-        self.pool = <Pool>(<Endpoint>cluster.endpoints[ei]).pool
 
         # the upstream request: rewritten target, forwarded headers as (name, value) edits
         self.target = rewrite_prefix(self.path, route.prefix_from, route.prefix_to)
@@ -666,6 +796,10 @@ cdef class Exchange:
             edits.append(ds.xfcc_value)
         if route.add_headers:
             edits.extend(route.add_headers)
+        if route.retry_attempts > 0:
+            edits.append(N_ATTEMPT)             # Envoy's x-envoy-attempt-count
+            self.attempt_edit = len(edits)
+            edits.append(b"1")
         if self.fctx is not None:
             ctx = self.fctx
             if ctx.set_request or ctx.remove_request:
@@ -694,15 +828,134 @@ cdef class Exchange:
                     self.req_body_kind = BODY_CHUNKED
         self.edits = edits
         if route.timeout > 0:
-            self.deadline = self.t0 + route.timeout     # checked by the codec's timeout sweep
-        if self.grpc_timeout > 0 and (self.deadline == 0 or
-                                      self.t0 + self.grpc_timeout < self.deadline):
-            self.deadline = self.t0 + self.grpc_timeout   # the client's own deadline, if sooner
+            self.route_deadline = self.t0 + route.timeout   # checked by the codec's sweep
+        if self.grpc_timeout > 0 and (self.route_deadline == 0 or
+                                      self.t0 + self.grpc_timeout < self.route_deadline):
+            self.route_deadline = self.t0 + self.grpc_timeout   # the client's, if sooner
         if route.mirror_cluster is not None:
             self.mirror = start_mirror(self, route)       # a shadow copy (mirror.pyx), or None
+        if self.state != X_WAITING:
+            self.go(X_WAITING)
+        self.start_try()
+
+    cdef void start_try(self) except *:
+        """One upstream try on the endpoint picked: its per-try deadline, then a lease."""
+        cdef Route route = self.route
+        self.attempt += 1
+        self.deadline = self.route_deadline
+        self.try_deadline = 0
+        if route.per_try_timeout > 0:
+            self.try_deadline = monotonic_now() + route.per_try_timeout
+            if self.deadline == 0 or self.try_deadline < self.deadline:
+                self.deadline = self.try_deadline     # the sweep calls on_deadline at the first
         self.lb_begin()
-        self.go(X_WAITING)
         self.acquire(False)
+
+    # --- retries ------------------------------------------------------------------------------
+
+    cdef bint may_retry(self, int on) except -1:
+        """Whether the try that just failed with `on` (RETRY_* bits of what happened) is
+        retried: the route's policy allows it (reason, attempts left, method), nothing went to
+        the client yet, the body can be sent again, the route deadline has not passed, and the
+        cluster's retry budget (or max_retries) has room: retries in flight node-wide."""
+        cdef Route r = self.route
+        cdef Cluster c = self.cluster
+        cdef Stats st = self.svc.stats
+        cdef long limit, active
+        if (r is None or c is None or self.attempt > r.retry_attempts
+                or not (r.retry_on & on) or self.resp_started or self.shadow
+                or (self.req_body_sent and self.replay is None)
+                or self.method not in r.retry_methods):
+            return False
+        if self.route_deadline > 0 and monotonic_now() >= self.route_deadline:
+            return False
+        if st is not None and c.stats_slot >= 0:
+            if c.budget_percent >= 0:
+                limit = max(c.budget_min, <long>(c.budget_percent
+                                                 * st.cluster_active(c.stats_slot, False) / 100.0))
+            else:
+                limit = c.max_retries
+            active = st.cluster_active(c.stats_slot, True) - (1 if self.in_retry else 0)
+            if active >= limit:
+                st.cluster_event(self.svc.stats_worker, c.stats_slot, ST_CE_RETRY_OVERFLOW)
+                return False
+        return True
+
+    cdef void schedule_retry(self, int why) except *:
+        """The failed try is over (its upstream closed or never attached): wait a jittered
+        exponential backoff (full jitter, as Envoy: uniform in [0, min(max, base * 2^n))),
+        then retry_now()."""
+        cdef Route r = self.route
+        cdef Cluster c = self.cluster
+        cdef Stats st = self.svc.stats
+        cdef double ceiling
+        self.lb_done()
+        if st is not None and c.stats_slot >= 0:
+            st.cluster_event(self.svc.stats_worker, c.stats_slot, why)
+            if not self.in_retry:
+                self.in_retry = True
+                st.cluster_begin(self.svc.stats_worker, c.stats_slot, True)
+        if self.state != X_WAITING:
+            self.go(X_WAITING)
+        self.try_deadline = 0
+        self.deadline = self.route_deadline
+        ceiling = r.backoff_base * <double>(1 << min(self.attempt - 1, 20))
+        if ceiling > r.backoff_max:
+            ceiling = r.backoff_max
+        self.timer = self.svc.loop.call_later(ceiling * uniform(), self.retry_now)
+
+    def retry_now(self):
+        """The backoff passed: the next try, on another endpoint when there is one, with the
+        request body replayed from the buffer."""
+        self.timer = None
+        if self.state != X_WAITING or self.up is not None or self.parked or self.ds is None:
+            return
+        if self.attempt_edit >= 0:
+            self.edits[self.attempt_edit] = b"%d" % (self.attempt + 1)
+        if self.pick_endpoint() < 0:
+            self.fail(E_NO_HEALTHY_UPSTREAM, None)
+            self.ds.flush()
+            return
+        if self.replay is not None:
+            self.pending = list(self.replay) if self.replay else None
+            self.pending_size = self.replay_size
+            self.pending_end = self.req_done
+            self.pending_trailers = self.replay_trailers
+            self.req_body_sent = False
+        self.ds.resume_client(self, PAUSE_UPSTREAM)   # the old try's write buffer is gone
+        self.start_try()
+        self.ds.flush()
+
+    cdef bint try_again(self, int on, int why, int od_kind) except -1:
+        """A try failed with `on` before a response: retry it when allowed (True), telling
+        outlier detection about the failed endpoint (`od_kind`, < 0: not its fault); when not
+        retried, the caller ends the exchange and record() reports the last endpoint."""
+        if not self.may_retry(on):
+            return False
+        if od_kind >= 0 and self.cluster.od:
+            self.report_ep(od_kind)
+        self.schedule_retry(why)
+        return True
+
+    cdef void abort_try(self) except *:
+        """Stop the current try's upstream (a per-try timeout, a response to retry); the
+        exchange goes on."""
+        cdef UpstreamConn up = self.up
+        self.cancel_lease()
+        if up is not None:
+            self.up = None
+            up.x = None
+            up.close_now()
+        self.lb_done()
+
+    cdef void release_cluster(self) except *:
+        cdef Stats st = self.svc.stats
+        if self.in_cluster:
+            self.in_cluster = False
+            st.cluster_end(self.svc.stats_worker, self.cluster.stats_slot, False)
+        if self.in_retry:
+            self.in_retry = False
+            st.cluster_end(self.svc.stats_worker, self.cluster.stats_slot, True)
 
     # --- the upstream lease ------------------------------------------------------------------
 
@@ -724,6 +977,9 @@ cdef class Exchange:
             self.svc.open_upstream(self, pool)
         elif r == LEASE_FULL:
             # (a retry never queues behind the pool: it already waited once)
+            if self.svc.stats is not None and self.cluster.stats_slot >= 0:
+                self.svc.stats.cluster_event(self.svc.stats_worker, self.cluster.stats_slot,
+                                             ST_CE_OVERFLOW_PENDING)
             self.fail(E_POOL_OVERFLOW, None)
 
     def lease_ready(self):
@@ -754,7 +1010,9 @@ cdef class Exchange:
         else:
             self.svc.upstream_failed(pool, self.ep_slot, False, "connect failed: %s"
                                      % (str(exc) or type(exc).__name__))
-            self.fail(E_CONNECT_FAILED, None)
+            if not self.try_again(RETRY_CONNECT_FAILURE | RETRY_GATEWAY_ERROR | RETRY_5XX,
+                                  ST_CE_RETRY_CONNECT_FAILURE, EP_OUTCOME_GATEWAY):
+                self.fail(E_CONNECT_FAILED, None)
         self.ds.flush()
 
     cdef void attach(self, UpstreamConn up) except *:
@@ -810,6 +1068,12 @@ cdef class Exchange:
                 return
             if PyBytes_GET_SIZE(chunk) == 0:
                 return
+        if self.replay is not None:
+            self.replay_size += PyBytes_GET_SIZE(chunk)
+            if self.replay_size > REPLAY_LIMIT:
+                self.replay = None        # too long to keep: once a byte has left, no retry
+            else:
+                self.replay.append(chunk)
         if self.up is not None:
             self.req_body_sent = True
             self.up.send_data(self, chunk)
@@ -833,6 +1097,7 @@ cdef class Exchange:
         if self.state == X_BODY_WAIT:
             self.finish()
             return
+        self.replay_trailers = trailers
         if self.up is not None:
             self.up.send_end(self, trailers)
         else:
@@ -843,11 +1108,31 @@ cdef class Exchange:
 
     cdef void response_head(self, HeaderBlock rp, int st, int body_kind) except *:
         cdef list edits
+        cdef int on = 0, why = 0
         if st < 200 and st != 101:
             if st == 100 and self.expect_continue and not self.resp_started:
                 self.ds.send_interim(self, 100)
             return
+        if st >= 400 and self.route is not None and self.route.retry_attempts > 0:
+            # a response the route retries on: dropped, never seen by the client
+            if st >= 500:
+                on, why = RETRY_5XX, ST_CE_RETRY_5XX
+                if st == 502 or st == 503 or st == 504:
+                    on, why = RETRY_5XX | RETRY_GATEWAY_ERROR, ST_CE_RETRY_GATEWAY_ERROR
+            if st in self.route.retry_statuses:
+                on |= RETRY_STATUS
+                if why == 0:
+                    why = ST_CE_RETRY_STATUS
+            if on and self.may_retry(on):
+                if self.cluster.od:
+                    self.report_ep(EP_OUTCOME_GATEWAY if on & RETRY_GATEWAY_ERROR else
+                                   EP_OUTCOME_5XX if on & RETRY_5XX else EP_OUTCOME_OK)
+                self.abort_try()
+                self.schedule_retry(why)
+                return
         self.status = st
+        self.try_deadline = 0                 # the try answered: only the route deadline now
+        self.deadline = self.route_deadline
         edits = []
         if st != 101 and self.route is not None and self.route.resp_filters is not None:
             ctx = self.filter_ctx()
@@ -946,6 +1231,8 @@ cdef class Exchange:
             self.acquire(True)
             return
         self.svc.upstream_failed(self.pool, self.ep_slot, True, "stream refused")
+        if self.try_again(RETRY_REFUSED_STREAM | RETRY_5XX, ST_CE_RETRY_REFUSED_STREAM, -1):
+            return
         if not self.resp_started:
             self.fail(E_UPSTREAM_RESET, None)
         else:
@@ -982,6 +1269,9 @@ cdef class Exchange:
                                   "connection broke") +
                                  (" after the response started" if self.resp_started else
                                   " before a response" if kind != E_BAD_RESPONSE else ""))
+        if self.try_again(RETRY_RESET | RETRY_GATEWAY_ERROR | RETRY_5XX, ST_CE_RETRY_RESET,
+                          EP_OUTCOME_GATEWAY):
+            return
         if not self.resp_started:
             self.fail(kind, None)
         else:
@@ -996,8 +1286,12 @@ cdef class Exchange:
         A gRPC call gets it in the trailers-only form (grpcwire.pyx)."""
         cdef int code
         if self.grpc != G_NONE:
-            code = (error_row(self.outcome).grpc_status if self.outcome != E_NONE
-                    else status_of_http(status))
+            if self.outcome == E_FAULT_ABORT:
+                code = (self.route.fault_abort_grpc if self.route.fault_abort_grpc >= 0
+                        else status_of_http(status))
+            else:
+                code = (error_row(self.outcome).grpc_status if self.outcome != E_NONE
+                        else status_of_http(status))
             self.grpc_status = code
             headers = [N_CONTENT_TYPE, response_content_type(self.grpc_type),
                        N_GRPC_STATUS, b"%d" % code,
@@ -1014,13 +1308,13 @@ cdef class Exchange:
     cdef void local_error(self, int kind, bytes body, bint close) except *:
         cdef const ErrorRow* row = error_row(kind)
         self.outcome = kind
-        self.local(row.status, body if body is not None else error_body(kind), None,
-                    close or row.close)
+        self.local(row.status, body if body is not None else error_body(kind),
+                   [N_OVERLOADED, V_TRUE] if row.overloaded else None, close or row.close)
 
     cdef void fail(self, int kind, bytes body) except *:
         """A proxied exchange ends with a local error reply."""
         cdef bint unread = not self.req_done
-        self.deadline = 0
+        self.deadline = self.route_deadline = self.try_deadline = 0
         self.cancel_lease()
         self.lb_done()
         self.pending = None
@@ -1032,13 +1326,37 @@ cdef class Exchange:
             self.finish()
 
     cdef void cancel_lease(self) except *:
+        """No more waiting: out of the pool's waiting list, and the retry backoff or fault
+        delay timer cancelled."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.parked:
             self.parked = False
             if self.pool is not None:
                 self.pool.cancel(self)
 
     cdef void on_deadline(self) except *:
-        """The route timeout fell due (the codec's sweep found `deadline` passed)."""
+        """The route timeout or the try's per_try_timeout fell due (the codec's sweep found
+        `deadline`, the sooner of the two, passed). A per-try timeout is retried like a reset;
+        not retried, it answers 504 like the route timeout."""
+        cdef double now = monotonic_now()
+        cdef Cluster c = self.cluster
+        if (self.try_deadline > 0 and now >= self.try_deadline and not self.resp_started
+                and (self.route_deadline == 0 or now < self.route_deadline)
+                and (self.state == X_WAITING or self.state == X_PROXYING)):
+            self.try_deadline = 0
+            self.deadline = self.route_deadline
+            if self.svc.stats is not None and c.stats_slot >= 0:
+                self.svc.stats.cluster_event(self.svc.stats_worker, c.stats_slot,
+                                             ST_CE_PER_TRY_TIMEOUT)
+            self.abort_try()
+            if self.try_again(RETRY_RESET | RETRY_GATEWAY_ERROR | RETRY_5XX,
+                              ST_CE_RETRY_PER_TRY_TIMEOUT, EP_OUTCOME_GATEWAY):
+                return
+            self.fail(E_UPSTREAM_TIMEOUT, None)
+            self.ds.flush()
+            return
         self.deadline = 0
         if self.state == X_WAITING or self.state == X_PROXYING:
             self.abort_upstream()
@@ -1100,7 +1418,7 @@ cdef class Exchange:
     cdef void abort_upstream(self) except *:
         """Stop the upstream side of the exchange (client gone, timeout): never pool it."""
         cdef UpstreamConn up = self.up
-        self.deadline = 0
+        self.deadline = self.route_deadline = self.try_deadline = 0
         self.cancel_lease()
         if up is not None:
             self.up = None
@@ -1116,11 +1434,13 @@ cdef class Exchange:
         if self.mirror is not None:
             mirror_abort(self.mirror)           # its request will never be complete
             self.mirror = None
-        self.deadline = 0
+        self.deadline = self.route_deadline = self.try_deadline = 0
         self.cancel_lease()
         self.lb_done()
         if not self.logged:
             self.record()
+        if self.in_cluster or self.in_retry:
+            self.release_cluster()
         self.svc.requests += 1
         if self.counted:
             self.counted = False
@@ -1128,6 +1448,8 @@ cdef class Exchange:
         self.go(X_IDLE)
         self.up = None
         self.pending = None
+        self.replay = None
+        self.replay_trailers = None
         self.route = None
         self.fctx = None
         self.edits = None
@@ -1138,9 +1460,6 @@ cdef class Exchange:
         into the node-wide table (endpoints.pyx); the report that makes a count cross its
         threshold ejects the endpoint, within max_ejection_percent. Only what the endpoint
         answered or failed counts: sluice's own refusals, and clients that left, do not."""
-        cdef Cluster c = self.cluster
-        cdef Balancer b
-        cdef Endpoints shared
         cdef int kind, k = self.outcome, st = self.status
         if k == E_CONNECT_FAILED or k == E_UPSTREAM_RESET or k == E_BAD_RESPONSE \
                 or k == E_UPSTREAM_TIMEOUT:
@@ -1153,6 +1472,14 @@ cdef class Exchange:
             kind = EP_OUTCOME_5XX
         else:
             kind = EP_OUTCOME_OK
+        self.report_ep(kind)
+
+    cdef void report_ep(self, int kind) except *:
+        """One outcome (EP_OUTCOME_*) of the endpoint of the current try, for outlier
+        detection; a retried try reports here, the last one through report_outcome()."""
+        cdef Cluster c = self.cluster
+        cdef Balancer b
+        cdef Endpoints shared
         b = c.balancer
         shared = b.shared
         if shared is None or self.ep_slot <= 0:
@@ -1174,6 +1501,9 @@ cdef class Exchange:
         self.logged = True
         if self.cluster is not None and self.cluster.od:
             self.report_outcome()
+        if (self.attempt > 1 and st is not None and self.outcome == E_NONE and self.status < 500
+                and self.cluster.stats_slot >= 0):
+            st.cluster_event(self.svc.stats_worker, self.cluster.stats_slot, ST_CE_RETRY_SUCCESS)
         if self.shadow:
             mirror_recorded(self)               # no route stats, no access log line
             return
@@ -1224,6 +1554,7 @@ cdef class Exchange:
             e.request_id, e.request_id_len = PyBytes_AS_STRING(rid), PyBytes_GET_SIZE(rid)
         e.status = self.status
         e.grpc_status = self.grpc_status    # -1: not gRPC, or no status seen
+        e.attempts = self.attempt
         e.bytes_in = self.bytes_in
         e.bytes_out = self.bytes_out
         e.duration = now - self.t0

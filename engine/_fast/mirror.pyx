@@ -51,7 +51,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
 
-from engine._fast.errors cimport E_NONE, E_CLIENT_CLOSED
+from engine._fast.errors cimport E_NONE, E_CLIENT_CLOSED, E_CIRCUIT_OPEN, E_NO_HEALTHY_UPSTREAM
 from engine._fast.exchange cimport (
     Exchange, Downstream, Services, UpstreamConn, X_IDLE, X_WAITING,
     PAUSE_UPSTREAM, PAUSE_PENDING,
@@ -60,11 +60,10 @@ from engine._fast.grpcwire cimport G_NONE, G_PLAIN, TextDecoder
 from engine._fast.headers cimport HeaderBlock
 from engine._fast.limiter cimport monotonic_now
 from engine._fast.pool cimport Pool, PROTO_HTTP1
-from engine._fast.semantics cimport cookie_value
-from engine._fast.stats cimport ST_GAUGE_REQUESTS
-from engine._fast.tables cimport (
-    Route, Cluster, Endpoint, HASH_HEADER, HASH_CLIENT_IP, HASH_COOKIE,
+from engine._fast.stats cimport (
+    Stats, ST_GAUGE_REQUESTS, ST_CE_MIRROR_SENT, ST_CE_MIRROR_FAILED, ST_CE_OVERFLOW_REQUESTS,
 )
+from engine._fast.tables cimport Route, Cluster
 
 import os
 
@@ -79,23 +78,14 @@ cdef bytes SHADOW = b"-shadow"
 
 
 # --- counters ---------------------------------------------------------------------------------
-# One function counts, so that moving the counts into the shared-memory stats (per cluster,
-# exported to Prometheus) changes one line here.
+# sluice_mirror_requests_total{cluster, result}: per shadow cluster, in the shared-memory stats.
 
-cdef enum:
-    M_SENT = 0        # shadows started (sampled in)
-    M_FAILED = 1      # ... that ended without the shadow cluster's answer (no endpoint, pool
-                      #     full, connect error, reset, timeout, dropped, primary gone)
-
-cdef long _counts[2]
-
-cdef inline void count(Services svc, Cluster c, int what) noexcept:
-    _counts[what] += 1
-
-
-def counters():
-    """{"sent": n, "failed": n} of this process (tests)."""
-    return {"sent": _counts[M_SENT], "failed": _counts[M_FAILED]}
+cdef inline void count(Services svc, Cluster c, int which) noexcept:
+    """ST_CE_MIRROR_SENT: a shadow started (sampled in). ST_CE_MIRROR_FAILED: it ended without
+    the shadow cluster's answer (circuit open, no endpoint, pool full, connect error, reset,
+    timeout, dropped, its primary gone)."""
+    if svc.stats is not None and c.stats_slot >= 0:
+        svc.stats.cluster_event(svc.stats_worker, c.stats_slot, which)
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -190,33 +180,14 @@ cdef Exchange start_mirror(Exchange x, Route route):
 
 cdef Exchange _start(Exchange x, Route route, Cluster c):
     cdef Services svc = x.svc
+    cdef Stats st = svc.stats
     cdef Shadows reg = shadows_of(svc)
     cdef Downstream ds = x.ds
-    cdef HeaderBlock h
-    cdef MirrorSink sink
-    cdef Exchange s
-    cdef Endpoint ep
-    cdef bytes key = None
-    cdef int ei
+    cdef HeaderBlock h = x.req.copy()
+    cdef MirrorSink sink = MirrorSink.__new__(MirrorSink)
+    cdef Exchange s = Exchange(svc)
 
-    count(svc, c, M_SENT)
-    h = x.req.copy()
-    if c.hash_kind == HASH_HEADER:
-        key = h.get(c.hash_name)
-    elif c.hash_kind == HASH_CLIENT_IP:
-        key = ds.client_ip
-    elif c.hash_kind == HASH_COOKIE:
-        key = cookie_value(h.get(b"cookie"), c.hash_name)
-    if key is not None:
-        ei = c.balancer.pick(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
-    else:
-        ei = c.balancer.pick(NULL, 0)
-    if ei < 0:
-        count(svc, c, M_FAILED)
-        return None
-    ep = <Endpoint>c.endpoints[ei]
-
-    sink = MirrorSink.__new__(MirrorSink)
+    count(svc, c, ST_CE_MIRROR_SENT)
     sink.svc = svc
     sink.lname = ds.lname
     sink.tables = x.tables
@@ -226,23 +197,18 @@ cdef Exchange _start(Exchange x, Route route, Cluster c):
     sink.http_minor = ds.http_minor
 
     h.drop(N_EXPECT)
-    s = Exchange(svc)
     s.begin(sink, h, monotonic_now())
     if s.counted:
         # in flight, but not a client's request: the gauge counts those
         s.counted = False
-        svc.stats.add_gauge(svc.stats_worker, ST_GAUGE_REQUESTS, -1)
+        st.add_gauge(svc.stats_worker, ST_GAUGE_REQUESTS, -1)
     s.shadow = True
     s.route = reg.shadow_route(route)
     s.cluster = c
-    s.ep_index = ei
-    s.ep_slot = ep.stats_slot
-    s.pool = <Pool>ep.pool
     s.method = x.method
     s.path = x.path
     s.path_changed = x.path_changed
     s.target = x.target
-    s.edits = shadow_edits(x, h, s.pool)
     s.request_id = x.request_id
     s.req_body_kind = x.req_body_kind
     s.req_has_body = x.req_has_body
@@ -261,14 +227,25 @@ cdef Exchange _start(Exchange x, Route route, Cluster c):
     s.pending_end = x.pending_end
     s.pending_trailers = x.pending_trailers
     s.req_done = x.req_done
-    s.deadline = x.deadline        # the route timeout (or the client's grpc-timeout), from now
+    s.route_deadline = x.route_deadline   # the route timeout (or the client's grpc-timeout)
     sink.x = s
     reg.add(sink, route.timeout)
 
     try:
-        s.lb_begin()
         s.go(X_WAITING)
-        s.acquire(False)
+        # the shadow cluster's circuit breaker and endpoint pick, as Exchange.proxy_to does
+        if st is not None and c.stats_slot >= 0:
+            if st.cluster_active(c.stats_slot, False) >= c.max_requests:
+                st.cluster_event(svc.stats_worker, c.stats_slot, ST_CE_OVERFLOW_REQUESTS)
+                s.fail(E_CIRCUIT_OPEN, None)
+                return None
+            st.cluster_begin(svc.stats_worker, c.stats_slot, False)
+            s.in_cluster = True
+        if s.pick_endpoint() < 0:
+            s.fail(E_NO_HEALTHY_UPSTREAM, None)
+            return None
+        s.edits = shadow_edits(x, h, s.pool)
+        s.start_try()
     except BaseException:
         sink.drop()                # (a bug: never leave a half-started shadow behind)
         raise
@@ -332,9 +309,9 @@ cdef void mirror_abort(Exchange s) except *:
 
 cdef void mirror_recorded(Exchange s) except *:
     """Counted as failed when the shadow cluster's answer never came (any response, 5xx
-    included, is an answer: the cluster's status counters tell those apart)."""
+    included, is an answer)."""
     if s.outcome != E_NONE:
-        count(s.svc, s.cluster, M_FAILED)
+        count(s.svc, s.cluster, ST_CE_MIRROR_FAILED)
 
 
 # --- the shadow's client side ------------------------------------------------------------------

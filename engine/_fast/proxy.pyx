@@ -269,8 +269,9 @@ cdef class Worker(Services):
 
     def swap(self, Tables tables):
         """Serve `tables` from the next request on; exchanges in flight keep theirs. The sweep
-        runs often enough for the shortest timeout they configure (a fifth of it)."""
-        cdef double shortest = TICK_MAX * 5
+        runs often enough for the shortest timeout they configure (a tenth of it: a timeout
+        fires within 10% of its value)."""
+        cdef double shortest = TICK_MAX * 10
         cdef Listener l
         cdef Route r
         self.tables = tables
@@ -281,7 +282,9 @@ cdef class Worker(Services):
             for r in l.routes:
                 if 0 < r.timeout < shortest:
                     shortest = r.timeout
-        self.tick = min(TICK_MAX, max(TICK_MIN, shortest / 5))
+                if 0 < r.per_try_timeout < shortest:
+                    shortest = r.per_try_timeout
+        self.tick = min(TICK_MAX, max(TICK_MIN, shortest / 10))
 
     def drain(self):
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""

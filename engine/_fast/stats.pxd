@@ -9,7 +9,8 @@ from libc.stdint cimport int64_t
 cdef enum:
     ST_GAUGE_CONNECTIONS = 0      # open downstream (client) connections of the worker
     ST_GAUGE_REQUESTS = 1         # exchanges in flight in the worker
-    ST_NGAUGES = 4                # gauges per worker (2 spare)
+    ST_GAUGE_LOOP_LAG_US = 2      # the event loop's last measured lag, microseconds
+    ST_NGAUGES = 4                # gauges per worker (1 spare)
 
     # Per-worker event counters, summed over workers (EVENT_NAMES in stats.pyx)
     ST_EV_UPSTREAM_EXTRA_DATA = 0 # a response was followed by bytes nobody asked for
@@ -20,7 +21,26 @@ cdef enum:
     ST_EV_TIMEOUT_IDLE = 5        # an idle keep-alive connection was closed
     ST_EV_CONNECTION_LIMIT = 6    # a connection was refused at limits.max_connections
     ST_EV_TLS_HANDSHAKE_FAILED = 7  # a client's TLS handshake failed (engine/policy/tls_server.py)
-    ST_NEVENTS = 8
+    ST_EV_OVERLOAD_SHED = 8       # a request got 503 because the worker's event loop lagged
+    ST_NEVENTS = 9
+
+    # Per-cluster event counters (CLUSTER_EVENT_NAMES in stats.pyx); retries by the reason the
+    # try failed, in the order of RETRY_REASONS
+    ST_CE_RETRY_CONNECT_FAILURE = 0
+    ST_CE_RETRY_RESET = 1
+    ST_CE_RETRY_PER_TRY_TIMEOUT = 2
+    ST_CE_RETRY_REFUSED_STREAM = 3
+    ST_CE_RETRY_GATEWAY_ERROR = 4 # a 502/503/504 response
+    ST_CE_RETRY_5XX = 5           # another 5xx response
+    ST_CE_RETRY_STATUS = 6        # a retriable_statuses response
+    ST_CE_RETRY_OVERFLOW = 7      # a retry not made: max_retries or the retry budget
+    ST_CE_RETRY_SUCCESS = 8       # a retried request that got a response at last
+    ST_CE_OVERFLOW_REQUESTS = 9   # 503: circuit_breakers.max_requests
+    ST_CE_OVERFLOW_PENDING = 10   # 503: the pool and its waiting list are full
+    ST_CE_MIRROR_SENT = 11        # a mirror copy started (routes[].mirror; counted on the shadow)
+    ST_CE_MIRROR_FAILED = 12      # ... that failed or was dropped
+    ST_CE_PER_TRY_TIMEOUT = 13    # per_try_timeout fired (retried or not)
+    ST_CE_COUNT = 16
     ST_NBOUNDS = 14               # finite histogram bucket bounds (seconds); one +Inf bucket more
     ST_NBUCKETS = 15
     ST_NCLASSES = 6               # status classes: 0 = outside 100..599, then 1xx..5xx
@@ -85,6 +105,17 @@ cdef class Stats:
     cdef void endpoint_end(self, int worker, int endpoint_slot) noexcept nogil
     # `now` is the caller's CLOCK_MONOTONIC reading (limiter.monotonic_now()).
     cdef void heartbeat(self, int worker, double now) noexcept nogil
+
+    # Circuit breakers, node-wide: requests (retry=False) or retries (retry=True) in flight to
+    # a cluster, +1 / -1 in the worker's own row; cluster_active sums the rows of every worker
+    # slot ever attached (a dead worker's rows are zeroed when its slot is released).
+    cdef void cluster_begin(self, int worker, int cluster_slot, bint retry) noexcept nogil
+    cdef void cluster_end(self, int worker, int cluster_slot, bint retry) noexcept nogil
+    cdef long cluster_active(self, int cluster_slot, bint retry) noexcept nogil
+    # One more ST_CE_* event of the cluster.
+    cdef void cluster_event(self, int worker, int cluster_slot, int which) noexcept nogil
+    # A fault injected on the route: delayed (abort=False) or aborted.
+    cdef void route_fault(self, int worker, int route_slot, bint abort) noexcept nogil
 
     # HTTP/2 codecs of `worker`, by side (ST_H2_DOWNSTREAM | ST_H2_UPSTREAM; any other side
     # records nothing). h2_counts adds ST_H2_NCOUNTERS deltas in the order of http2.pxd's C_*

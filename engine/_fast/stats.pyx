@@ -91,7 +91,7 @@ cdef extern from *:
     #endif
 
     #define ST_MAGIC 0x3154415453434C53ULL    /* "SLCSTAT1" little-endian: sluice stats v1 */
-    #define ST_LAYOUT 6u
+    #define ST_LAYOUT 7u
 
     typedef struct {
         uint64_t magic;
@@ -106,7 +106,8 @@ cdef extern from *:
         uint32_t nendpoints;
         uint32_t nlisteners;
         uint64_t lock_steals;
-        uint64_t _pad1;
+        uint32_t workers_hw;       /* 1 + the highest worker slot ever attached (node-wide sums) */
+        uint32_t _pad1;
     } st_header;
 
     typedef struct {
@@ -125,8 +126,8 @@ cdef extern from *:
         uint32_t version_len;
         uint32_t _pad0;
         char version[64];
-        uint64_t events[8];        /* ST_EV_* counters (stats.pxd) */
-        uint64_t _pad2[7];         /* to 256 bytes: four whole cache lines */
+        uint64_t events[9];        /* ST_EV_* counters (stats.pxd) */
+        uint64_t _pad2[6];         /* to 256 bytes: four whole cache lines */
     } st_worker;
 
     typedef struct {
@@ -138,12 +139,15 @@ cdef extern from *:
         uint64_t bytes_out;
         uint64_t rate_limited;     /* requests refused with 429 by the route's limit */
         uint64_t filter_errors;    /* Python filter phases that raised */
-        uint64_t _pad0[5];
+        uint64_t faults[2];        /* fault injection: [0] delayed, [1] aborted */
+        uint64_t _pad0[3];
     } st_route;
 
     typedef struct {
         uint64_t status[6];
-        uint64_t _pad0[2];
+        int64_t active;            /* requests in flight to the cluster (max_requests) */
+        int64_t active_retries;    /* retries in flight (max_retries, retry_budget) */
+        uint64_t events[16];       /* ST_CE_* counters (stats.pxd) */
     } st_cluster;
 
     typedef struct {
@@ -166,7 +170,7 @@ cdef extern from *:
     typedef char st_name_is_144[(sizeof(st_name) == 144) ? 1 : -1];
     typedef char st_worker_is_256[(sizeof(st_worker) == 256) ? 1 : -1];
     typedef char st_route_is_256[(sizeof(st_route) == 256) ? 1 : -1];
-    typedef char st_cluster_is_64[(sizeof(st_cluster) == 64) ? 1 : -1];
+    typedef char st_cluster_is_192[(sizeof(st_cluster) == 192) ? 1 : -1];
     typedef char st_endpoint_is_32[(sizeof(st_endpoint) == 32) ? 1 : -1];
     typedef char st_h2side_is_704[(sizeof(st_h2side) == 704) ? 1 : -1];
 
@@ -189,6 +193,11 @@ cdef extern from *:
     static inline uint32_t st_ld_count(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void st_publish_count(uint32_t *p, uint32_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline void st_raise_hw(uint32_t *p, uint32_t v) {
+        uint32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+        while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, 0, __ATOMIC_RELEASE,
+                                                       __ATOMIC_RELAXED)) {}
     }
     static inline void st_publish_magic(st_header *h) {
         __atomic_store_n(&h->magic, ST_MAGIC, __ATOMIC_RELEASE);
@@ -272,6 +281,7 @@ cdef extern from *:
         uint32_t nendpoints
         uint32_t nlisteners
         uint64_t lock_steals
+        uint32_t workers_hw
 
     ctypedef struct st_name:
         uint64_t hash
@@ -286,7 +296,7 @@ cdef extern from *:
         int64_t gauges[4]
         uint32_t version_len
         char version[64]
-        uint64_t events[8]
+        uint64_t events[ST_NEVENTS]
 
     ctypedef struct st_route:
         uint64_t status[6]
@@ -297,9 +307,13 @@ cdef extern from *:
         uint64_t bytes_out
         uint64_t rate_limited
         uint64_t filter_errors
+        uint64_t faults[2]
 
     ctypedef struct st_cluster:
         uint64_t status[6]
+        int64_t active
+        int64_t active_retries
+        uint64_t events[ST_CE_COUNT]
 
     ctypedef struct st_endpoint:
         int64_t active
@@ -327,6 +341,7 @@ cdef extern from *:
     uint32_t st_ld_count(uint32_t* p) nogil
     void st_publish_count(uint32_t* p, uint32_t v) nogil
     void st_publish_magic(st_header* h) nogil
+    void st_raise_hw(uint32_t* p, uint32_t v) nogil
     void st_write_version(st_worker* w, const char* v, uint32_t n) nogil
     int st_read_version(st_worker* w, char* out) nogil
     void st_lock(st_header* h) nogil
@@ -457,6 +472,15 @@ cdef inline st_route* _route_row(Stats s, int w, int r) noexcept nogil:
 cdef inline st_cluster* _cluster(Stats s, int w, int c) noexcept nogil:
     return (<st_cluster*>s.clusters_base) + (<size_t>w * <size_t>s.max_clusters + <size_t>c)
 
+cdef inline st_cluster* _cluster_row(Stats s, int w, int c) noexcept nogil:
+    """The row a worker counts cluster slot `c` in (ST_OTHER past the table); NULL for a
+    worker out of range or a negative slot (not counted)."""
+    if w < 0 or w >= s.max_workers or c < 0:
+        return NULL
+    if c >= s.max_clusters:
+        c = ST_OTHER
+    return _cluster(s, w, c)
+
 cdef inline size_t _endpoint_stride(int max_endpoints) noexcept nogil:
     return _align64(<size_t>max_endpoints * sizeof(st_endpoint))
 
@@ -500,6 +524,9 @@ cdef void _reset_live(Stats s, int worker) noexcept nogil:
         st_seti(&w.gauges[i], 0)
     for e in range(ne):
         st_seti(&_endpoint(s, worker, e).active, 0)
+    for e in range(<uint32_t>st_ld_count(&_hdr(s).nclusters)):
+        st_seti(&_cluster(s, worker, e).active, 0)
+        st_seti(&_cluster(s, worker, e).active_retries, 0)
     for i in range(ST_MAX_LISTENERS):
         st_seti(_listener_conns(s, worker, i), 0)
     for i in range(ST_H2_SIDES):
@@ -663,6 +690,65 @@ cdef class Stats:
         cdef st_endpoint* e = _endpoint_row(self, worker, endpoint_slot)
         if e != NULL:
             st_addi(&e.active, -1)
+
+    cdef void cluster_begin(self, int worker, int cluster_slot, bint retry) noexcept nogil:
+        cdef st_cluster* c = _cluster_row(self, worker, cluster_slot)
+        if c != NULL:
+            st_addi(&c.active_retries if retry else &c.active, 1)
+
+    cdef void cluster_end(self, int worker, int cluster_slot, bint retry) noexcept nogil:
+        cdef st_cluster* c = _cluster_row(self, worker, cluster_slot)
+        if c != NULL:
+            st_addi(&c.active_retries if retry else &c.active, -1)
+
+    cdef long cluster_active(self, int cluster_slot, bint retry) noexcept nogil:
+        cdef long n = 0
+        cdef uint32_t w, hw = st_ld_count(&_hdr(self).workers_hw)
+        cdef st_cluster* c
+        if cluster_slot < 0 or cluster_slot >= self.max_clusters:
+            return 0
+        if hw > <uint32_t>self.max_workers:
+            hw = <uint32_t>self.max_workers
+        for w in range(hw):
+            c = _cluster(self, <int>w, cluster_slot)
+            n += st_ldi(&c.active_retries if retry else &c.active)
+        return n
+
+    cdef void cluster_event(self, int worker, int cluster_slot, int which) noexcept nogil:
+        cdef st_cluster* c = _cluster_row(self, worker, cluster_slot)
+        if c != NULL and 0 <= which < ST_CE_COUNT:
+            st_add(&c.events[which], 1)
+
+    cdef void route_fault(self, int worker, int route_slot, bint abort) noexcept nogil:
+        cdef st_route* r = _route_row(self, worker, route_slot)
+        if r != NULL:
+            st_add(&r.faults[1 if abort else 0], 1)
+
+    def cluster_begin_py(self, int worker, int cluster_slot, bint retry=False):
+        _check_worker(self, worker)
+        self.cluster_begin(worker, cluster_slot, retry)
+
+    def cluster_end_py(self, int worker, int cluster_slot, bint retry=False):
+        _check_worker(self, worker)
+        self.cluster_end(worker, cluster_slot, retry)
+
+    def cluster_active_py(self, int cluster_slot, bint retry=False):
+        """Requests (or retries) in flight to the cluster, summed over every worker."""
+        return self.cluster_active(cluster_slot, retry)
+
+    def cluster_event_py(self, int worker, int cluster_slot, str name):
+        """One more cluster event `name` (of CLUSTER_EVENT_NAMES)."""
+        _check_worker(self, worker)
+        self.cluster_event(worker, cluster_slot, CLUSTER_EVENT_NAMES.index(name))
+
+    def route_fault_py(self, int worker, int route_slot, bint abort):
+        _check_worker(self, worker)
+        self.route_fault(worker, route_slot, abort)
+
+    def set_loop_lag(self, int worker, double seconds):
+        """The worker's last measured event-loop lag (engine/runtime/overload.py)."""
+        _check_worker(self, worker)
+        self.set_gauge(worker, ST_GAUGE_LOOP_LAG_US, <long>(seconds * 1e6))
 
     cdef void heartbeat(self, int worker, double now) noexcept nogil:
         if 0 <= worker < self.max_workers:
@@ -845,6 +931,7 @@ cdef class Stats:
         _check_worker(self, worker)
         cdef st_worker* w = _worker(self, worker)
         _reset_live(self, worker)
+        st_raise_hw(&_hdr(self).workers_hw, <uint32_t>(worker + 1))
         st_set(&w.used, 1)
         st_set(&w.pid, <uint64_t>(os.getpid() if pid is None else pid))
 
@@ -890,6 +977,7 @@ cdef class Stats:
                 "heartbeat": st_ld_d(&w.heartbeat),
                 "active_connections": st_ldi(&w.gauges[ST_GAUGE_CONNECTIONS]),
                 "active_requests": st_ldi(&w.gauges[ST_GAUGE_REQUESTS]),
+                "loop_lag": st_ldi(&w.gauges[ST_GAUGE_LOOP_LAG_US]) / 1e6,
             })
         return out
 
@@ -919,11 +1007,11 @@ cdef class Stats:
         cdef uint32_t i
         cdef int used[ST_MAX_WORKERS]
         cdef st_worker* wk
-        cdef int64_t conns = 0, reqs = 0
+        cdef int64_t conns = 0, reqs = 0, lag = 0
         cdef uint64_t events[ST_NEVENTS]
         cdef uint64_t status[ST_NCLASSES]
         cdef uint64_t bucket[ST_NBUCKETS]
-        cdef uint64_t count, bin_, bout, ereq, limited, efail, ereset, ferr
+        cdef uint64_t count, bin_, bout, ereq, limited, efail, ereset, ferr, fdel, fab
         cdef int64_t eact
         cdef double total
         cdef st_route* r
@@ -941,13 +1029,14 @@ cdef class Stats:
                 nlive += 1
                 conns += st_ldi(&wk.gauges[ST_GAUGE_CONNECTIONS])
                 reqs += st_ldi(&wk.gauges[ST_GAUGE_REQUESTS])
+                lag = max(lag, st_ldi(&wk.gauges[ST_GAUGE_LOOP_LAG_US]))
 
         routes = {}
         route_names = _names(_route_names(self), nr)
         for i in range(nr):
             memset(status, 0, sizeof(status))
             memset(bucket, 0, sizeof(bucket))
-            count = bin_ = bout = limited = ferr = 0
+            count = bin_ = bout = limited = ferr = fdel = fab = 0
             total = 0.0
             for k in range(nused):
                 r = _route(self, used[k], i)
@@ -961,8 +1050,11 @@ cdef class Stats:
                 bout += st_ld(&r.bytes_out)
                 limited += st_ld(&r.rate_limited)
                 ferr += st_ld(&r.filter_errors)
+                fdel += st_ld(&r.faults[0])
+                fab += st_ld(&r.faults[1])
             routes[route_names[i]] = {
                 "rate_limited": limited, "filter_errors": ferr,
+                "faults": {"delay": fdel, "abort": fab},
                 "requests": _classes(status),
                 "buckets": [bucket[w] for w in range(ST_NBUCKETS)],
                 "count": count, "sum": total, "bytes_in": bin_, "bytes_out": bout,
@@ -970,13 +1062,25 @@ cdef class Stats:
 
         clusters = {}
         cluster_names = _names(_cluster_names(self), nc)
+        cdef uint64_t cev[ST_CE_COUNT]
+        cdef int64_t cact, cretr
         for i in range(nc):
             memset(status, 0, sizeof(status))
+            memset(cev, 0, sizeof(cev))
+            cact = cretr = 0
             for k in range(nused):
                 c = _cluster(self, used[k], i)
                 for w in range(ST_NCLASSES):
                     status[w] += st_ld(&c.status[w])
-            clusters[cluster_names[i]] = {"requests": _classes(status)}
+                for w in range(ST_CE_COUNT):
+                    cev[w] += st_ld(&c.events[w])
+                if st_ld(&_worker(self, used[k]).pid) != 0:
+                    cact += st_ldi(&c.active)
+                    cretr += st_ldi(&c.active_retries)
+            clusters[cluster_names[i]] = {
+                "requests": _classes(status), "active_requests": cact,
+                "active_retries": cretr,
+                "events": {CLUSTER_EVENT_NAMES[w]: cev[w] for w in range(ST_CE_COUNT)}}
 
         endpoints = {}
         endpoint_names = _names(_endpoint_names(self), ne)
@@ -1011,6 +1115,7 @@ cdef class Stats:
             "endpoints": endpoints,
             "listeners": listeners,
             "gauges": {"active_connections": conns, "active_requests": reqs},
+            "loop_lag_max": lag / 1e6,        # seconds: the most lagging live worker's last
             "events": {EVENT_NAMES[k]: events[k] for k in range(ST_NEVENTS)},
             "workers": nlive,
         }
@@ -1060,7 +1165,15 @@ cdef dict _h2_aggregate(Stats s, int* used, int nused):
 
 # the ST_EV_* counters by name, in index order (metrics.py exports them)
 EVENT_NAMES = ("upstream_extra_data", "accept_failed", "timeout_header", "timeout_body",
-               "timeout_send", "timeout_idle", "connection_limit", "tls_handshake_failed")
+               "timeout_send", "timeout_idle", "connection_limit", "tls_handshake_failed",
+               "overload_shed")
+# the ST_CE_* counters of a cluster by name, in index order
+CLUSTER_EVENT_NAMES = ("retry_connect_failure", "retry_reset", "retry_per_try_timeout",
+                       "retry_refused_stream", "retry_gateway_error", "retry_5xx",
+                       "retry_retriable_status", "retry_overflow", "retry_success",
+                       "overflow_requests", "overflow_pending", "mirror_sent", "mirror_failed",
+                       "per_try_timeout", "spare_14", "spare_15")
+RETRY_REASONS = tuple(n[len("retry_"):] for n in CLUSTER_EVENT_NAMES[:7])
 
 
 def endpoint_key(cluster, address):

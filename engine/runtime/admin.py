@@ -595,7 +595,8 @@ class SupervisorController:
         from engine._fast.stats import endpoint_key
 
         sup = self.sup
-        seen = sup.stats.aggregate()["endpoints"]
+        agg = sup.stats.aggregate()
+        seen = agg["endpoints"]
         health = self.health()
         out = {}
         for c in sup.config.clusters:
@@ -621,8 +622,35 @@ class SupervisorController:
                 })
             out[c.name] = {"balancer": c.balancer, "health_check": state["health_check"],
                            "panic_threshold": state["panic_threshold"],
-                           "panic": state["panic"], "endpoints": eps}
+                           "panic": state["panic"],
+                           **_breaker_state(c, agg["clusters"].get(c.name)),
+                           "endpoints": eps}
         return {"version": sup.version, "clusters": out}
+
+
+def _breaker_state(cluster, counted: dict | None) -> dict:
+    """/clusters' circuit-breaker and retry view of one cluster: its limits, what is in
+    flight now (all workers), what was shed, and the retries made by reason."""
+    from engine._fast.stats import RETRY_REASONS
+
+    ev = (counted or {}).get("events", {})
+    cb = cluster.circuit_breakers
+    budget = cluster.retry_budget
+    return {
+        "circuit_breakers": {
+            "max_requests": cb.max_requests, "max_retries": cb.max_retries,
+            "max_connections": cluster.pool.max_connections,
+            "max_pending": cluster.pool.max_pending,
+            "active_requests": (counted or {}).get("active_requests", 0),
+            "active_retries": (counted or {}).get("active_retries", 0),
+            "overflows": {"requests": ev.get("overflow_requests", 0),
+                          "pending": ev.get("overflow_pending", 0),
+                          "retries": ev.get("retry_overflow", 0)},
+        },
+        "retry_budget": (None if budget is None else
+                         {"percent": budget.percent, "min_concurrency": budget.min_concurrency}),
+        "retries": {reason: ev.get("retry_" + reason, 0) for reason in RETRY_REASONS},
+    }
 
 
 def plain_config(config) -> dict:

@@ -23,6 +23,20 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_endpoint_ejections_total{cluster, endpoint}  counter   outlier detection ejections
     sluice_health_checks_total{cluster, endpoint, result}  counter  probes: passed | failed
     sluice_cluster_panic{cluster}                       gauge     1 while below panic_threshold
+    sluice_cluster_active_requests{cluster}             gauge     in flight (circuit_breakers)
+    sluice_cluster_active_retries{cluster}              gauge     retries in flight
+    sluice_retries_total{cluster, reason}               counter   retries made, by what failed:
+        connect_failure | reset | per_try_timeout | refused_stream | gateway_error | 5xx |
+        retriable_status
+    sluice_retry_successes_total{cluster}               counter   retried requests answered < 500
+    sluice_per_try_timeouts_total{cluster}              counter   per_try_timeout fired
+    sluice_circuit_breaker_overflows_total{cluster, breaker}  counter  shed or not retried at a
+        limit: requests (max_requests, 503) | pending (pool, 503) | retries (max_retries or
+        the retry budget: the failure is returned instead)
+    sluice_mirror_requests_total{cluster, result}       counter   mirror copies: sent | failed
+    sluice_faults_injected_total{route, kind}           counter   fault injection: delay | abort
+    sluice_overload_shed_total                          counter   503 while the loop lagged
+    sluice_worker_loop_lag_seconds                      gauge     the most lagging worker's last lag
     sluice_active_connections                           gauge     open client connections
     sluice_listener_active_connections{listener}        gauge     ... per listener
     sluice_active_requests                              gauge     exchanges in flight
@@ -69,7 +83,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from engine._fast.stats import BOUNDS, H2_CODES, H2_SIDES, OTHER, STATUS_CLASSES, UNROUTED
+from engine._fast.stats import (
+    BOUNDS, H2_CODES, H2_SIDES, OTHER, RETRY_REASONS, STATUS_CLASSES, UNROUTED,
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -186,6 +202,7 @@ class StatsCollector(Collector):
             cl_fail.add_metric([cluster], fails)
             cl_reset.add_metric([cluster], resets)
         yield from (ep_active, ep_total, ep_fail, ep_reset, cl_fail, cl_reset)
+        yield from _resilience_metrics(agg)
 
         by_listener = GaugeMetricFamily("sluice_listener_active_connections", "Open client "
                                         "connections per listener.", labels=["listener"])
@@ -228,6 +245,13 @@ class StatsCollector(Collector):
             "sluice_tls_handshake_failures", "Client TLS handshakes that failed (no or a "
             "refused client certificate, an old TLS version, not TLS at all); that connection "
             "was closed.", value=events["tls_handshake_failed"])
+        yield CounterMetricFamily(
+            "sluice_overload_shed", "Requests answered 503 (x-sluice-overloaded) because the "
+            "worker's event loop lagged past overload.max_loop_delay.",
+            value=events["overload_shed"])
+        yield GaugeMetricFamily(
+            "sluice_worker_loop_lag_seconds", "The last measured event-loop lag of the most "
+            "lagging worker (with overload.max_loop_delay).", value=agg.get("loop_lag_max", 0.0))
         timeouts = CounterMetricFamily(
             "sluice_downstream_timeouts", "Client connections closed by a listener timeout.",
             labels=["kind"])
@@ -310,6 +334,51 @@ def _http2_metrics(h2: dict) -> Iterator[Metric]:
 
 
 HEALTH_STATES = ("healthy", "unhealthy", "unknown")
+
+
+def _resilience_metrics(agg: dict) -> Iterator[Metric]:
+    """Retries, circuit breakers, mirroring (per cluster) and fault injection (per route)."""
+    active = GaugeMetricFamily("sluice_cluster_active_requests", "Requests in flight to the "
+                               "cluster, all workers (circuit_breakers.max_requests).",
+                               labels=["cluster"])
+    retrying = GaugeMetricFamily("sluice_cluster_active_retries", "Retried requests in flight "
+                                 "to the cluster (max_retries, retry_budget).", labels=["cluster"])
+    retries = CounterMetricFamily("sluice_retries", "Retries made, by what the try failed with.",
+                                  labels=["cluster", "reason"])
+    success = CounterMetricFamily("sluice_retry_successes", "Retried requests that got a "
+                                  "response below 500 at last.", labels=["cluster"])
+    per_try = CounterMetricFamily("sluice_per_try_timeouts", "Tries cut by the route's "
+                                  "per_try_timeout (retried or not).", labels=["cluster"])
+    overflow = CounterMetricFamily("sluice_circuit_breaker_overflows", "Requests shed (503, "
+                                   "x-sluice-overloaded) or retries not made at a limit.",
+                                   labels=["cluster", "breaker"])
+    mirror = CounterMetricFamily("sluice_mirror_requests", "Mirror copies sent to the cluster "
+                                 "as a shadow, and those that failed or were dropped.",
+                                 labels=["cluster", "result"])
+    for name, c in agg["clusters"].items():
+        ev = c.get("events")
+        if ev is None or (name in RESERVED and not any(ev.values())):
+            continue
+        active.add_metric([name], c["active_requests"])
+        retrying.add_metric([name], c["active_retries"])
+        for reason in RETRY_REASONS:
+            retries.add_metric([name, reason], ev["retry_" + reason])
+        success.add_metric([name], ev["retry_success"])
+        per_try.add_metric([name], ev["per_try_timeout"])
+        overflow.add_metric([name, "requests"], ev["overflow_requests"])
+        overflow.add_metric([name, "pending"], ev["overflow_pending"])
+        overflow.add_metric([name, "retries"], ev["retry_overflow"])
+        mirror.add_metric([name, "sent"], ev["mirror_sent"])
+        mirror.add_metric([name, "failed"], ev["mirror_failed"])
+    yield from (active, retrying, retries, success, per_try, overflow, mirror)
+    faults = CounterMetricFamily("sluice_faults_injected", "Requests delayed or aborted by the "
+                                 "route's fault injection.", labels=["route", "kind"])
+    for name, r in agg["routes"].items():
+        f = r.get("faults")
+        if f and (f["delay"] or f["abort"]):
+            faults.add_metric([name, "delay"], f["delay"])
+            faults.add_metric([name, "abort"], f["abort"])
+    yield faults
 
 
 def _health_metrics(clusters: dict) -> Iterator[Metric]:

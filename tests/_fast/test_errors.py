@@ -5,7 +5,7 @@ T = error_table()
 
 
 def test_every_kind_has_a_status_and_a_body():
-    for name, (kind, status, body, rst, grpc, close) in T.items():
+    for name, (kind, status, body, rst, grpc, close, overloaded) in T.items():
         if name in ("none", "client_closed"):
             continue
         assert 400 <= status <= 599, name
@@ -42,10 +42,19 @@ def test_the_operations_guide_lists_every_row_as_it_is():
     """docs/operations.md's table of local replies is the table, row for row."""
     from pathlib import Path
     text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
-    for name, (kind, status, body, rst, grpc, close) in T.items():
+    for name, (kind, status, body, rst, grpc, close, overloaded) in T.items():
         if name in ("none", "client_closed"):
             continue
         row = f"| `{status}` | `{body.decode().strip()}` |"
         assert row in text, name
         line = text[text.index(row):].split("\n", 1)[0]
         assert line.endswith("| closed |" if close else "| kept |"), name
+
+
+def test_replies_of_a_limit_say_overloaded():
+    """Shedding (pool overflow, circuit breaker, loop lag) is told apart from a broken upstream
+    by x-sluice-overloaded; nothing else carries it."""
+    shed = {name for name, row in T.items() if row[6]}
+    assert shed == {"pool_overflow", "overloaded", "circuit_open"}
+    for name in shed:
+        assert T[name][1] == 503 and T[name][4] == 14, name

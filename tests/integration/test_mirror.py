@@ -20,7 +20,7 @@ import h11
 import httpx
 import pytest
 
-from support import ROOT, eventually, free_port, simple_config, upstream_connections
+from support import ROOT, eventually, free_port, metric, simple_config, upstream_connections
 
 
 class Recorder:
@@ -179,6 +179,13 @@ def test_each_request_reaches_the_primary_and_the_shadow_whose_host_says_shadow(
     assert primary.requests[0]["headers"]["host"] == "api.example.com:8080"
     assert (primary.requests[0]["body"], primary.requests[0]["sha256"]) == (len(body), want)
     assert primary.requests[1]["headers"]["host"] == "api.example.com"
+    assert mirrored(s) == {"sent": 2, "failed": 0}
+
+
+def mirrored(s, cluster: str = "shadow") -> dict:
+    """sluice_mirror_requests_total of the shadow cluster, by result."""
+    return {result: metric(s, "sluice_mirror_requests_total", cluster=cluster, result=result)
+            for result in ("sent", "failed")}
 
 
 def test_a_chunked_upload_arrives_whole_at_both(start_sluice, recorders):
@@ -213,6 +220,7 @@ def test_percent_0_sends_nothing(start_sluice, recorders):
             assert c.get("/").text == "primary"
     time.sleep(0.5)
     assert shadow.count() == 0
+    assert mirrored(s) == {"sent": 0, "failed": 0}
 
 
 def test_percent_50_mirrors_about_half(start_sluice, recorders):
@@ -245,6 +253,8 @@ def test_a_shadow_that_fails_changes_nothing_for_the_client(start_sluice, record
     assert all(r["sha256"] == hashlib.sha256(body).hexdigest() for r in primary.requests)
     if mode != "down":
         assert shadow.count() >= 1
+    if mode in ("down", "reset"):
+        eventually(lambda: mirrored(s) == {"sent": 12, "failed": 12})
 
 
 def test_a_hanging_shadow_is_cut_at_the_route_timeout(start_sluice, recorders):
@@ -288,6 +298,7 @@ def test_a_shadow_that_does_not_keep_up_is_dropped_not_buffered(start_sluice, re
     # one dropped while connecting never sent a byte, and its connection is pooled
     pooled = 1 if when == "connecting" else 0
     eventually(lambda: upstream_connections(pid, shadow.port) == pooled, timeout=20)
+    eventually(lambda: mirrored(s) == {"sent": 2, "failed": 2})   # (the first at its deadline)
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -360,6 +371,25 @@ def test_a_grpc_web_text_upload_reaches_the_shadow_decoded(start_sluice, recorde
     want = hashlib.sha256(frame).hexdigest()
     assert primary.requests[0]["sha256"] == shadow.requests[0]["sha256"] == want
     assert shadow.requests[0]["headers"]["content-type"] == "application/grpc"
+
+
+def test_the_shadow_clusters_circuit_breaker_sheds_copies_not_requests(start_sluice, recorders):
+    """max_requests 1 on the shadow cluster, whose one copy hangs: the other copies are shed
+    at its breaker (counted), the primary serves every request."""
+    primary, shadow = recorders("primary"), recorders("shadow", mode="hang")
+    config = mirror_config(primary.address, shadow.address, timeout="10s")
+    config["clusters"][1]["circuit_breakers"] = {"max_requests": 1}
+    s = start_sluice(config)
+    with httpx.Client(base_url=s.url, timeout=5) as c:
+        for i in range(6):
+            assert c.get(f"/b/{i}").text == "primary"
+    assert primary.count() == 6
+    eventually(lambda: shadow.count() == 1)
+    assert mirrored(s) == {"sent": 6, "failed": 5}
+    assert metric(s, "sluice_circuit_breaker_overflows_total", cluster="shadow",
+                  breaker="requests") == 5
+    assert metric(s, "sluice_circuit_breaker_overflows_total", cluster="up",
+                  breaker="requests") == 0
 
 
 # --- HTTP/2 ---------------------------------------------------------------------------------------

@@ -468,6 +468,12 @@ def test_supervisor_controller_lists_endpoints_with_in_flight_counts(stats):
     stats.endpoint_begin_py(0, e)
     stats.endpoint_begin_py(1, e)
     stats.endpoint_end_py(1, e)
+    w = stats.cluster_slot("web")
+    stats.cluster_begin_py(0, w)
+    stats.cluster_begin_py(1, w)
+    stats.cluster_begin_py(1, w, True)
+    stats.cluster_event_py(0, w, "overflow_requests")
+    stats.cluster_event_py(1, w, "retry_5xx")
     c = A.SupervisorController(_fake_supervisor(stats))
     unchecked = {"health": "unknown", "ejected": False,
                  "health_transitions": {"healthy": 0, "unhealthy": 0}, "ejections": 0,
@@ -475,6 +481,12 @@ def test_supervisor_controller_lists_endpoints_with_in_flight_counts(stats):
     assert c.clusters() == {"version": "v2", "clusters": {"web": {
         "balancer": "least_request", "health_check": None, "panic_threshold": 50,
         "panic": False,
+        "circuit_breakers": {"max_requests": 1024, "max_retries": 3, "max_connections": 1024,
+                             "max_pending": 1024, "active_requests": 2, "active_retries": 1,
+                             "overflows": {"requests": 1, "pending": 0, "retries": 0}},
+        "retry_budget": None,
+        "retries": {"connect_failure": 0, "reset": 0, "per_try_timeout": 0,
+                    "refused_stream": 0, "gateway_error": 0, "5xx": 1, "retriable_status": 0},
         "endpoints": [
             {"address": "127.0.0.1:9004", "weight": 2, **unchecked,
              "active_requests": 0, "requests": 0, "connect_failures": 0, "resets": 0},
