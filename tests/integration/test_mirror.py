@@ -373,6 +373,27 @@ def test_a_grpc_web_text_upload_reaches_the_shadow_decoded(start_sluice, recorde
     assert shadow.requests[0]["headers"]["content-type"] == "application/grpc"
 
 
+@pytest.mark.parametrize("fault, copied", [({"delay": {"fixed": "300ms"}}, True),
+                                           ({"abort": {"status": 503}}, False)])
+def test_fault_injection_comes_before_the_mirror(start_sluice, recorders, fault, copied):
+    """As Envoy's fault filter before the router: an aborted request is not copied; a delayed
+    one is copied after the delay, with the body that arrived meanwhile."""
+    primary, shadow = recorders("primary"), recorders("shadow")
+    config = mirror_config(primary.address, shadow.address)
+    config["routes"][0]["fault"] = fault
+    s = start_sluice(config)
+    body = os.urandom(100_000)
+    with httpx.Client(base_url=s.url, timeout=10) as c:
+        r = c.post("/f", content=body)
+    assert r.status_code == (200 if copied else 503)
+    if copied:
+        eventually(lambda: shadow.count() == 1)
+        assert shadow.requests[0]["sha256"] == hashlib.sha256(body).hexdigest()
+    else:
+        time.sleep(0.5)
+        assert shadow.count() == 0 and mirrored(s) == {"sent": 0, "failed": 0}
+
+
 def test_the_shadow_clusters_circuit_breaker_sheds_copies_not_requests(start_sluice, recorders):
     """max_requests 1 on the shadow cluster, whose one copy hangs: the other copies are shed
     at its breaker (counted), the primary serves every request."""
