@@ -17,7 +17,8 @@ class Backend:
     `fault` breaks those answers: "reset" closes the connection on the request, "hang" never
     answers, "mid_body" sends a head and half the body, then closes; `delay` seconds pass before
     any answer. Each request is kept in `requests` (method, path, headers, body) and the most
-    requests in flight at once in `peak` (and, with an x-sluice-attempt above 1, `peak_retries`).
+    requests in flight at once in `peak` (and, with an x-sluice-attempt above 1, `peak_retries`;
+    backends given one `InFlight` as `retries` also count their retries together there).
     `stop()` closes the listener and every connection, as a killed process would; `start()`
     listens on the same port again."""
 
@@ -31,6 +32,7 @@ class Backend:
         self.requests: list[dict] = []
         self.in_flight = self.peak = 0
         self.retries_in_flight = self.peak_retries = 0
+        self.retries: InFlight | None = None
         self.probes = 0
         self.agents: set[str] = set()
         self.lock = threading.Lock()
@@ -123,6 +125,8 @@ class Backend:
             if retry:
                 self.retries_in_flight += 1
                 self.peak_retries = max(self.peak_retries, self.retries_in_flight)
+        if retry and self.retries is not None:
+            self.retries.add(1)
         try:
             if self.delay:
                 time.sleep(self.delay)
@@ -147,6 +151,22 @@ class Backend:
                 self.in_flight -= 1
                 if retry:
                     self.retries_in_flight -= 1
+            if retry and self.retries is not None:
+                self.retries.add(-1)
+
+
+class InFlight:
+    """A count several backends share: how many requests are in flight across them, and the
+    most at once."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.now += n
+            self.peak = max(self.peak, self.now)
 
 
 def read_body(conn: socket.socket, buf: bytearray, headers: dict) -> bytes | None:

@@ -308,7 +308,8 @@ def link(config, buckets, previous: Tables | None = None, version: object = None
                                       endpoints)
                 for c in config.clusters}
     listeners = _link_listeners(config, clusters, buckets, built, stats, previous)
-    return Tables(version, listeners, clusters, pools)
+    return Tables(version, listeners, clusters, pools,
+                  max_loop_delay=config.overload.max_loop_delay)
 
 
 def _tls_arguments(lst, previous: Tables | None) -> dict:

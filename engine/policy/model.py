@@ -9,6 +9,9 @@ module adds, beyond CONFIG.md:
   `merge_slashes`: true; `escaped_slashes`: reject), linked to `tables.Listener.path_flags`.
 - `Config.access_log` (`AccessLog`): where access log lines go (`stdout` by default, `stderr`,
   `off`, or a file path) and their `format` (`json` or nginx's `combined`).
+- `Config.overload` (`Overload`, issue 11): `max_loop_delay`, the event-loop lag past which a
+  worker sheds new requests (503); `0s`, the default, is off, as Envoy's overload manager is
+  unless configured. The runtime side is engine/runtime/overload.py.
 - TLS (issue 9; names from CONFIG.md): `Listener.tls` (`ListenerTLS`: certificates chosen by
   SNI, `min_version`, `client_ca` for mutual TLS, `forward_client_cert`) and
   `Match.client_identity`. The files are read at
@@ -982,6 +985,32 @@ class FilterSpec(_Model):
                                    description="Keyword arguments of the filter's class.")
 
 
+# Below this a worker's loop lags on scheduling noise alone (a garbage collection, a TLS
+# handshake, a burst of a few hundred requests in one turn): shedding there would turn a busy
+# but healthy worker away.
+MIN_LOOP_DELAY = 0.010
+
+
+class Overload(_Model):
+    """Overload shedding (an addition to CONFIG.md, as Envoy's overload manager): while a
+    worker's event loop runs late by more than `max_loop_delay`, that worker answers new
+    requests 503 (`x-sluice-overloaded: true`) instead of queueing them behind the backlog."""
+
+    max_loop_delay: Timeout = Field(
+        0.0, description="Shed new requests (503) while the worker's event loop lags more than "
+                         "this (measured every 50 ms); '0s' = never (default). At least 10ms.")
+
+    @model_validator(mode="after")
+    def _above_noise(self) -> Overload:
+        if 0 < self.max_loop_delay < MIN_LOOP_DELAY:
+            raise violation(("max_loop_delay",), (
+                f"{durations.format_duration(self.max_loop_delay)} is below 10ms: an event loop "
+                "lags that much on scheduling noise alone (a garbage collection, a burst of "
+                "requests), so the worker would shed while healthy; use 10ms or more "
+                "(100ms is a common choice), or 0s to switch shedding off"))
+        return self
+
+
 class Config(_Model):
     """A whole sluice config (schema version 1)."""
 
@@ -991,6 +1020,9 @@ class Config(_Model):
     clusters: tuple[Cluster, ...] = ()
     access_log: AccessLog = Field(default_factory=AccessLog)
     filters: tuple[FilterSpec, ...] = ()
+    overload: Overload = Field(
+        default_factory=Overload,
+        description="Overload shedding: new requests get 503 while a worker's event loop lags.")
 
     @model_validator(mode="after")
     def _cross_references(self, info: ValidationInfo) -> Config:

@@ -36,7 +36,7 @@ objects, and the workers never do more than their plain stores. Metric names:
     sluice_mirror_requests_total{cluster, result}       counter   mirror copies: sent | failed
     sluice_faults_injected_total{route, kind}           counter   fault injection: delay | abort
     sluice_overload_shed_total                          counter   503 while the loop lagged
-    sluice_worker_loop_lag_seconds                      gauge     the most lagging worker's last lag
+    sluice_worker_loop_lag_seconds                      gauge     the most lagging worker's recent peak lag
     sluice_active_connections                           gauge     open client connections
     sluice_listener_active_connections{listener}        gauge     ... per listener
     sluice_active_requests                              gauge     exchanges in flight
@@ -250,8 +250,8 @@ class StatsCollector(Collector):
             "worker's event loop lagged past overload.max_loop_delay.",
             value=events["overload_shed"])
         yield GaugeMetricFamily(
-            "sluice_worker_loop_lag_seconds", "The last measured event-loop lag of the most "
-            "lagging worker (with overload.max_loop_delay).", value=agg.get("loop_lag_max", 0.0))
+            "sluice_worker_loop_lag_seconds", "The largest event-loop lag a worker measured in "
+            "the last 5 to 10 s (the most lagging worker's).", value=agg.get("loop_lag_max", 0.0))
         timeouts = CounterMetricFamily(
             "sluice_downstream_timeouts", "Client connections closed by a listener timeout.",
             labels=["kind"])

@@ -35,6 +35,11 @@ cannot import or build, a listener it cannot bind) sends the supervisor one `fai
 (`where`, `reason`) instead of `ready` and exits 1; the supervisor reports it once and exits 1
 (the traceback is logged at debug level only).
 
+Overload: from start to stop a `LoopMonitor` (engine/runtime/overload.py) samples how late this
+loop runs and sets `worker.overloaded`, which sheds new requests; it reads the threshold
+(`overload.max_loop_delay`) from the tables being served at each sample, so a reload changes it
+with the swap and nothing here.
+
 Drain (SIGTERM, or `stop(drain=...)`): close the listening sockets, tell every connection to
 close after its current response, and wait until none is left or the deadline passes.
 """
@@ -55,6 +60,7 @@ from engine.filters.base import FilterContext
 from engine.policy.link import link
 from engine.runtime.accesslog import open_access_log
 from engine.runtime.channel import read_message, write_message
+from engine.runtime.overload import LoopMonitor
 from engine.runtime.sockets import BACKLOG, listen_socket
 
 log = logging.getLogger("sluice.worker")
@@ -91,6 +97,8 @@ class WorkerServer:
         self.server_ssl: dict[str, object] = {}          # listener name -> its server's SSLContext
         self.retired: list = []                            # pools of earlier tables still busy
         self.sweeper = None
+        # overload shedding: samples this loop's lag, sets worker.overloaded (overload.py)
+        self.monitor = LoopMonitor(loop, self.worker, stats, stats_slot)
         self.handshake_log: dict[str, list] = {}           # listener -> [failures, last line at]
         from engine.policy import tls_server
 
@@ -145,6 +153,7 @@ class WorkerServer:
             self.servers[lst.name] = await self._open(lst)
             self.server_ssl[lst.name] = self.worker.tables.listeners[lst.name].ssl_context
         self.sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        self.monitor.start()
 
     def _sweep(self) -> None:
         self.worker.sweep_pools()
@@ -215,6 +224,7 @@ class WorkerServer:
             server.close()
         if self.sweeper is not None:
             self.sweeper.cancel()
+        self.monitor.stop()
         done = self.loop.create_future()
         self.worker.on_idle = lambda: done.done() or done.set_result(None)
         self.worker.drain()

@@ -94,3 +94,40 @@ def test_out_of_file_descriptors_refuses_new_and_serves_open_connections(upstrea
             c.close()
     time.sleep(0.3)
     assert httpx.get(s.url + "/echo").status_code == 200   # accepting again
+
+
+def test_max_connections_counts_http2_connections_once(upstream, start_sluice):
+    """The same cap on a listener speaking h2c (prior knowledge) and HTTP/1.1: a connection the
+    HTTP/1.1 codec sniffs as HTTP/2 and hands over is counted once, by the HTTP/2 codec, so
+    `max_connections` HTTP/2 clients fit, the next one (of either protocol) is closed, and the
+    HTTP/2 ones go on."""
+    from h2peer import H2Peer
+
+    cfg = simple_config(free_port(), {"up": [upstream.address]})
+    cfg["listeners"][0]["protocols"] = ["http2", "http1"]
+    cfg["listeners"][0]["limits"] = {"max_connections": 3}
+    s = start_sluice(cfg)
+
+    def h2_served(p) -> bool:
+        return p.response(p.request("/echo"))[0] == 200
+
+    held = [H2Peer(s.port) for _ in range(3)]
+    try:
+        assert all(h2_served(p) for p in held)
+        late = H2Peer(s.port)
+        try:
+            late.request("/echo")
+            late.until(lambda evs: False)            # read until the proxy closes it
+            assert late.closed and not late.events
+        finally:
+            late.close()
+        assert refused(s.port)                       # an HTTP/1.1 client is over the cap too
+        assert all(h2_served(p) for p in held)       # the open ones are still served
+        held.pop().close()
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", s.port)) as c:
+            assert served(c)                         # room again
+        assert metric(s, "sluice_connections_refused_total") >= 2
+    finally:
+        for p in held:
+            p.close()

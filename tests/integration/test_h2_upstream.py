@@ -420,3 +420,45 @@ def test_a_tls_upstream_that_does_not_select_h2_fails_the_connect(start_sluice, 
         eventually(lambda: b"did not select h2 by ALPN" in sluice.stderr_path.read_bytes())
     finally:
         up.stop()
+
+
+# --- retries (issue 11) over HTTP/2 upstreams ----------------------------------------------------
+
+def retry_config(addresses, retry, timeout="10s") -> dict:
+    return simple_config(free_port(), {"up": addresses}, protocol="http2", routes=[
+        {"name": "all", "match": {"path_prefix": "/"}, "to": [{"cluster": "up"}],
+         "retry": retry, "timeout": timeout}])
+
+
+def test_a_refused_connection_is_retried_on_the_http2_endpoint(h2up, start_sluice):
+    up = h2up()
+    s = start_sluice(retry_config([f"127.0.0.1:{free_port()}", up.address],
+                                  {"attempts": 1, "on": ["connect-failure"]}))
+    for _ in range(6):
+        r = httpx.get(f"{s.url}/info")
+        assert r.status_code == 200
+    assert "2" in {dict(r.json()["headers"]).get("x-sluice-attempt")
+                   for r in [httpx.get(f"{s.url}/info") for _ in range(2)]}
+
+
+def test_a_per_try_timeout_resets_only_the_stream_and_the_connection_serves_on(h2up,
+                                                                                start_sluice):
+    up = h2up()
+    s = start_sluice(retry_config([up.address], {"attempts": 1, "on": ["reset"],
+                                                 "per_try_timeout": "300ms",
+                                                 "backoff": {"base": "1ms", "max": "2ms"}}))
+    r = httpx.get(f"{s.url}/slow?s=5", timeout=10)
+    assert r.status_code == 504
+    assert httpx.get(f"{s.url}/info").status_code == 200
+    assert up.stats()["proxied_connections"] == 1    # one connection carried every try
+    log = s.access_log()
+    assert [rec["attempts"] for rec in log] == [2, 1]
+
+
+def test_a_connection_that_breaks_before_the_answer_is_retried(h2up, start_sluice):
+    up = h2up()
+    s = start_sluice(retry_config([up.address], {"attempts": 1, "on": ["reset"],
+                                                 "backoff": {"base": "1ms", "max": "2ms"}}))
+    r = httpx.get(f"{s.url}/close-early")
+    assert r.status_code == 502
+    assert s.access_log()[-1]["attempts"] == 2

@@ -7,7 +7,7 @@ from engine.policy.translate import fields_at, translate
 
 def test_fields_at_walks_models_lists_and_optionals():
     assert fields_at(Config, ()) == ["admin", "listeners", "routes", "clusters", "access_log",
-                                     "filters"]
+                                     "filters", "overload"]
     assert fields_at(Config, ("routes", 3, "match")) == list(Match.model_fields)
     assert fields_at(Config, ("routes", 0, "rewrite")) == ["path_prefix", "set_headers",
                                                           "remove_headers"]
