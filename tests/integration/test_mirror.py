@@ -475,3 +475,27 @@ def test_an_http2_shadow_cluster_gets_the_copy(start_sluice, recorders, h2shadow
     assert headers[":authority"] == "svc.local-shadow:81"
     assert headers[":path"] == "/upload" and headers[":method"] == "POST"
     assert primary.requests[0]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_an_http2_stream_reset_mid_body_cuts_its_shadow_only(start_sluice, recorders):
+    """The client resets one stream mid-upload: that request's copy is cut with it (the rest of
+    its body will never come); the connection's other stream, and its copy, go on."""
+    from h2.errors import ErrorCodes
+    from h2peer import H2Peer
+
+    primary, shadow = recorders("primary"), recorders("shadow")
+    s = start_sluice(mirror_config(primary.address, shadow.address, protocols=["http2", "http1"]))
+    peer = H2Peer(s.port)
+    cut = peer.request("/cut", "POST", headers=[("content-length", "100000")], body=b"a" * 5000,
+                       authority="svc.test", end=False)
+    eventually(lambda: primary.incomplete == 0 and len(primary.requests) == 0)
+    time.sleep(0.3)
+    peer.conn.reset_stream(cut, ErrorCodes.CANCEL)
+    peer.flush()
+    whole = peer.request("/whole", "POST", body=b"b" * 7000, authority="svc.test")
+    status, _, body, _ = peer.response(whole)
+    assert (status, body) == (200, b"primary")
+    eventually(lambda: shadow.incomplete == 1 and shadow.count() == 1)
+    assert shadow.requests[0]["target"] == "/whole" and shadow.requests[0]["body"] == 7000
+    assert shadow.requests[0]["headers"]["host"] == "svc.test-shadow"
+    peer.close()
