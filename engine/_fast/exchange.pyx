@@ -910,6 +910,12 @@ cdef class Exchange:
         self.timer = None
         if self.state != X_WAITING or self.up is not None or self.parked or self.ds is None:
             return
+        if self.replay is None and self.req_body_sent:
+            # the body outgrew the replay buffer during the backoff: what left with the failed
+            # try cannot be sent again
+            self.fail(E_UPSTREAM_RESET, None)
+            self.ds.flush()
+            return
         if self.attempt_edit >= 0:
             self.edits[self.attempt_edit] = b"%d" % (self.attempt + 1)
         if self.pick_endpoint() < 0:

@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 cdef enum:
     ST_GAUGE_CONNECTIONS = 0      # open downstream (client) connections of the worker
     ST_GAUGE_REQUESTS = 1         # exchanges in flight in the worker
-    ST_GAUGE_LOOP_LAG_US = 2      # the event loop's last measured lag, microseconds
+    ST_GAUGE_LOOP_LAG_US = 2      # the event loop's recent peak lag (overload.py), microseconds
     ST_NGAUGES = 4                # gauges per worker (1 spare)
 
     # Per-worker event counters, summed over workers (EVENT_NAMES in stats.pyx)

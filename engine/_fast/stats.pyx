@@ -746,7 +746,8 @@ cdef class Stats:
         self.route_fault(worker, route_slot, abort)
 
     def set_loop_lag(self, int worker, double seconds):
-        """The worker's last measured event-loop lag (engine/runtime/overload.py)."""
+        """The worker's recent peak event-loop lag (engine/runtime/overload.py publishes the
+        largest sample of the last 5-10 s, so that a scrape sees a stall)."""
         _check_worker(self, worker)
         self.set_gauge(worker, ST_GAUGE_LOOP_LAG_US, <long>(seconds * 1e6))
 
@@ -1115,7 +1116,7 @@ cdef class Stats:
             "endpoints": endpoints,
             "listeners": listeners,
             "gauges": {"active_connections": conns, "active_requests": reqs},
-            "loop_lag_max": lag / 1e6,        # seconds: the most lagging live worker's last
+            "loop_lag_max": lag / 1e6,        # seconds: the most lagging live worker's recent peak
             "events": {EVENT_NAMES[k]: events[k] for k in range(ST_NEVENTS)},
             "workers": nlive,
         }
