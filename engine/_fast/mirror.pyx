@@ -308,8 +308,11 @@ cdef void mirror_abort(Exchange s) except *:
 
 
 cdef void mirror_recorded(Exchange s) except *:
-    """Counted as failed when the shadow cluster's answer never came (any response, 5xx
-    included, is an answer)."""
+    """Counted under the shadow cluster by status (sluice_cluster_requests_total, never the
+    route's counts), and as failed when the shadow cluster's answer never came (any response,
+    5xx included, is an answer)."""
+    if s.svc.stats is not None and s.cluster is not None:
+        s.svc.stats.record_cluster(s.svc.stats_worker, s.cluster.stats_slot, s.status)
     if s.outcome != E_NONE:
         count(s.svc, s.cluster, ST_CE_MIRROR_FAILED)
 

@@ -329,6 +329,9 @@ def test_the_shadow_writes_no_access_log_line(start_sluice, recorders):
     lines = s.access_log()
     assert [line["path"] for line in lines] == ["/logged/0", "/logged/1", "/logged/2"]
     assert {line["upstream"] for line in lines} == {primary.address}
+    # counted under the shadow cluster by status, never under the route a second time
+    assert metric(s, "sluice_cluster_requests_total", cluster="shadow", status_class="2xx") == 3
+    assert metric(s, "sluice_requests_total", route="all", status_class="2xx") == 3
 
 
 def test_the_primary_keeps_working_when_the_shadow_resets(start_sluice, recorders):
