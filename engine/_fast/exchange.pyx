@@ -73,6 +73,7 @@ from engine._fast.headers cimport (
     H_HOST, H_UPGRADE, H_X_FORWARDED_CLIENT_CERT, HF_DROP,
 )
 from engine._fast.limiter cimport TakeResult, format_headers, monotonic_now
+from engine._fast.mirror cimport start_mirror, mirror_data, mirror_end, mirror_abort, mirror_recorded
 from engine._fast.paths cimport path_normalized_bytes, path_error_text
 from engine._fast.pool cimport Pool, PooledConn, LEASE_NOW, LEASE_OPEN, LEASE_PARKED, LEASE_FULL
 from engine._fast.semantics cimport route_host_into, rewrite_prefix, cookie_value, MAX_HOST
@@ -453,6 +454,8 @@ cdef class Exchange:
         self.method_head = False
         self.expect_continue = False
         self.upgrade = False
+        self.mirror = None
+        self.shadow = False
         if self.svc.stats is not None and not self.counted:
             self.counted = True
             self.svc.stats.add_gauge(self.svc.stats_worker, ST_GAUGE_REQUESTS, 1)
@@ -829,6 +832,8 @@ cdef class Exchange:
         if self.grpc_timeout > 0 and (self.route_deadline == 0 or
                                       self.t0 + self.grpc_timeout < self.route_deadline):
             self.route_deadline = self.t0 + self.grpc_timeout   # the client's, if sooner
+        if route.mirror_cluster is not None:
+            self.mirror = start_mirror(self, route)       # a shadow copy (mirror.pyx), or None
         if self.state != X_WAITING:
             self.go(X_WAITING)
         self.start_try()
@@ -904,6 +909,12 @@ cdef class Exchange:
         request body replayed from the buffer."""
         self.timer = None
         if self.state != X_WAITING or self.up is not None or self.parked or self.ds is None:
+            return
+        if self.replay is None and self.req_body_sent:
+            # the body outgrew the replay buffer during the backoff: what left with the failed
+            # try cannot be sent again
+            self.fail(E_UPSTREAM_RESET, None)
+            self.ds.flush()
             return
         if self.attempt_edit >= 0:
             self.edits[self.attempt_edit] = b"%d" % (self.attempt + 1)
@@ -1045,6 +1056,8 @@ cdef class Exchange:
     # --- request body -------------------------------------------------------------------------
 
     cdef void request_data(self, bytes chunk) except *:
+        if self.mirror is not None:
+            mirror_data(self.mirror, chunk)     # (the raw bytes: the shadow decodes its own)
         self.bytes_in += PyBytes_GET_SIZE(chunk)
         if self.state == X_LOCAL or self.state == X_BODY_WAIT:
             return          # answered already: drop the body
@@ -1080,6 +1093,9 @@ cdef class Exchange:
 
     cdef void request_end(self, bytes trailers) except *:
         self.req_done = True
+        if self.mirror is not None:
+            mirror_end(self.mirror, trailers)   # the shadow has its whole request: on its own
+            self.mirror = None
         if self.state == X_LOCAL:
             if self.resp_started:
                 self.finish()
@@ -1421,6 +1437,9 @@ cdef class Exchange:
     cdef void finish(self) except *:
         """The exchange is over on both sides: stats and access log (once), the balancer and
         gauge released, then the codec goes on (next request, or close)."""
+        if self.mirror is not None:
+            mirror_abort(self.mirror)           # its request will never be complete
+            self.mirror = None
         self.deadline = self.route_deadline = self.try_deadline = 0
         self.cancel_lease()
         self.lb_done()
@@ -1491,6 +1510,9 @@ cdef class Exchange:
         if (self.attempt > 1 and st is not None and self.outcome == E_NONE and self.status < 500
                 and self.cluster.stats_slot >= 0):
             st.cluster_event(self.svc.stats_worker, self.cluster.stats_slot, ST_CE_RETRY_SUCCESS)
+        if self.shadow:
+            mirror_recorded(self)               # no route stats, no access log line
+            return
         if st is not None:
             st.record(self.svc.stats_worker,
                       self.route.stats_slot if self.route is not None else -1,

@@ -63,6 +63,7 @@ cdef class HeaderBlock:
     cpdef object get(self, bytes lower_name)   # first value of a header, or None (router, filters)
     cpdef int drop(self, bytes lower_name)     # HF_DROP on every header called lower_name
     cdef bytes _slice(self, Py_ssize_t s, Py_ssize_t e)
+    cdef HeaderBlock copy(self)                # a plain HeaderBlock with the same fields and flags
 
 cdef uint8_t header_id(const unsigned char* s, Py_ssize_t n) noexcept nogil
 

@@ -160,6 +160,30 @@ cdef class HeaderBlock:
                 c += 1
         return c
 
+    cdef HeaderBlock copy(self):
+        """A plain HeaderBlock with this one's fields, ids and flags, for a request that
+        outlives its codec's block (a mirror's shadow copy, mirror.pyx: an HTTP/1.1 connection
+        refills its block with the next request). `head` is shared, not copied: bytes never
+        change, and a decoder that moves on assigns a new object."""
+        cdef HeaderBlock c = HeaderBlock()
+        cdef int n = self.nheaders
+        c._grow(n)
+        if n > 0:
+            memcpy(c.name_s, self.name_s, n * sizeof(int32_t))
+            memcpy(c.name_e, self.name_e, n * sizeof(int32_t))
+            memcpy(c.value_s, self.value_s, n * sizeof(int32_t))
+            memcpy(c.value_e, self.value_e, n * sizeof(int32_t))
+            memcpy(c.hdr_id, self.hdr_id, n * sizeof(uint8_t))
+            memcpy(c.hdr_flags, self.hdr_flags, n * sizeof(uint8_t))
+        c.nheaders = n
+        c.head = self.head
+        c.host_index = self.host_index
+        return c
+
+    def copy_block(self):
+        """copy() for Python callers (tests)."""
+        return self.copy()
+
     def drop_header(self, bytes lower_name):
         """drop() for Python callers (tests)."""
         return self.drop(lower_name)

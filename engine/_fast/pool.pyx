@@ -64,9 +64,15 @@ cdef class PooledConn:
         self.transport = transport
 
     cdef void close_now(self):
+        """Never to be used again. With bytes still queued for the upstream the connection is
+        aborted (reset): a close would wait for them to be written, forever when the upstream
+        stopped reading, holding the socket and its buffer meanwhile."""
         self.dead = True
         if self.transport is not None:
-            self.transport.close()
+            if self.transport.get_write_buffer_size() > 0:
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     cdef PooledConn new_stream(self):
         return None

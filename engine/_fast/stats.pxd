@@ -114,6 +114,8 @@ cdef class Stats:
     cdef long cluster_active(self, int cluster_slot, bint retry) noexcept nogil
     # One more ST_CE_* event of the cluster.
     cdef void cluster_event(self, int worker, int cluster_slot, int which) noexcept nogil
+    # One finished exchange counted for a cluster only (a mirror's shadow: no route counts).
+    cdef void record_cluster(self, int worker, int cluster_slot, int status) noexcept nogil
     # A fault injected on the route: delayed (abort=False) or aborted.
     cdef void route_fault(self, int worker, int route_slot, bint abort) noexcept nogil
 

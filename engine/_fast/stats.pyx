@@ -719,6 +719,11 @@ cdef class Stats:
         if c != NULL and 0 <= which < ST_CE_COUNT:
             st_add(&c.events[which], 1)
 
+    cdef void record_cluster(self, int worker, int cluster_slot, int status) noexcept nogil:
+        cdef st_cluster* c = _cluster_row(self, worker, cluster_slot)
+        if c != NULL:
+            st_add(&c.status[_status_class(status)], 1)
+
     cdef void route_fault(self, int worker, int route_slot, bint abort) noexcept nogil:
         cdef st_route* r = _route_row(self, worker, route_slot)
         if r != NULL:

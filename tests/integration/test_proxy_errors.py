@@ -233,3 +233,33 @@ def test_a_malformed_response_is_502_from_the_error_table(start_sluice):
         assert "malformed response" in s.stderr_path.read_text()
     finally:
         up.stop()
+
+
+def test_an_upstream_that_stops_reading_is_reset_when_the_exchange_gives_up(start_sluice):
+    """An upload to an upstream that never reads fills sluice's write buffer for it; when the
+    route timeout ends the exchange, that connection is reset at once, not closed gracefully
+    (a graceful close waits for the buffer to drain: forever, holding socket and memory)."""
+    held = []
+
+    def never_read(conn: socket.socket, n: int) -> None:
+        held.append(conn)
+        time.sleep(30)
+
+    up = HostileUpstream(never_read)
+    s = start_sluice(simple_config(free_port(), {"up": [up.address]}, routes=[
+        {"name": "all", "match": {"path_prefix": "/"}, "to": [{"cluster": "up"}],
+         "timeout": "1s"}]))
+    body = b"z" * (16 << 20)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+        c.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < len(body):
+                sent += c.send(body[sent:sent + 65536])
+        except (socket.timeout, OSError):
+            pass                              # sluice stopped reading us: backpressure
+        c.settimeout(10)
+        assert c.recv(65536).startswith(b"HTTP/1.1 504")
+    pid = s.worker_pids()[0]
+    eventually(lambda: upstream_connections(pid, up.port) == 0, timeout=5)
