@@ -35,6 +35,17 @@ def upstream2():
 
 
 @pytest.fixture
+def backend():
+    """A tests/backends.py Backend (faults, delays, what it received), stopped after the test."""
+    from backends import Backend
+
+    b = Backend()
+    yield b
+    if b.sock is not None:
+        b.stop()
+
+
+@pytest.fixture
 def start_sluice(tmp_path):
     started: list[Sluice] = []
 

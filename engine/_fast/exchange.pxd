@@ -27,6 +27,10 @@ cdef enum:
 
 cdef class Exchange
 cdef class Downstream
+
+# True for `percent` (0..100) of the calls: the per-process generator of request ids (reseeded
+# in each worker after fork), for fault injection and mirror sampling
+cdef bint chance(double percent) noexcept
 cdef class UpstreamConn
 
 

@@ -205,7 +205,7 @@ cdef inline double uniform() noexcept:
     return <double>(_splitmix() >> 11) * (1.0 / 9007199254740992.0)
 
 
-cdef inline bint chance(double percent) noexcept:
+cdef bint chance(double percent) noexcept:
     """True for `percent` of the calls (0..100)."""
     if percent >= 100.0:
         return True
@@ -1423,14 +1423,8 @@ cdef class Exchange:
 
     cdef void abort_upstream(self) except *:
         """Stop the upstream side of the exchange (client gone, timeout): never pool it."""
-        cdef UpstreamConn up = self.up
         self.deadline = self.route_deadline = self.try_deadline = 0
-        self.cancel_lease()
-        if up is not None:
-            self.up = None
-            up.x = None
-            up.close_now()
-        self.lb_done()
+        self.abort_try()
 
     # --- the one exit ---------------------------------------------------------------------------
 

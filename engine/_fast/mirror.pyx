@@ -42,19 +42,17 @@ flight. One timer per worker rather than one per shadow for the worker's reason:
 cancelling a loop timer per request costs more than the rest of a small request's policy, and a
 route deadline needs no finer grain than the tick.
 
-Sampling draws from a per-process splitmix64 generator (no Python `random` per request), mixed
-with fresh entropy whenever a worker's registry is created, so forked workers do not draw in
-step.
+Sampling draws from the exchange's per-process generator (`exchange.chance`, no Python `random`
+per request), which every worker reseeds after fork, so forked workers do not draw in step.
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport uint64_t
 
 from engine._fast.errors cimport E_NONE, E_CLIENT_CLOSED, E_CIRCUIT_OPEN, E_NO_HEALTHY_UPSTREAM
 from engine._fast.exchange cimport (
     Exchange, Downstream, Services, UpstreamConn, X_IDLE, X_WAITING,
-    PAUSE_UPSTREAM, PAUSE_PENDING,
+    PAUSE_UPSTREAM, PAUSE_PENDING, chance,
 )
 from engine._fast.grpcwire cimport G_NONE, G_PLAIN, TextDecoder
 from engine._fast.headers cimport HeaderBlock
@@ -65,7 +63,6 @@ from engine._fast.stats cimport (
 )
 from engine._fast.tables cimport Route, Cluster
 
-import os
 
 DEF MIRROR_HELD_LIMIT = 1048576   # body bytes handed to a shadow whose upstream is not keeping up
 DEF TICK_MAX = 0.5                # the deadline sweep runs at least this often (seconds)
@@ -90,29 +87,8 @@ cdef inline void count(Services svc, Cluster c, int which) noexcept:
 
 # --- sampling -----------------------------------------------------------------------------------
 
-cdef uint64_t _rng = 0x243F6A8885A308D3
-
-cdef inline uint64_t _next() noexcept:
-    global _rng
-    _rng += <uint64_t>0x9E3779B97F4A7C15
-    cdef uint64_t z = _rng
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
-    return z ^ (z >> 31)
-
 cdef inline bint sampled(double percent) noexcept:
-    if percent >= 100.0:
-        return True
-    if percent <= 0.0:
-        return False
-    return <double>(_next() >> 11) * (100.0 / 9007199254740992.0) < percent   # 2**53
-
-def reseed():
-    """New entropy for the sampling (also done when a worker's registry is created)."""
-    global _rng
-    _rng ^= <uint64_t>int.from_bytes(os.urandom(8), "little") ^ <uint64_t>os.getpid()
-
-reseed()
+    return chance(percent)      # exchange.pyx's generator, reseeded in each worker after fork
 
 def sampled_count(double percent, int n):
     """How many of `n` draws at `percent` are mirrored (tests)."""
@@ -419,7 +395,6 @@ cdef Shadows shadows_of(Services svc):
         r.routes = {}
         r.tick = TICK_MAX
         _registries[svc] = r
-        reseed()                  # (after a fork, before this worker's draws go on)
     return r
 
 

@@ -55,7 +55,6 @@ import signal
 import socket
 
 from engine._fast import debug
-from engine._fast.mirror import reseed as reseed_mirror_sampling
 from engine._fast.proxy import Worker, reseed_request_ids
 from engine.filters.base import FilterContext
 from engine.policy.link import link
@@ -387,7 +386,6 @@ def run_worker(snapshot: bytes, digest: str, buckets, access_log_path: str, drai
     import uvloop
 
     reseed_request_ids()
-    reseed_mirror_sampling()
     _die_with_parent()
     if stats is not None:
         stats.attach_worker(slot)

@@ -8,16 +8,7 @@ import threading
 
 import pytest
 
-from backends import Backend
 from support import eventually, free_port, metric, simple_config
-
-
-@pytest.fixture
-def backend():
-    b = Backend()
-    yield b
-    if b.sock is not None:
-        b.stop()
 
 
 def request(s, timeout=20):

@@ -6,18 +6,8 @@ from __future__ import annotations
 import http.client
 import time
 
-import pytest
 
-from backends import Backend
 from support import free_port, metric, simple_config
-
-
-@pytest.fixture
-def backend():
-    b = Backend()
-    yield b
-    if b.sock is not None:
-        b.stop()
 
 
 def request(s, headers=None, method="GET", body=None):
