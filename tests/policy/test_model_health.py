@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from engine.policy import check_data
+from config_check import config, errors
 from engine.policy.model import status_ranges
 
 BASE = {
@@ -22,16 +22,6 @@ def data(**cluster) -> dict:
     out = copy.deepcopy(BASE)
     out["clusters"][0].update(cluster)
     return out
-
-
-def errors(value: dict) -> list[str]:
-    return [str(p) for p in check_data(value, "cfg.yaml").errors]
-
-
-def config(value: dict):
-    result = check_data(value, "cfg.yaml")
-    assert result.ok, [str(p) for p in result.problems]
-    return result.config
 
 
 def test_defaults_no_health_check_and_a_panic_threshold_of_50():

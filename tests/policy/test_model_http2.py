@@ -7,6 +7,7 @@ import copy
 
 import pytest
 
+from config_check import config, errors
 from engine.policy import check_data, check_text
 from engine.policy.model import ClusterHTTP2, ListenerHTTP2
 
@@ -22,16 +23,6 @@ def data(listener: dict | None = None, cluster: dict | None = None) -> dict:
     out["listeners"][0].update(listener or {})
     out["clusters"][0].update(cluster or {})
     return out
-
-
-def errors(value: dict) -> list[str]:
-    return [str(p) for p in check_data(value, "cfg.yaml").errors]
-
-
-def config(value: dict):
-    result = check_data(value, "cfg.yaml")
-    assert result.ok, [str(p) for p in result.problems]
-    return result.config
 
 
 # -- listeners[].protocols ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ import copy
 
 import pytest
 
-from engine.policy import check_data
+import config_check
+from config_check import errors
 from engine.policy.snapshot import encode_snapshot, load_snapshot, snapshot_of, trusted_config
 
 BASE = {
@@ -24,15 +25,8 @@ def data(overload=None) -> dict:
     return out
 
 
-def errors(value: dict) -> list[str]:
-    return [str(p) for p in check_data(value, "cfg.yaml").errors]
-
-
 def config(value: dict):
-    result = check_data(value, "cfg.yaml")
-    assert result.ok, [str(p) for p in result.problems]
-    assert not result.warnings, [str(p) for p in result.warnings]
-    return result.config
+    return config_check.config(value, warnings=False)
 
 
 def test_the_default_is_off():

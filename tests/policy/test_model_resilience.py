@@ -8,7 +8,7 @@ import copy
 
 import pytest
 
-from engine.policy import check_data
+from config_check import config, errors
 from engine.policy.snapshot import decode_snapshot, snapshot_of, trusted_config
 
 BASE = {
@@ -29,16 +29,6 @@ def data(route: dict | None = None, cluster: dict | None = None, index: int = 0)
     out["routes"][index].update(route or {})
     out["clusters"][0].update(cluster or {})
     return out
-
-
-def errors(value: dict) -> list[str]:
-    return [str(p) for p in check_data(value, "cfg.yaml").errors]
-
-
-def config(value: dict):
-    result = check_data(value, "cfg.yaml")
-    assert result.ok, [str(p) for p in result.problems]
-    return result.config
 
 
 # -- routes[].retry ----------------------------------------------------------------------------
