@@ -270,3 +270,26 @@ def test_max_retries_caps_retries_in_flight(backends, start_sluice):
     assert one.peak_retries == 1
     assert metric(s, "sluice_circuit_breaker_overflows_total", cluster="up",
                   breaker="retries") > 0
+
+
+def test_an_http2_client_upload_is_replayed_on_the_retry(backends, start_sluice):
+    import httpx
+
+    good, bad = backends(2)
+    bad.status = 503
+    c = config([good.address, bad.address],
+               retry={"attempts": 1, "on": ["5xx"], "methods": ["POST"]})
+    c["listeners"][0]["protocols"] = ["http1", "http2"]
+    s = start_sluice(c)
+    body = bytes(range(256)) * 100
+
+    def gen():
+        yield b"a" * 30000
+        yield b"b" * 30000
+
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        statuses = [client.post(f"{s.url}/up", content=body).status_code for _ in range(4)]
+        statuses += [client.post(f"{s.url}/up", content=gen()).status_code for _ in range(4)]
+    assert statuses == [200] * 8
+    assert len(good.requests) == 8 and len(bad.requests) >= 4
+    assert [r["body"] for r in good.requests] == [body] * 4 + [b"a" * 30000 + b"b" * 30000] * 4
