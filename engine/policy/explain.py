@@ -481,11 +481,40 @@ def _cluster_lines(share: ClusterShare) -> list[str]:
                if rb is not None else f"{cb.max_retries} retries")
     lines.append(f"  in flight: at most {cb.max_requests} requests, {retries} "
                  "(circuit breakers, all workers)")
+    lines += _endpoint_health_lines(c)
     total = sum(ep.weight for ep in c.endpoints)
     for ep in c.endpoints:
         lines.append(f"  {ep.address}  weight {ep.weight} ({_percent(ep.weight, total)})")
     if share.picked is not None:
         lines.append(f"  this request: {share.picked}")
+    return lines
+
+
+def _endpoint_health_lines(c) -> list[str]:
+    """How the cluster decides which endpoints are picked: its active health check, outlier
+    detection and panic threshold (explain reads the config; the verdicts are GET /clusters')."""
+    lines = []
+    hc, od = c.health_check, c.outlier_detection
+    if hc is not None:
+        probe = (f"HTTP GET {hc.http.path}" + (f" (host {hc.http.host})" if hc.http.host else "")
+                 + f" expecting {', '.join(hc.http.expect)}" if hc.http is not None
+                 else "TCP connect")
+        lines.append(f"  health:    {probe} every {format_duration(hc.interval)} (timeout "
+                     f"{format_duration(hc.timeout)}); unhealthy after {hc.unhealthy_threshold} "
+                     f"failures, healthy again after {hc.healthy_threshold} passes")
+    if od is not None:
+        when = [f"{od.consecutive_5xx} consecutive 5xx" if od.consecutive_5xx else "",
+                f"{od.consecutive_gateway_errors} consecutive gateway errors"
+                if od.consecutive_gateway_errors else ""]
+        when = [w for w in when if w]
+        lines.append(f"  outliers:  ejected after {' or '.join(when) or 'nothing (both off)'}, "
+                     f"for {format_duration(od.base_ejection_time)} x times ejected (at most "
+                     f"{format_duration(od.max_ejection_time)}), at most "
+                     f"{od.max_ejection_percent}% of the endpoints at once")
+    if hc is not None or od is not None:
+        lines.append(f"  panic:     below {c.panic_threshold}% of the endpoints available, all "
+                     "of them get traffic" if c.panic_threshold else
+                     "  panic:     never (no endpoint available: 503)")
     return lines
 
 

@@ -1,5 +1,6 @@
 """engine/policy/explain.py, issue 11: the matched route's retry policy, fault injection and
-mirror, and each cluster's circuit breakers, as `sluice explain` prints them."""
+mirror, and each cluster's circuit breakers, health check and outlier detection, as `sluice
+explain` prints them."""
 import pytest
 
 from engine.policy import load_config_text
@@ -88,3 +89,21 @@ def test_the_clusters_circuit_breakers_or_retry_budget(config):
 def test_a_direct_response_shows_none_of_them(config):
     got = lines(config, "GET http://h/healthz")
     assert not any(line.startswith(("retry:", "fault:", "mirror:")) for line in got)
+
+
+def test_the_clusters_health_check_outlier_detection_and_panic_threshold():
+    text = CONFIG.replace("""    retry_budget: {percent: 25, min_concurrency: 2}
+""", """    retry_budget: {percent: 25, min_concurrency: 2}
+    health_check: {http: {path: /healthz, host: api.internal}, interval: 2s}
+    outlier_detection: {consecutive_5xx: 0, base_ejection_time: 10s}
+    panic_threshold: 0
+""")
+    got = lines(load_config_text(text), "GET http://h/other")
+    assert ("  health:    HTTP GET /healthz (host api.internal) expecting 200-399 every 2s "
+            "(timeout 1s); unhealthy after 3 failures, healthy again after 2 passes") in got
+    assert ("  outliers:  ejected after 5 consecutive gateway errors, for 10s x times ejected "
+            "(at most 5m), at most 10% of the endpoints at once") in got
+    assert "  panic:     never (no endpoint available: 503)" in got
+    # a cluster with neither says nothing of them
+    assert not any(line.startswith(("  health:", "  outliers:", "  panic:"))
+                   for line in lines(load_config_text(CONFIG), "GET http://h/other"))
