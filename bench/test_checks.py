@@ -7,18 +7,11 @@ import shutil
 
 import pytest
 
-from bench.peers import Baseline, NginxProxy, UpstreamNginx, Variant
+from bench.peers import Baseline, NginxProxy, Variant
 from bench.run import BY_NAME, check_answers, warm_up
 
 pytestmark = pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("wrk")),
                                 reason="needs nginx and wrk")
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    u = UpstreamNginx(tmp_path / "upstream")
-    yield u
-    u.stop()
 
 
 @pytest.mark.parametrize("bug", [False, True])

@@ -27,7 +27,6 @@ from bench.peers import (
     Nghttpx,
     Sluice,
     Unsupported,
-    UpstreamNginx,
     Variant,
     grpc_message,
     unsupported_reason,
@@ -206,13 +205,6 @@ def test_report_prints_na_rows_and_the_memory_table():
 
 
 # -- the peers over HTTP/2, and the check catching what it must --------------------------------
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    u = UpstreamNginx(tmp_path / "upstream")
-    yield u
-    u.stop()
 
 
 @need("nghttpx", "nginx", "haproxy", "h2load")

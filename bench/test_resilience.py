@@ -18,7 +18,6 @@ from bench.peers import (
     ROOT,
     Baseline,
     Sluice,
-    UpstreamNginx,
     Variant,
     all_peers,
 )
@@ -173,13 +172,6 @@ def test_report_shows_the_ratios_and_not_the_nginx_columns():
 
 needs_peers = pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("wrk")),
                                  reason="needs nginx and wrk")
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    u = UpstreamNginx(tmp_path / "upstream")
-    yield u
-    u.stop()
 
 
 @needs_peers

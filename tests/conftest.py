@@ -35,14 +35,33 @@ def upstream2():
 
 
 @pytest.fixture
-def backend():
-    """A tests/backends.py Backend (faults, delays, what it received), stopped after the test."""
+def make_backends():
+    """make_backends(n): n tests/backends.py Backends (faults, delays, what each received), all
+    stopped after the test."""
     from backends import Backend
 
-    b = Backend()
-    yield b
-    if b.sock is not None:
-        b.stop()
+    made: list = []
+
+    def make(n: int) -> list:
+        new = [Backend() for _ in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for b in made:
+        if b.sock is not None:
+            b.stop()
+
+
+@pytest.fixture
+def backends(make_backends):
+    """Three Backends: the endpoints of a cluster one of which the test breaks."""
+    return make_backends(3)
+
+
+@pytest.fixture
+def backend(make_backends):
+    return make_backends(1)[0]
 
 
 @pytest.fixture

@@ -672,11 +672,14 @@ cdef class Exchange:
         cdef Cluster cluster = self.cluster
         cdef HeaderBlock h = self.req
         cdef bytes key = None
-        cdef int ei, draws = 0, n = len(cluster.endpoints)
-        cdef unsigned long long every = (<unsigned long long>0xFFFFFFFFFFFFFFFF if n >= 64
-                                         else ((<unsigned long long>1) << n) - 1)
-        if self.tried != 0 and self.tried & every == every:
-            self.tried = 0            # every one was tried: the balancer's own order again
+        cdef int ei, draws = 0, n
+        cdef unsigned long long every
+        if self.tried != 0:           # a retry (the first pick skips this)
+            n = len(cluster.endpoints)
+            every = (<unsigned long long>0xFFFFFFFFFFFFFFFF if n >= 64
+                     else ((<unsigned long long>1) << n) - 1)
+            if self.tried & every == every:
+                self.tried = 0        # every one was tried: the balancer's own order again
         if cluster.hash_kind == HASH_HEADER:
             key = h.get(cluster.hash_name)
         elif cluster.hash_kind == HASH_CLIENT_IP:

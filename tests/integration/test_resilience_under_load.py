@@ -9,17 +9,7 @@ import time
 
 import pytest
 
-from backends import Backend
 from support import eventually, free_port, simple_config
-
-
-@pytest.fixture
-def backends():
-    made = [Backend() for _ in range(3)]
-    yield made
-    for b in made:
-        if b.sock is not None:
-            b.stop()
 
 
 class Load:

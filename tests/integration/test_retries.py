@@ -1,5 +1,5 @@
 """Retries (issue 11, item 1 and 2): a route's retry policy against real faulty upstreams
-(tests/backends.py) — what is retried and what is not, the body replayed, x-sluice-attempt, the
+(tests/make_backends.py) — what is retried and what is not, the body replayed, x-sluice-attempt, the
 attempts in the access log, per-try timeouts, and the retry budget against a storm
 (engine/_fast/exchange.pyx may_retry / schedule_retry / retry_now)."""
 from __future__ import annotations
@@ -10,23 +10,8 @@ import time
 
 import pytest
 
-from backends import Backend, InFlight
+from backends import InFlight
 from support import free_port, metric, simple_config
-
-
-@pytest.fixture
-def backends():
-    made: list[Backend] = []
-
-    def make(n: int) -> list[Backend]:
-        new = [Backend() for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for b in made:
-        if b.sock is not None:
-            b.stop()
 
 
 def request(s, method="GET", path="/work", body=None, headers=None, timeout=20):
@@ -52,8 +37,8 @@ def dead_address() -> str:
     return f"127.0.0.1:{free_port()}"          # nothing listens there: connections are refused
 
 
-def test_a_refused_connection_is_retried_on_another_endpoint(backends, start_sluice):
-    good, = backends(1)
+def test_a_refused_connection_is_retried_on_another_endpoint(make_backends, start_sluice):
+    good, = make_backends(1)
     s = start_sluice(config([dead_address(), good.address],
                             retry={"attempts": 2, "on": ["connect-failure"]}))
     statuses = [request(s)[0] for _ in range(20)]
@@ -68,8 +53,8 @@ def test_a_refused_connection_is_retried_on_another_endpoint(backends, start_slu
         attempts.count("2")
 
 
-def test_without_a_policy_nothing_is_retried(backends, start_sluice):
-    good, bad = backends(2)
+def test_without_a_policy_nothing_is_retried(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 503
     s = start_sluice(config([good.address, bad.address]))
     statuses = [request(s)[0] for _ in range(10)]
@@ -78,8 +63,8 @@ def test_without_a_policy_nothing_is_retried(backends, start_sluice):
     assert {rec["attempts"] for rec in s.access_log()} == {1}
 
 
-def test_a_503_is_retried_and_never_reaches_the_client(backends, start_sluice):
-    good, bad = backends(2)
+def test_a_503_is_retried_and_never_reaches_the_client(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 503
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 1, "on": ["gateway-error"]}))
@@ -89,8 +74,8 @@ def test_a_503_is_retried_and_never_reaches_the_client(backends, start_sluice):
     assert metric(s, "sluice_retry_successes_total", cluster="up") >= 5
 
 
-def test_a_retriable_status_is_retried_only_when_listed(backends, start_sluice):
-    good, bad = backends(2)
+def test_a_retriable_status_is_retried_only_when_listed(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 409
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 1, "on": ["retriable-status"],
@@ -100,8 +85,8 @@ def test_a_retriable_status_is_retried_only_when_listed(backends, start_sluice):
     assert sorted(request(s)[0] for _ in range(10)) == [200] * 5 + [500] * 5
 
 
-def test_attempts_run_out_and_the_last_answer_goes_to_the_client(backends, start_sluice):
-    one, two = backends(2)
+def test_attempts_run_out_and_the_last_answer_goes_to_the_client(make_backends, start_sluice):
+    one, two = make_backends(2)
     one.status = two.status = 503
     s = start_sluice(config([one.address, two.address],
                             retry={"attempts": 3, "on": ["5xx"],
@@ -116,8 +101,8 @@ def test_attempts_run_out_and_the_last_answer_goes_to_the_client(backends, start
     assert s.access_log()[-1]["attempts"] == 4
 
 
-def test_post_is_not_retried_unless_the_route_says_so(backends, start_sluice):
-    good, bad = backends(2)
+def test_post_is_not_retried_unless_the_route_says_so(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 503
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 1, "on": ["5xx"]}))
@@ -125,8 +110,8 @@ def test_post_is_not_retried_unless_the_route_says_so(backends, start_sluice):
     assert statuses.count(503) == 5                  # not idempotent: not retried by default
 
 
-def test_a_retried_body_arrives_whole_and_a_long_one_is_not_retried(backends, start_sluice):
-    good, bad = backends(2)
+def test_a_retried_body_arrives_whole_and_a_long_one_is_not_retried(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 503
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 1, "on": ["5xx"], "methods": ["POST"]}))
@@ -147,8 +132,8 @@ def test_a_retried_body_arrives_whole_and_a_long_one_is_not_retried(backends, st
     assert good.requests[-1]["body"] == b"a" * 1000 + b"b" * 1000
 
 
-def test_a_reset_before_the_response_is_retried_and_one_after_is_not(backends, start_sluice):
-    good, bad = backends(2)
+def test_a_reset_before_the_response_is_retried_and_one_after_is_not(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.fault = "reset"
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 1, "on": ["reset"]}))
@@ -165,16 +150,16 @@ def test_a_reset_before_the_response_is_retried_and_one_after_is_not(backends, s
     assert broken == 5
 
 
-def test_connect_failure_only_policy_does_not_retry_a_503(backends, start_sluice):
-    good, bad = backends(2)
+def test_connect_failure_only_policy_does_not_retry_a_503(make_backends, start_sluice):
+    good, bad = make_backends(2)
     bad.status = 503
     s = start_sluice(config([good.address, bad.address],
                             retry={"attempts": 2, "on": ["connect-failure"]}))
     assert sorted(request(s)[0] for _ in range(10)) == [200] * 5 + [503] * 5
 
 
-def test_a_per_try_timeout_is_retried_like_a_reset(backends, start_sluice):
-    good, slow = backends(2)
+def test_a_per_try_timeout_is_retried_like_a_reset(make_backends, start_sluice):
+    good, slow = make_backends(2)
     slow.fault = "hang"
     s = start_sluice(config([good.address, slow.address], timeout="10s",
                             retry={"attempts": 1, "on": ["reset"], "per_try_timeout": "500ms"}))
@@ -189,10 +174,10 @@ def test_a_per_try_timeout_is_retried_like_a_reset(backends, start_sluice):
 
 
 @pytest.mark.parametrize("per_try", [0.5, 1.0])
-def test_a_per_try_timeout_fires_at_its_value(backends, start_sluice, per_try):
+def test_a_per_try_timeout_fires_at_its_value(make_backends, start_sluice, per_try):
     """Two hanging endpoints, one retry: the client's 504 comes after two per-try timeouts
     (and at most one backoff of 2 ms), within 10%."""
-    one, two = backends(2)
+    one, two = make_backends(2)
     one.fault = two.fault = "hang"
     s = start_sluice(config([one.address, two.address], timeout="30s",
                             retry={"attempts": 1, "on": ["reset"],
@@ -206,8 +191,8 @@ def test_a_per_try_timeout_fires_at_its_value(backends, start_sluice, per_try):
     assert len(one.requests) == 1 and len(two.requests) == 1
 
 
-def test_the_route_timeout_bounds_every_try_and_backoff(backends, start_sluice):
-    one, two = backends(2)
+def test_the_route_timeout_bounds_every_try_and_backoff(make_backends, start_sluice):
+    one, two = make_backends(2)
     one.fault = two.fault = "hang"
     s = start_sluice(config([one.address, two.address], timeout="1s",
                             retry={"attempts": 5, "on": ["reset"], "per_try_timeout": "400ms"}))
@@ -218,11 +203,11 @@ def test_the_route_timeout_bounds_every_try_and_backoff(backends, start_sluice):
     assert 0.9 <= elapsed <= 1.15, elapsed
 
 
-def test_a_retry_storm_stays_within_the_retry_budget(backends, start_sluice):
+def test_a_retry_storm_stays_within_the_retry_budget(make_backends, start_sluice):
     """Every endpoint fails slowly, 24 clients at once, 3 retries each allowed: retries in
     flight at the upstreams never pass the budget (20% of the requests in flight, at least 2),
     node-wide over 2 workers, and the refused retries are counted."""
-    one, two = backends(2)
+    one, two = make_backends(2)
     retries = InFlight()
     for b in (one, two):
         b.status = 503
@@ -254,8 +239,8 @@ def test_a_retry_storm_stays_within_the_retry_budget(backends, start_sluice):
                   breaker="retries") > 0
 
 
-def test_max_retries_caps_retries_in_flight(backends, start_sluice):
-    one, = backends(1)
+def test_max_retries_caps_retries_in_flight(make_backends, start_sluice):
+    one, = make_backends(1)
     one.status = 503
     one.delay = 0.3
     s = start_sluice(config([one.address], timeout="30s",
@@ -272,10 +257,10 @@ def test_max_retries_caps_retries_in_flight(backends, start_sluice):
                   breaker="retries") > 0
 
 
-def test_an_http2_client_upload_is_replayed_on_the_retry(backends, start_sluice):
+def test_an_http2_client_upload_is_replayed_on_the_retry(make_backends, start_sluice):
     import httpx
 
-    good, bad = backends(2)
+    good, bad = make_backends(2)
     bad.status = 503
     c = config([good.address, bad.address],
                retry={"attempts": 1, "on": ["5xx"], "methods": ["POST"]})
